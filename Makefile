@@ -1,0 +1,34 @@
+# corpusforge: `make corpus` builds the sample corpus, `make test` runs the suite.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+RECIPE ?= pipelines/sample.toml
+
+.PHONY: corpus test train bench venv clean
+
+# torch is pinned to the CPU wheel on this machine's disk first; a loose spec would download CUDA builds.
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || (echo "need $(PYTHON) (Python 3.11+)"; exit 1)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "torch==2.13.0" || $(PY) -m pip install -q "torch>=2.4"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+corpus: $(STAMP)
+	$(VENV)/bin/corpusforge run $(RECIPE)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+train: $(STAMP)
+	$(VENV)/bin/corpusforge train pretrain --corpus build/sample/corpus --out build/train-tiny --preset tiny
+
+bench: $(STAMP)
+	$(PY) -m bench.run_all
+
+clean:
+	rm -rf build

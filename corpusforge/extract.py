@@ -1,0 +1,232 @@
+"""HTML bytes -> main text and title: charset decoding, then trafilatura under a hard per-page time limit.
+
+trafilatura runs in a child process (`python -m corpusforge.extract`) that is killed and restarted when a page
+exceeds its time limit: lxml's C code cannot be interrupted in-thread, and Dask runs tasks off the main thread where
+signals cannot reach, so a separate process is the only place a hung extraction can really be stopped.
+"""
+
+from __future__ import annotations
+
+import codecs
+import dataclasses
+import os
+import pickle
+import re
+import select
+import struct
+import subprocess
+import sys
+import threading
+from typing import Any
+
+# WHATWG: labels that browsers decode as a superset encoding.
+_SUPERSETS = {"gb2312": "gb18030", "gbk": "gb18030", "iso-8859-1": "windows-1252", "latin-1": "windows-1252",
+              "ascii": "windows-1252", "us-ascii": "windows-1252", "iso-8859-9": "windows-1254",
+              "tis-620": "windows-874", "ks_c_5601-1987": "euc-kr", "x-sjis": "shift_jis", "shift-jis": "shift_jis"}
+_HTTP_CHARSET = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.I)
+_META_CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?\s*([\w.:-]+)", re.I)
+
+
+class DecodeError(ValueError):
+    """No charset decodes the page."""
+
+
+def _codec(label: str | None) -> str | None:
+    if not label:
+        return None
+    label = label.strip().strip("\"'").lower()
+    label = _SUPERSETS.get(label, label)
+    try:
+        return codecs.lookup(label).name
+    except LookupError:
+        return None
+
+
+def http_charset(content_type: str | None) -> str | None:
+    """The charset named in an HTTP Content-Type header, if any and known."""
+    match = _HTTP_CHARSET.search(content_type or "")
+    return _codec(match.group(1)) if match else None
+
+
+def decode_html(body: bytes, content_type: str | None = None) -> tuple[str, str]:
+    """Decode an HTML body: the HTTP charset first, then the page's meta charset, then detection.
+
+    Returns (text, codec name used). A declared charset that fails to decode strictly falls through to the next
+    rule. Raises DecodeError when nothing decodes the bytes (binary data served as text/html).
+    """
+    candidates = [http_charset(content_type)]
+    meta = _META_CHARSET.search(body[:8192])
+    candidates.append(_codec(meta.group(1).decode("ascii", "ignore")) if meta else None)
+    if body.startswith(codecs.BOM_UTF8):
+        candidates.insert(0, "utf-8-sig")
+    for codec in filter(None, candidates):
+        try:
+            return body.decode(codec), codec
+        except (UnicodeDecodeError, LookupError):
+            continue
+    try:
+        return body.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(body[:200_000]).best()
+    if best is None:
+        raise DecodeError("no charset decodes the page (HTTP, meta and detection all failed)")
+    codec = _codec(best.encoding) or best.encoding
+    text = body.decode(codec, errors="replace")
+    if text.count("\ufffd") > max(8, len(text) // 100):
+        raise DecodeError(f"page does not decode: {text.count(chr(0xfffd))} undecodable characters as {codec}")
+    return text, codec
+
+
+# --------------------------------------------------------------------------------------------------- extraction
+@dataclasses.dataclass(frozen=True)
+class ExtractOptions:
+    """trafilatura settings. `mode`: "fast" (no fallback extractors), "balanced" (trafilatura's default),
+    "precision" or "recall"."""
+
+    mode: str = "fast"
+    include_tables: bool = True
+    include_comments: bool = False
+    timeout_s: float = 10.0
+    max_html_bytes: int = 5_000_000
+
+
+def extract_in_process(html: str, url: str | None, options: ExtractOptions) -> tuple[str | None, str | None]:
+    """(title, main text) of an HTML page with trafilatura, in this process (no time limit)."""
+    import trafilatura
+
+    doc = trafilatura.bare_extraction(
+        html, url=url, fast=options.mode == "fast", favor_precision=options.mode == "precision",
+        favor_recall=options.mode == "recall", include_comments=options.include_comments,
+        include_tables=options.include_tables, with_metadata=True, deduplicate=False)
+    if doc is None:
+        return None, None
+    return (getattr(doc, "title", None) or None), (getattr(doc, "text", None) or None)
+
+
+class ExtractionTimeout(RuntimeError):
+    """A page took longer than the time limit; its extraction process was killed."""
+
+
+class ExtractionFailed(RuntimeError):
+    """trafilatura raised on a page."""
+
+
+class Extractor:
+    """Extraction in a long-lived child process, restarted after a timeout or crash. Thread-safe, one page at a
+    time; reuse one per worker process (see `shared_extractor`)."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+        self.restarts = 0
+
+    def _start(self) -> subprocess.Popen:
+        if self._proc is None or self._proc.poll() is not None:
+            env = dict(os.environ, PYTHONUNBUFFERED="1")
+            self._proc = subprocess.Popen([sys.executable, "-m", "corpusforge.extract"], stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, bufsize=0)
+        return self._proc
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+            self.restarts += 1
+
+    def extract(self, html: str, url: str | None, options: ExtractOptions) -> tuple[str | None, str | None]:
+        """(title, text); raises ExtractionTimeout or ExtractionFailed."""
+        with self._lock:
+            proc = self._start()
+            payload = pickle.dumps((html, url, options), protocol=pickle.HIGHEST_PROTOCOL)
+            try:
+                proc.stdin.write(struct.pack("<Q", len(payload)) + payload)
+                proc.stdin.flush()
+                reply = _read_message(proc.stdout, options.timeout_s)
+            except ExtractionTimeout:
+                self._kill()
+                raise ExtractionTimeout(f"extraction exceeded {options.timeout_s:g}s; process killed") from None
+            except (BrokenPipeError, EOFError, OSError) as exc:
+                self._kill()
+                raise ExtractionFailed(f"extraction process died: {exc}") from None
+            status, value = pickle.loads(reply)
+            if status == "error":
+                raise ExtractionFailed(value)
+            return value
+
+    def close(self) -> None:
+        with self._lock:
+            if self._proc is not None:
+                self._proc.stdin.close()
+                try:
+                    self._proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
+                self._proc = None
+
+    def __enter__(self) -> Extractor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+_shared: Extractor | None = None
+
+
+def shared_extractor() -> Extractor:
+    """The process-wide Extractor (one child process per Dask worker process)."""
+    global _shared
+    if _shared is None:
+        _shared = Extractor()
+    return _shared
+
+
+def _read_exact(stream, n: int, deadline_s: float | None) -> bytes:
+    import time
+
+    end = None if deadline_s is None else time.monotonic() + deadline_s
+    chunks, got = [], 0
+    fd = stream.fileno()
+    while got < n:
+        if end is not None:
+            left = end - time.monotonic()
+            ready, _, _ = select.select([fd], [], [], max(left, 0))
+            if not ready:
+                raise ExtractionTimeout()
+        chunk = os.read(fd, min(n - got, 1 << 20))
+        if not chunk:
+            raise EOFError("pipe closed")
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def _read_message(stream, deadline_s: float | None) -> bytes:
+    (size,) = struct.unpack("<Q", _read_exact(stream, 8, deadline_s))
+    return _read_exact(stream, size, deadline_s)
+
+
+def _serve() -> None:
+    """Child-process loop: read (html, url, options), answer ("ok", (title, text)) or ("error", message)."""
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    while True:
+        try:
+            request = _read_message(stdin, None)
+        except EOFError:
+            return
+        html, url, options = pickle.loads(request)
+        try:
+            reply = ("ok", extract_in_process(html, url, options))
+        except Exception as exc:  # reported per page by the caller; the process stays up
+            reply = ("error", f"{type(exc).__name__}: {exc}")
+        data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+        stdout.write(struct.pack("<Q", len(data)) + data)
+        stdout.flush()
+
+
+if __name__ == "__main__":
+    _serve()

@@ -1,0 +1,31 @@
+"""Run a recipe: open one Dask client for the whole run and call each configured stage in data-flow order."""
+
+from __future__ import annotations
+
+import time
+
+from corpusforge import recipe as recipe_mod
+from corpusforge.runtime import StageSummary, dask_client, write_json_atomic
+
+
+def run_recipe(rec: recipe_mod.Recipe, only: list[str] | None = None, console=None) -> list[StageSummary | None]:
+    """Run the recipe's stages (or just `only`), sharing one Dask client; write `<output>/_run.json` at the end."""
+    from rich.console import Console
+
+    console = console or Console(stderr=True)
+    stages = [(s, c) for s, c in rec.stage_configs() if not only or s.name in only]
+    summaries: list[StageSummary | None] = []
+    timings: dict[str, float] = {}
+    with dask_client(rec.run.scheduler, rec.run.workers) as client:
+        ctx = recipe_mod.RunContext(run=rec.run, client=client, console=console, recipe=rec)
+        for stage, config in stages:
+            console.rule(f"[bold]{stage.name}")
+            t0 = time.perf_counter()
+            summaries.append(stage.run_function()(config, ctx))
+            timings[stage.name] = round(time.perf_counter() - t0, 2)
+    write_json_atomic(ctx.output("_run.json"), {
+        "recipe": str(rec.path), "stages": timings,
+        "summaries": {s.name: (m.to_json() if m else None) for (s, _), m in zip(stages, summaries)},
+    })
+    console.print(f"done: {', '.join(f'{k} {v:.1f}s' for k, v in timings.items())}; outputs in {rec.run.output}")
+    return summaries

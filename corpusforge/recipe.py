@@ -1,0 +1,185 @@
+"""Recipes (`pipelines/*.toml`): load, validate once with errors that name the key, and list the stages to run.
+
+A recipe is a TOML file. `[run]` holds settings for the whole run; each other top-level table configures one stage
+and is validated against that stage's config dataclass (unknown keys, wrong types and bad values are refused at
+load, before any work starts). `corpusforge run RECIPE` runs the stages present in the order of `STAGES`.
+Relative paths in a recipe are relative to the directory `corpusforge run` is started from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+
+class RecipeError(ValueError):
+    """A recipe is invalid; the message names the file and the key."""
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """`[run]`: where outputs go and how the work is scheduled."""
+
+    output: str = "build/corpus"
+    workers: int | None = None
+    scheduler: str | None = None
+    seed: int = 1234
+    fail_on_error: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """A recipe section: its name, config dataclass and runner (as "module:attr" so loading stays cheap)."""
+
+    name: str
+    config: str
+    runner: str
+
+    def config_class(self) -> type:
+        return _resolve(self.config)
+
+    def run_function(self):
+        return _resolve(self.runner)
+
+
+# The order stages run in. Each runner is `run_stage(config, ctx: RunContext) -> StageSummary | None`.
+STAGES: list[Stage] = [
+    Stage("sample", "corpusforge.sample:SampleConfig", "corpusforge.sample:run_stage"),
+    Stage("commoncrawl", "corpusforge.sources.commoncrawl:CommonCrawlConfig", "corpusforge.sources.commoncrawl:run_stage"),
+    # <stages: add new stages above this line, in data-flow order>
+]
+
+
+def _resolve(spec: str):
+    module, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+@dataclasses.dataclass
+class Recipe:
+    path: Path
+    run: RunConfig
+    sections: dict[str, Any]  # stage name -> validated config dataclass instance, in STAGES order
+    raw: dict[str, Any]
+
+    def stage_configs(self) -> list[tuple[Stage, Any]]:
+        return [(s, self.sections[s.name]) for s in STAGES if s.name in self.sections]
+
+
+def load(path: str | Path) -> Recipe:
+    """Read and validate a recipe; raise RecipeError naming the file and key on any problem."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: no such recipe") from None
+    except tomllib.TOMLDecodeError as err:
+        raise RecipeError(f"{path}: not valid TOML: {err}") from None
+    known = {s.name: s for s in STAGES}
+    unknown = sorted(set(raw) - set(known) - {"run"})
+    if unknown:
+        raise RecipeError(f"{path}: unknown section(s) {unknown}; known: run, {', '.join(known)}")
+    run = from_dict(RunConfig, raw.get("run", {}), f"{path}: [run]")
+    sections = {name: from_dict(stage.config_class(), raw[name], f"{path}: [{name}]")
+                for name, stage in known.items() if name in raw}
+    return Recipe(path=path, run=run, sections=sections, raw=raw)
+
+
+def from_dict(cls: type, data: Any, where: str) -> Any:
+    """Build dataclass `cls` from `data`, checking keys and types; errors say `where` and the key."""
+    if not isinstance(data, dict):
+        raise RecipeError(f"{where}: expected a table, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise RecipeError(f"{where}: unknown key(s) {unknown}; allowed: {', '.join(fields)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, f"{where} {name}")
+    missing = [n for n, f in fields.items() if n not in kwargs and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise RecipeError(f"{where}: missing required key(s) {missing}")
+    try:
+        obj = cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise RecipeError(f"{where}: {err}") from None
+    check = getattr(obj, "validate", None)
+    if check is not None:
+        try:
+            check()
+        except ValueError as err:
+            raise RecipeError(f"{where}: {err}") from None
+    return obj
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, where)
+            except RecipeError as err:
+                errors.append(str(err))
+        raise RecipeError(errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {hint}")
+    if origin is typing.Literal:
+        if value not in typing.get_args(hint):
+            raise RecipeError(f"{where}: must be one of {list(typing.get_args(hint))}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, list):
+            raise RecipeError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+        (arg, *_) = typing.get_args(hint) or (Any,)
+        return [_coerce(arg, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise RecipeError(f"{where}: expected a table, got {type(value).__name__}")
+        _, varg = typing.get_args(hint) or (str, Any)
+        return {k: _coerce(varg, v, f"{where}.{k}") for k, v in value.items()}
+    if hint is Any:
+        return value
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, where)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise RecipeError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise RecipeError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise RecipeError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise RecipeError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise RecipeError(f"{where}: unsupported type {hint}")
+
+
+@dataclasses.dataclass
+class RunContext:
+    """What a stage runner gets besides its own config: the run settings, the shared Dask client, the console and
+    the recipe (so a stage can find another stage's output folder)."""
+
+    run: RunConfig
+    client: Any
+    console: Any
+    recipe: Recipe | None = None
+
+    def output(self, *parts: str) -> Path:
+        return Path(self.run.output, *parts)

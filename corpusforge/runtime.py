@@ -1,0 +1,312 @@
+"""Running stages: the Dask client, mapping a per-file task over inputs with progress, atomic writes, and the
+`_errors.jsonl` / `_summary.json` files every stage leaves in its output folder.
+
+A stage's per-file task is a plain function `task(item, out_dir, config) -> FileReport`. It runs on a Dask worker,
+streams its one input, writes its output atomically and returns a small report (counts and errors, never data), so
+memory stays bounded by one input per worker whatever the number of inputs. The same code runs on a LocalCluster or
+on a cluster named by `--scheduler tcp://host:8786`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from corpusforge import schema as schema_mod
+
+ERRORS_FILE = "_errors.jsonl"
+SUMMARY_FILE = "_summary.json"
+REPORT_KEY = b"corpusforge.report"
+
+
+# ---------------------------------------------------------------------------------------------------------- writes
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds.
+
+    Readers never see a partial file: the temporary name starts with a dot and ends in `.tmp`, which no reader globs.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+class ShardWriter:
+    """Write record batches of one schema to a Parquet file atomically, a row group at a time.
+
+    Use as a context manager; the file appears under its final name only when the block exits cleanly. The task's
+    FileReport (if given to `close`) is stored in the file's metadata so a re-run can skip the input and still
+    report its counts.
+    """
+
+    def __init__(self, path: str | os.PathLike, schema_name: str = "document", row_group_rows: int = 2048):
+        self.path = Path(path)
+        self.schema = schema_mod.arrow_schema(schema_name)
+        self.row_group_rows = row_group_rows
+        self.rows = 0
+        self._buffer: list[dict[str, Any]] = []
+        self._ctx = atomic_path(self.path)
+        self._writer: pq.ParquetWriter | None = None
+        self._report: dict[str, Any] | None = None
+
+    def __enter__(self) -> ShardWriter:
+        self._tmp = self._ctx.__enter__()
+        return self
+
+    def write_rows(self, rows: Sequence[dict[str, Any]]) -> None:
+        self._buffer.extend(rows)
+        if len(self._buffer) >= self.row_group_rows:
+            self._flush()
+
+    def write_table(self, table: pa.Table) -> None:
+        self._flush()
+        self._open().write_table(table.select(self.schema.names).cast(self.schema), row_group_size=self.row_group_rows)
+        self.rows += table.num_rows
+
+    def set_report(self, report: FileReport) -> None:
+        self._report = dataclasses.asdict(report)
+
+    def _open(self) -> pq.ParquetWriter:
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd", write_statistics=True)
+        return self._writer
+
+    def _flush(self) -> None:
+        if self._buffer:
+            table = pa.Table.from_pydict(
+                {f.name: [r.get(f.name) for r in self._buffer] for f in self.schema}, schema=self.schema
+            )
+            self._open().write_table(table, row_group_size=self.row_group_rows)
+            self.rows += table.num_rows
+            self._buffer = []
+
+    def __exit__(self, exc_type, exc, tb) -> bool | None:
+        try:
+            if exc_type is None:
+                self._flush()
+                writer = self._open()
+                if self._report is not None:
+                    writer.add_key_value_metadata({REPORT_KEY: json.dumps(self._report, default=str).encode()})
+                writer.close()
+            elif self._writer is not None:
+                self._writer.close()
+        except BaseException:
+            self._ctx.__exit__(*sys.exc_info())
+            raise
+        return self._ctx.__exit__(exc_type, exc, tb)
+
+
+def read_report(path: str | os.PathLike) -> FileReport | None:
+    """The FileReport a ShardWriter stored in a finished Parquet file, or None."""
+    try:
+        meta = pq.read_metadata(path).metadata or {}
+    except Exception:  # an unreadable file is not finished output: redo it
+        return None
+    raw = meta.get(REPORT_KEY)
+    return FileReport(**json.loads(raw)) if raw else None
+
+
+def output_name(item: str, suffix: str = ".parquet") -> str:
+    """A stable output file name for an input path or URL: its stem plus a short hash of the full name, so two
+    inputs with the same base name in different folders never collide."""
+    base = str(item).rstrip("/").rsplit("/", 1)[-1]
+    for ext in (".gz", ".bz2", ".zst", ".xz", ".lz4", ".warc", ".arc", ".xml", ".txt", ".epub", ".json", ".jsonl"):
+        if base.endswith(ext):
+            base = base[: -len(ext)]
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in base)[:80] or "input"
+    return f"{safe}-{hashlib.sha1(str(item).encode()).hexdigest()[:8]}{suffix}"
+
+
+# --------------------------------------------------------------------------------------------------------- reports
+@dataclasses.dataclass
+class FileReport:
+    """What one per-file task did: counters (records, documents, drop reasons...), documents written by language,
+    errors (each a dict with file, offset, stage, reason), the output written and the seconds taken."""
+
+    input: str
+    output: str | None = None
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    by_lang: dict[str, int] = dataclasses.field(default_factory=dict)
+    errors: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+    bytes_in: int = 0
+    resumed: bool = False
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + n
+
+    def error(self, reason: str, *, offset: int | None = None, stage: str = "read", **extra: Any) -> None:
+        self.errors.append({"file": self.input, "offset": offset, "stage": stage, "reason": reason, **extra})
+        self.count("errors")
+
+
+@dataclasses.dataclass
+class StageSummary:
+    """The aggregate of a stage's FileReports, written as `_summary.json` and printed as a table."""
+
+    stage: str
+    files: int = 0
+    resumed_files: int = 0
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    by_lang: dict[str, int] = dataclasses.field(default_factory=dict)
+    errors: int = 0
+    bytes_in: int = 0
+    seconds: float = 0.0
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def add(self, report: FileReport) -> None:
+        self.files += 1
+        self.resumed_files += int(report.resumed)
+        self.counts = dict(Counter(self.counts) + Counter(report.counts))
+        self.by_lang = dict(Counter(self.by_lang) + Counter(report.by_lang))
+        self.errors += len(report.errors)
+        self.bytes_in += report.bytes_in
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["by_lang"] = dict(sorted(self.by_lang.items(), key=lambda kv: (-kv[1], kv[0])))
+        out["counts"] = dict(sorted(self.counts.items()))
+        return out
+
+
+def finish_stage(out_dir: str | os.PathLike, summary: StageSummary, errors: list[dict[str, Any]],
+                 console: Any = None) -> StageSummary:
+    """Write `_errors.jsonl` and `_summary.json` into `out_dir` (atomically) and print the summary table."""
+    out_dir = Path(out_dir)
+    errors = sorted(errors, key=lambda e: (str(e.get("file")), e.get("offset") or 0, str(e.get("reason"))))
+    write_text_atomic(out_dir / ERRORS_FILE, "".join(json.dumps(e, default=str, ensure_ascii=False) + "\n" for e in errors))
+    write_json_atomic(out_dir / SUMMARY_FILE, summary.to_json())
+    print_summary(summary, console=console)
+    return summary
+
+
+def print_summary(summary: StageSummary, console: Any = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console(stderr=True)
+    table = Table(title=f"{summary.stage}: summary", show_header=True, header_style="bold")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("files", f"{summary.files:,}" + (f" ({summary.resumed_files} resumed)" if summary.resumed_files else ""))
+    for key, value in sorted(summary.counts.items()):
+        table.add_row(key.replace("_", " "), f"{value:,}")
+    table.add_row("errors", f"{summary.errors:,}")
+    table.add_row("bytes in", f"{summary.bytes_in:,}")
+    table.add_row("seconds", f"{summary.seconds:.1f}")
+    console.print(table)
+    if summary.by_lang:
+        langs = ", ".join(f"{k} {v}" for k, v in list(summary.to_json()["by_lang"].items())[:15])
+        console.print(f"documents by language: {langs}")
+
+
+# ------------------------------------------------------------------------------------------------------------ dask
+@contextlib.contextmanager
+def dask_client(scheduler: str | None = None, workers: int | None = None, threads_per_worker: int = 1):
+    """A `distributed.Client`: connected to `scheduler` (tcp://host:port) when given, else to a LocalCluster of
+    `workers` processes (default: one per core) with one thread each."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        with Client(scheduler) as client:
+            yield client
+        return
+    n = workers or os.cpu_count() or 1
+    with LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
+                      dashboard_address=None, silence_logs=40) as cluster, Client(cluster) as client:
+        yield client
+
+
+def map_files(task: Callable[..., FileReport], items: Sequence[str], out_dir: str | os.PathLike, config: Any, *,
+              stage: str, client: Any = None, scheduler: str | None = None, workers: int | None = None,
+              kept_key: str = "documents", console: Any = None) -> tuple[StageSummary, list[FileReport]]:
+    """Run `task(item, out_dir, config)` for every item on Dask, with a live progress bar, and finish the stage.
+
+    Returns the summary and the per-file reports in input order. Pass an existing `client` to reuse it; otherwise one
+    is made from `scheduler`/`workers` for this call.
+    """
+    from distributed import as_completed
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = console or Console(stderr=True)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = StageSummary(stage=stage)
+    t0 = time.perf_counter()
+    reports: dict[int, FileReport] = {}
+    with contextlib.ExitStack() as stack:
+        if client is None:
+            client = stack.enter_context(dask_client(scheduler, workers))
+        futures = [client.submit(task, item, str(out_dir), config, key=f"{stage}-{i}-{output_name(item, '')}",
+                                 pure=False) for i, item in enumerate(items)]
+        index = {f.key: i for i, f in enumerate(futures)}
+        progress = Progress(TextColumn(f"[bold]{stage}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            TextColumn("{task.fields[status]}"), console=console, transient=False,
+                            disable=not console.is_terminal and not os.environ.get("CORPUSFORGE_PROGRESS"))
+        with progress:
+            bar = progress.add_task(stage, total=len(futures), status="")
+            for future in as_completed(futures):
+                i = index[future.key]
+                try:
+                    report = future.result()
+                except Exception as exc:  # the task itself crashed: report it, keep going with the other files
+                    report = FileReport(input=str(items[i]))
+                    report.error(f"task failed: {type(exc).__name__}: {exc}", stage=stage)
+                reports[i] = report
+                summary.add(report)
+                rate = summary.counts.get(kept_key, 0) / max(time.perf_counter() - t0, 1e-9)
+                progress.update(bar, advance=1, status=f"{kept_key} {summary.counts.get(kept_key, 0):,} "
+                                f"({rate:,.1f}/s) errors {summary.errors}")
+                if not progress.disable:
+                    continue
+                console.print(f"{stage}: {len(reports)}/{len(futures)} files, {kept_key} "
+                              f"{summary.counts.get(kept_key, 0):,} ({rate:,.1f}/s), errors {summary.errors}",
+                              highlight=False)
+    summary.seconds = time.perf_counter() - t0
+    ordered = [reports[i] for i in range(len(items))]
+    errors = [e for r in ordered for e in r.errors]
+    finish_stage(out_dir, summary, errors, console=console)
+    return summary, ordered
+
+
+def resume_or_none(out_path: str | os.PathLike, item: str) -> FileReport | None:
+    """If `out_path` is a finished output of `item` from an earlier run, its report (marked resumed), else None."""
+    if not Path(out_path).exists():
+        return None
+    report = read_report(out_path)
+    if report is None or report.input != str(item):
+        return None
+    report.resumed = True
+    return report
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
