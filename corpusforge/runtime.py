@@ -164,7 +164,6 @@ class FileReport:
 
     def error(self, reason: str, *, offset: int | None = None, stage: str = "read", **extra: Any) -> None:
         self.errors.append({"file": self.input, "offset": offset, "stage": stage, "reason": reason, **extra})
-        self.count("errors")
 
 
 @dataclasses.dataclass
@@ -246,8 +245,10 @@ def dask_client(scheduler: str | None = None, workers: int | None = None, thread
 
 def map_files(task: Callable[..., FileReport], items: Sequence[str], out_dir: str | os.PathLike, config: Any, *,
               stage: str, client: Any = None, scheduler: str | None = None, workers: int | None = None,
-              kept_key: str = "documents", console: Any = None) -> tuple[StageSummary, list[FileReport]]:
-    """Run `task(item, out_dir, config)` for every item on Dask, with a live progress bar, and finish the stage.
+              kept_key: str = "documents", console: Any = None,
+              kwargs_for: Callable[[str], dict[str, Any]] | None = None) -> tuple[StageSummary, list[FileReport]]:
+    """Run `task(item, out_dir, config, **kwargs_for(item))` for every item on Dask, with a live progress bar, and
+    finish the stage (`_errors.jsonl`, `_summary.json`, summary table).
 
     Returns the summary and the per-file reports in input order. Pass an existing `client` to reuse it; otherwise one
     is made from `scheduler`/`workers` for this call.
@@ -266,7 +267,8 @@ def map_files(task: Callable[..., FileReport], items: Sequence[str], out_dir: st
         if client is None:
             client = stack.enter_context(dask_client(scheduler, workers))
         futures = [client.submit(task, item, str(out_dir), config, key=f"{stage}-{i}-{output_name(item, '')}",
-                                 pure=False) for i, item in enumerate(items)]
+                                 pure=False, **(kwargs_for(item) if kwargs_for else {}))
+                   for i, item in enumerate(items)]
         index = {f.key: i for i, f in enumerate(futures)}
         progress = Progress(TextColumn(f"[bold]{stage}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             TextColumn("{task.fields[status]}"), console=console, transient=False,
