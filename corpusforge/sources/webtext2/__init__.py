@@ -1,0 +1,122 @@
+"""WebText2: the pages Reddit submissions with a score of at least 3 link to, fetched politely and extracted.
+
+Three steps, each a library call the CLI and the `webtext2` recipe stage share:
+  1. links:   Pushshift dumps (`pushshift.collect`) or Reddit's API via praw (`reddit.collect`) -> the link table
+              `<links_dir>/links-*.parquet` (schemas/links.schema.json), filtered by `urls.LinkRules`.
+  2. fetch:   link table -> WARC files under `<output>/warc/` (`fetch.run`), politely and resumably.
+  3. extract: those WARCs -> document shards in `<output>` through the CommonCrawl path
+              (`commoncrawl.run`, source "webtext2"), with the link's Reddit score and subreddit as columns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from corpusforge import runtime
+from corpusforge.sources.webtext2.fetch import FetchConfig
+from corpusforge.sources.webtext2.reddit import RedditConfig
+from corpusforge.sources.webtext2.urls import LinkRules
+
+SOURCE = "webtext2"
+
+
+def extract_config(extract: dict[str, Any], inputs: list[str], output: str):
+    """The CommonCrawlConfig for extracting fetched WARCs: `extract` holds its settings (languages,
+    min_lang_score, mode, timeout_s, ...), checked like a recipe table (errors name the key)."""
+    from corpusforge import recipe
+    from corpusforge.sources.commoncrawl import CommonCrawlConfig
+
+    fixed = sorted({"inputs", "output", "base_url", "limit_files"} & set(extract))
+    if fixed:
+        raise ValueError(f"extract: {fixed} are set by the webtext2 stage itself")
+    return recipe.from_dict(CommonCrawlConfig, {**extract, "inputs": inputs, "output": output}, "extract")
+
+
+@dataclasses.dataclass
+class WebText2Config:
+    """`[webtext2]`: where the links come from (`pushshift` dumps or a `[webtext2.reddit]` table), the link
+    rules, the fetcher and the extraction settings. Outputs: `<output>/links/` (link table), `<output>/warc/`
+    (WARCs and fetch logs) and the document shards in `<output>`. `sample_site`: serve this folder (written by
+    the sample part "reddit") on loopback during the fetch and resolve `*.sample.invalid` to it."""
+
+    output: str = "build/corpus/webtext2"
+    pushshift: list[str] = dataclasses.field(default_factory=list)
+    reddit: RedditConfig | None = None
+    links: LinkRules = dataclasses.field(default_factory=LinkRules)
+    fetch: FetchConfig = dataclasses.field(default_factory=FetchConfig)
+    extract: dict[str, Any] = dataclasses.field(default_factory=dict)
+    sample_site: str | None = None
+
+    def validate(self) -> None:
+        if bool(self.pushshift) == (self.reddit is not None):
+            raise ValueError("give exactly one link source: `pushshift = [dump paths or globs]` or a "
+                             "[webtext2.reddit] table")
+        extract_config(self.extract, ["<fetched WARCs>"], self.output)
+
+    def links_dir(self) -> Path:
+        return Path(self.output) / "links"
+
+
+def collect_links(config: WebText2Config, *, client: Any = None, scheduler: str | None = None,
+                  workers: int | None = None, console: Any = None) -> runtime.StageSummary:
+    """Step 1: the configured source -> the link table in `config.links_dir()`."""
+    from corpusforge.sources.webtext2 import pushshift, reddit
+
+    kwargs = dict(client=client, scheduler=scheduler, workers=workers, console=console)
+    if config.reddit is not None:
+        return reddit.collect(config.reddit, config.links_dir(), config.links, **kwargs)
+    return pushshift.collect(config.pushshift, config.links_dir(), config.links, **kwargs)
+
+
+def fetch_and_extract(links_dir: str | Path, output: str | Path, fetch_config: FetchConfig,
+                      extract: dict[str, Any] | None = None, *, client: Any = None, scheduler: str | None = None,
+                      workers: int | None = None, console: Any = None) -> runtime.StageSummary:
+    """Steps 2 and 3: fetch the link table into `output/warc/`, then extract the WARCs into document shards in
+    `output`. Returns the extraction summary, with the fetch summary under extra["fetch"] (also in
+    `output/_summary.json`)."""
+    from corpusforge.sources import commoncrawl
+    from corpusforge.sources.webtext2 import fetch
+
+    output = Path(output)
+    cc_config = extract_config(extract or {}, [str(output / "warc" / "*.warc.gz")], str(output))
+    with runtime.dask_client(scheduler, workers) if client is None else contextlib.nullcontext(client) as client:
+        fetched = fetch.run(links_dir, output, fetch_config, client=client, console=console)
+        summary = commoncrawl.run(cc_config, output, client=client, source=SOURCE,
+                                  extra_columns_for=fetch.extra_columns, console=console)
+    summary.stage = SOURCE
+    summary.extra["fetch"] = fetched.to_json()
+    runtime.write_json_atomic(output / runtime.SUMMARY_FILE, summary.to_json())
+    return summary
+
+
+def run(config: WebText2Config, *, client: Any = None, scheduler: str | None = None, workers: int | None = None,
+        console: Any = None) -> runtime.StageSummary:
+    """The whole stage: links, fetch, extract (on one Dask client)."""
+    with runtime.dask_client(scheduler, workers) if client is None else contextlib.nullcontext(client) as client:
+        link_summary = collect_links(config, client=client, console=console)
+        with _sample_site(config.sample_site) as resolve:
+            fetch_config = dataclasses.replace(config.fetch, resolve={**config.fetch.resolve, **resolve})
+            summary = fetch_and_extract(config.links_dir(), config.output, fetch_config, config.extract,
+                                        client=client, console=console)
+    summary.extra["links"] = link_summary.to_json()
+    runtime.write_json_atomic(Path(config.output) / runtime.SUMMARY_FILE, summary.to_json())
+    return summary
+
+
+@contextlib.contextmanager
+def _sample_site(site: str | None):
+    """Serve the sample's pages on loopback for the fetch; yields the host overrides that point at them."""
+    if site is None:
+        yield {}
+        return
+    from corpusforge.sample import reddit as sample_reddit
+
+    with sample_reddit.serve(site) as address:
+        yield {f"*.{sample_reddit.DOMAIN}": address}
+
+
+def run_stage(config: WebText2Config, ctx) -> runtime.StageSummary:
+    return run(config, client=ctx.client, console=ctx.console)

@@ -1,0 +1,213 @@
+"""The polite fetcher against a real web server on loopback: robots.txt, per-host rate limits (measured), WARC
+request/response records, redirects and redirect loops, oversize bodies, retries, private addresses, and resume
+after the process is killed mid-fetch with no page fetched twice."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import socket
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from warcio.archiveiterator import ArchiveIterator
+
+from corpusforge import runtime
+from corpusforge.sources.webtext2 import fetch
+from corpusforge.sources.webtext2.links import candidate_row
+from webtext2_servers import Page, Site, wait_until
+
+HTML = ("<html><head><title>{title}</title></head><body><nav>Home | About</nav><article><h1>{title}</h1>"
+        "<p>{text}</p></article><footer>Contact</footer></body></html>")
+
+
+def page(title: str) -> Page:
+    return Page(HTML.format(title=title, text=f"This is the page called {title}. " * 30))
+
+
+def write_links(path: Path, urls: list[str]) -> str:
+    with runtime.ShardWriter(path, schema_name="links") as writer:
+        writer.write_rows([candidate_row({"id": f"t{i}", "score": 10 + i, "subreddit": "test"}, url, "test", i)
+                           for i, url in enumerate(urls)])
+    return str(path)
+
+
+def warc_responses(warc_dir: Path) -> list[dict]:
+    """Every response record of the finished WARCs, with its request's link."""
+    out, requests = [], {}
+    for warc in sorted(warc_dir.glob("*.warc.gz")):
+        with open(warc, "rb") as fh:
+            for rec in ArchiveIterator(fh):
+                h = rec.rec_headers
+                if rec.rec_type == "request":
+                    requests[h.get_header("WARC-Concurrent-To")] = rec.http_headers.get_header("User-Agent")
+                elif rec.rec_type == "response":
+                    out.append({"url": h.get_header("WARC-Target-URI"), "id": h.get_header("WARC-Record-ID"),
+                                "ip": h.get_header("WARC-IP-Address"), "truncated": h.get_header("WARC-Truncated"),
+                                "status": rec.http_headers.get_statuscode(), "body": rec.content_stream().read()})
+    for r in out:
+        r["request_user_agent"] = requests.get(r["id"])
+    return out
+
+
+def outcomes(warc_dir: Path) -> dict[str, dict]:
+    return {e["url"]: e for log in sorted(warc_dir.glob("*.fetch.jsonl"))
+            for e in map(json.loads, log.read_text().splitlines()) if "url" in e}
+
+
+def config(site: Site, **kw) -> fetch.FetchConfig:
+    return fetch.FetchConfig(resolve={"*.test": site.address}, backoff_s=0.05, **kw)
+
+
+def test_robots_rate_limit_and_warc_records(tmp_path):
+    with Site() as site:
+        site.route("a.test", "/robots.txt", Page("User-agent: *\nDisallow: /private/\n", content_type="text/plain"))
+        site.route("b.test", "/robots.txt", Page("User-agent: corpusforge-webtext2\nCrawl-delay: 0.6\n\n"
+                                                 "User-agent: *\nDisallow: /\n", content_type="text/plain"))
+        urls = [f"http://a.test/p{i}" for i in range(6)] + ["http://a.test/private/secret"]
+        urls += [f"http://b.test/q{i}" for i in range(2)]
+        for url in urls:
+            host, path = url[7:].split("/", 1)
+            site.route(host, "/" + path, page(path))
+        item = write_links(tmp_path / "links-00000.parquet", urls)
+        # The fetcher runs in its own process so that its work never delays the server's clock.
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            report = pool.submit(fetch.fetch_links, item, str(tmp_path / "warc"),
+                                 config(site, host_interval_s=0.25)).result()
+
+    assert report.counts["fetched"] == 8 and report.counts["robots_disallowed"] == 1 and not report.errors
+    assert site.served(path="/private/secret") == []
+    # b.test's Crawl-delay for our agent wins, rounded up to whole seconds; it applies after robots.txt is read.
+    for host, interval in (("a.test", 0.25), ("b.test", 1.0)):
+        served = site.served(host)
+        assert [r.path for r in served].count("/robots.txt") == 1 and served[0].path == "/robots.txt"
+        served = served[1:]
+        starts = [r.started for r in served]  # as the server saw them
+        gaps = [b - a for a, b in zip(starts, starts[1:])]
+        assert min(gaps) >= interval * 0.9, (host, gaps)
+    # The two hosts were fetched side by side, not one after the other.
+    a_times, b_times = [r.started for r in site.served("a.test")], [r.started for r in site.served("b.test")]
+    assert b_times[0] < a_times[-1] and a_times[0] < b_times[-1]
+    assert all(r.headers["User-Agent"] == fetch.USER_AGENT for r in site.requests)
+
+    responses = warc_responses(tmp_path / "warc")
+    assert sorted(r["url"] for r in responses) == sorted(u for u in urls if "private" not in u)
+    for r in responses:
+        assert r["status"] == "200" and r["ip"] == "127.0.0.1" and b"<article>" in r["body"]
+        assert r["request_user_agent"] == fetch.USER_AGENT  # the request record is linked to its response
+    assert list((tmp_path / "warc").glob(".*")) == []  # nothing half-written left behind
+
+
+def test_redirects_sizes_retries_and_types(tmp_path):
+    with Site() as site:
+        site.route("r.test", "/loop-a", Page(status=302, headers={"Location": "/loop-b"}))
+        site.route("r.test", "/loop-b", Page(status=302, headers={"Location": "http://r.test/loop-a"}))
+        for i in range(7):
+            site.route("r.test", f"/hop{i}", Page(status=301, headers={"Location": f"/hop{i + 1}"}))
+        site.route("r.test", "/old", Page(status=301, headers={"Location": "/new?utm_source=x"}))
+        site.route("r.test", "/new", page("new"))
+        site.route("s.test", "/huge", Page(b"<html><body><p>" + b"word " * 40_000 + b"</p></body></html>"))
+        site.route("s.test", "/busy", Page(status=503, headers={"Retry-After": "0.3"}),
+                   Page(status=429, headers={"Retry-After": "0.3"}), page("busy"))
+        site.route("s.test", "/slow-down", Page(status=429, headers={"Retry-After": "3600"}))
+        site.route("s.test", "/picture", Page(b"\x89PNG" + b"\0" * 5000, content_type="image/png"))
+        site.route("s.test", "/reset", Page(drop=True))
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))
+        dead_port = closed.getsockname()[1]
+        closed.close()
+        urls = ["http://r.test/loop-a", "http://r.test/hop0", "http://r.test/old", "http://s.test/huge",
+                "http://s.test/busy", "http://s.test/slow-down", "http://s.test/picture", "http://s.test/gone",
+                "http://s.test/reset", "http://dead.test/x"]
+        item = write_links(tmp_path / "links.parquet", urls)
+        cfg = fetch.FetchConfig(resolve={"*.test": site.address, "dead.test": f"127.0.0.1:{dead_port}"},
+                                backoff_s=0.05, host_interval_s=0.0, max_bytes=50_000, max_redirects=5,
+                                max_retry_after_s=60, retries=3)
+        report = fetch.fetch_links(item, str(tmp_path / "warc"), cfg)
+
+    got = outcomes(tmp_path / "warc")
+    assert {u: got[u]["outcome"] for u in urls} == {
+        "http://r.test/loop-a": "redirect_loop", "http://r.test/hop0": "too_many_redirects",
+        "http://r.test/old": "fetched", "http://s.test/huge": "truncated", "http://s.test/busy": "fetched",
+        "http://s.test/slow-down": "http_429", "http://s.test/picture": "non_html", "http://s.test/gone": "http_404",
+        "http://s.test/reset": "network_error",
+        "http://dead.test/x": "robots_unreachable"}  # RFC 9309: robots.txt unreachable means nothing is allowed
+    assert got["http://r.test/old"]["final_url"] == "http://r.test/new"  # tracking parameter dropped on the way
+    assert len(site.served("r.test", "/loop-a")) == 1  # the loop was stopped, not followed again
+    assert len([r for r in site.served("r.test") if r.path.startswith("/hop")]) == 6
+    busy = site.served("s.test", "/busy")
+    assert len(busy) == 3 and all(b.started - a.started >= 0.3 for a, b in zip(busy, busy[1:]))  # Retry-After
+    assert len(site.served("s.test", "/slow-down")) == 1  # an hour's Retry-After is more than we wait: give up
+    assert got["http://s.test/reset"]["requests"] == 4  # first try and three retries
+    assert got["http://dead.test/x"]["requests"] == 0
+    # Errors are reported with the WARC file and offset of the record (or the link file when there is none).
+    errors = {e["url"]: e for e in report.errors}
+    assert set(errors) == {"http://r.test/loop-a", "http://r.test/hop0", "http://s.test/huge", "http://s.test/reset"}
+    assert errors["http://s.test/huge"]["file"].endswith(".warc.gz") and errors["http://s.test/huge"]["offset"] > 0
+    assert "cut" in errors["http://s.test/huge"]["reason"] and errors["http://s.test/reset"]["file"] == item
+    huge = next(r for r in warc_responses(tmp_path / "warc") if r["url"] == "http://s.test/huge")
+    assert huge["truncated"] == "length" and len(huge["body"]) == 50_000
+    assert not any(r["url"] == "http://s.test/picture" for r in warc_responses(tmp_path / "warc"))
+
+
+def test_private_addresses_refused_without_the_flag(tmp_path):
+    with Site() as site:
+        site.route("*", "/p", page("private"))
+        site.route("site.test", "/to-loopback", Page(status=302, headers={"Location": f"http://{site.address}/p"}))
+        urls = [f"http://{site.address}/p", f"http://localhost:{site.port}/p", f"http://[::1]:{site.port}/p",
+                "http://169.254.169.254/latest/meta-data/", "http://site.test/to-loopback"]
+        item = write_links(tmp_path / "links.parquet", urls)
+        # `resolve` names site.test's address, so that one is trusted; everything else is checked after DNS.
+        fetch.fetch_links(item, str(tmp_path / "strict"), config(site, host_interval_s=0.0))
+        strict = outcomes(tmp_path / "strict")
+        assert [strict[u]["outcome"] for u in urls] == ["refused_address"] * 4 + ["refused_address"]
+        assert "127.0.0.1" in strict["http://site.test/to-loopback"]["error"]  # the redirect target was refused
+        assert {r.host for r in site.requests} == {"site.test"}  # nothing reached the loopback names at all
+
+        loopback = write_links(tmp_path / "loopback.parquet", [urls[0], urls[1], urls[4]])  # no metadata service
+        fetch.fetch_links(loopback, str(tmp_path / "allowed"),
+                          config(site, host_interval_s=0.0, allow_private_hosts=True))
+        allowed = outcomes(tmp_path / "allowed")
+        assert allowed[f"http://{site.address}/p"]["outcome"] == "fetched"
+        assert allowed[f"http://localhost:{site.port}/p"]["outcome"] == "fetched"
+        assert allowed["http://site.test/to-loopback"]["outcome"] == "fetched"
+
+
+def test_resume_after_kill_fetches_no_page_twice(tmp_path):
+    release = threading.Event()
+    with Site() as site:
+        urls = [f"http://h{h}.test/page{i}" for h in range(3) for i in range(4)]
+        for url in urls:
+            host, path = url[7:].split("/", 1)
+            site.route(host, "/" + path, page(path))
+        held = "http://h1.test/page2"
+        site.route("h1.test", "/page2", Page(page("page2").body, hold=release))
+        item = write_links(tmp_path / "links-00000.parquet", urls)
+        warc_dir = tmp_path / "warc"
+        # One host at a time: when the held page is asked for, no other request is in flight.
+        cfg = config(site, concurrency=1, host_interval_s=0.0, segment_bytes=6_000)
+        child = multiprocessing.get_context("spawn").Process(target=fetch.fetch_links,
+                                                             args=(item, str(warc_dir), cfg))
+        child.start()
+        assert wait_until(lambda: any(r.path == "/page2" and r.host == "h1.test" for r in site.requests))
+        child.kill()  # SIGKILL: no cleanup runs
+        child.join()
+        release.set()
+        before = {(r.host, r.path) for r in site.served()}
+        assert ("h1.test", "/page2") not in before and len([p for p in before if p[1] != "/robots.txt"]) >= 4
+        assert not any(p.name.endswith(".warc.gz") and not p.name.startswith(".") for p in warc_dir.iterdir()) \
+            or all((warc_dir / p.name.replace(".warc.gz", ".fetch.jsonl")).exists() for p in warc_dir.glob("*.warc.gz"))
+
+        report = fetch.fetch_links(item, str(warc_dir), cfg)
+
+    pages = [(r.host, r.path) for r in site.served() if r.path != "/robots.txt"]
+    assert sorted(pages) == sorted((u[7:].split("/", 1)[0], "/" + u[7:].split("/", 1)[1]) for u in urls)  # once each
+    assert report.counts["fetched"] == 12 and report.counts["links"] == 12 and not report.errors
+    responses = warc_responses(warc_dir)  # every segment reads cleanly to its end
+    assert sorted(r["url"] for r in responses) == sorted(urls)
+    assert len(list(warc_dir.glob("*.warc.gz"))) > 1  # segments rotated at segment_bytes
+    assert list(warc_dir.glob(".*")) == []
+    assert held in outcomes(warc_dir)
+    again = fetch.fetch_links(item, str(warc_dir), cfg)
+    assert again.resumed and again.counts == report.counts
