@@ -38,12 +38,23 @@ class SchemaError(ValueError):
 
 @functools.cache
 def load_json_schema(name: str) -> dict[str, Any]:
-    """The JSON Schema `schemas/<name>.schema.json` as a dict."""
+    """The JSON Schema `schemas/<name>.schema.json` as a dict.
+
+    A schema with `"x-extends": "<base>"` gets the base's properties, required columns and column order first, then
+    its own, so a derived contract (the corpus shard: document columns plus tokens) never repeats the base's columns.
+    """
     path = SCHEMA_DIR / f"{name}.schema.json"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        spec = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SchemaError(f"no schema file {path}") from None
+    if "x-extends" not in spec:
+        return spec
+    base = load_json_schema(spec["x-extends"])
+    return {**spec,
+            "properties": {**base["properties"], **spec.get("properties", {})},
+            "required": [*base.get("required", []), *spec.get("required", [])],
+            "x-column-order": [*(base.get("x-column-order") or base["properties"]), *spec.get("x-column-order", [])]}
 
 
 @functools.cache

@@ -1,0 +1,217 @@
+"""The corpus tokenizer: a byte-level BPE (the `tokenizers` library) trained on a seeded sample of the document
+sets, with every source represented, or an existing `tokenizer.json` a user names. Nothing is downloaded.
+
+The special tokens the trainer and the chat stages need are reserved first, in this order, so their ids are 0..5 in
+a tokenizer trained here: <|endoftext|>, <|pad|>, <|system|>, <|user|>, <|assistant|>, <|end|>.
+
+Sampling runs in two passes of Dask tasks over the input shards: the first counts each source's characters, the
+second keeps each document whose seeded hash falls under `sample_chars_per_source / chars(source)`, so each source
+gives about the same number of characters whatever its size, and the sample is the same on every run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import os
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from corpusforge import runtime
+from corpusforge.mix import inputs
+
+SPECIAL_TOKENS = ("<|endoftext|>", "<|pad|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>")
+EOT = SPECIAL_TOKENS[0]
+TOKENIZER_FILE = "tokenizer.json"
+
+
+@dataclasses.dataclass
+class TokenizerConfig:
+    """`[tokenizer]`: train a byte-level BPE on a seeded sample of the document shards under `inputs`, or adopt
+    the tokenizer.json named by `existing`; either way `output/tokenizer.json` is written."""
+
+    inputs: list[str] = dataclasses.field(default_factory=lambda: ["build/corpus/dedup"])
+    output: str = "build/corpus/tokenizer"
+    existing: str | None = None
+    vocab_size: int = 50257
+    min_frequency: int = 2
+    sample_chars_per_source: int = 50_000_000
+    max_chars_per_document: int = 20_000
+    seed: int = 1234
+
+    def validate(self) -> None:
+        if self.existing is None and not self.inputs:
+            raise ValueError("inputs: name at least one folder or glob of document shards (or set `existing`)")
+        if self.vocab_size < 256 + len(SPECIAL_TOKENS) + 1:
+            raise ValueError(f"vocab_size: {self.vocab_size} is too small; a byte-level BPE needs more than "
+                             f"{256 + len(SPECIAL_TOKENS)} (256 bytes + {len(SPECIAL_TOKENS)} special tokens)")
+        for key in ("min_frequency", "sample_chars_per_source", "max_chars_per_document"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key}: must be at least 1, got {getattr(self, key)}")
+
+
+# --------------------------------------------------------------------------------------------------- using one
+@functools.lru_cache(maxsize=4)
+def _load_cached(path: str, _size: int, _mtime_ns: int):
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(path)
+    # Corpus text that happens to contain "<|endoftext|>" must not become the special token (the setting is not
+    # saved in tokenizer.json, so it is set on every load).
+    tokenizer.encode_special_tokens = True
+    return tokenizer
+
+
+def load(path: str | os.PathLike):
+    """The tokenizer saved at `path`, set to encode special-token strings in text as plain text (cached per process
+    and file version)."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no tokenizer at {path}; run `corpusforge tokenizer train` first") from None
+    return _load_cached(str(path), st.st_size, st.st_mtime_ns)
+
+
+def special_ids(tokenizer) -> dict[str, int]:
+    """Id of each reserved special token."""
+    ids = {tok: tokenizer.token_to_id(tok) for tok in SPECIAL_TOKENS}
+    missing = [tok for tok, i in ids.items() if i is None]
+    if missing:
+        raise ValueError(f"tokenizer lacks the special token(s) {missing}")
+    return ids
+
+
+def encode(tokenizer, texts: list[str]) -> pa.ListArray:
+    """Token ids of each text (no special tokens added) as a list<uint32> array."""
+    encodings = tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+    lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+    offsets = np.zeros(len(encodings) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    values = (np.concatenate([np.asarray(e.ids, dtype=np.uint32) for e in encodings])
+              if encodings else np.empty(0, np.uint32))
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(values, pa.uint32()))
+
+
+# ------------------------------------------------------------------------------------------------ making one
+def new_bpe(vocab_size: int, min_frequency: int, show_progress: bool = False):
+    """An untrained byte-level BPE tokenizer and its trainer, with the special tokens reserved at ids 0..5."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                  special_tokens=list(SPECIAL_TOKENS),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=show_progress)
+    return tokenizer, trainer
+
+
+def adopt(path: str | os.PathLike):
+    """An existing tokenizer.json, with any reserved special token it lacks added (at the end of its vocab)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(path))
+    missing = [tok for tok in SPECIAL_TOKENS if tokenizer.token_to_id(tok) is None]
+    if missing:
+        tokenizer.add_special_tokens(missing)
+    return tokenizer, missing
+
+
+def _measure(path: str, out_dir: str, config: TokenizerConfig) -> runtime.FileReport:
+    """Dask task: characters each source has in one shard (each document counted up to max_chars_per_document)."""
+    report = runtime.FileReport(input=path, bytes_in=os.path.getsize(path))
+    for batch in inputs.read_batches(path, ["source", "text"], report):
+        chars = pc.min_element_wise(pc.utf8_length(batch.column("text")), config.max_chars_per_document)
+        table = pa.table({"source": batch.column("source"), "chars": chars})
+        for row in table.group_by("source").aggregate([("chars", "sum"), ("chars", "count")]).to_pylist():
+            report.count(f"chars.{row['source']}", int(row["chars_sum"]))
+            report.count(f"documents.{row['source']}", int(row["chars_count"]))
+        report.count("documents", batch.num_rows)
+    return report
+
+
+def _sample_file(path: str, config: TokenizerConfig, rates: dict[str, float]) -> list[str]:
+    """Dask task: the sampled texts of one shard (each cut to max_chars_per_document), in file order."""
+    texts: list[str] = []
+    ignored = runtime.FileReport(input=path)  # damage was already reported by _measure
+    for batch in inputs.read_batches(path, ["id", "source", "text"], ignored):
+        coins = inputs.unit_hash(batch.column("id").to_pylist(), config.seed, salt="tokenizer")
+        for coin, source, text in zip(coins, batch.column("source").to_pylist(), batch.column("text").to_pylist()):
+            if coin < rates.get(source, 0.0):
+                texts.append(text[: config.max_chars_per_document])
+    return texts
+
+
+def _sampled_texts(client, files: list[str], config: TokenizerConfig, rates: dict[str, float],
+                   sampled: Counter) -> Iterator[str]:
+    """The sample, file by file in input order (so training sees the same sequence every run); counts what it
+    yields into `sampled`."""
+    futures = client.map(_sample_file, files, config=config, rates=rates, pure=False)
+    for future in futures:
+        texts = future.result()
+        future.release()
+        sampled.update(documents=len(texts), chars=sum(map(len, texts)))
+        yield from texts
+
+
+def train(config: TokenizerConfig, out_dir: str | os.PathLike, *, client=None, scheduler: str | None = None,
+          workers: int | None = None, console=None) -> runtime.StageSummary:
+    """Write `out_dir/tokenizer.json`: trained on a seeded per-source sample of `config.inputs`, or adopted from
+    `config.existing`. Skipped when an earlier run with the same config and inputs finished."""
+    from rich.console import Console
+
+    console = console or Console(stderr=True)
+    config.validate()
+    out_dir = Path(out_dir)
+    files = [] if config.existing else inputs.document_files(config.inputs)
+    fp = inputs.fingerprint(config, files, *([config.existing] if config.existing else []))
+    done = inputs.finished(out_dir, fp, TOKENIZER_FILE)
+    if done is not None:
+        console.print(f"tokenizer: {out_dir / TOKENIZER_FILE} is up to date")
+        return runtime.StageSummary(**{**done, "resumed_files": done["files"]})
+
+    if config.existing:
+        tokenizer, added = adopt(config.existing)
+        summary = runtime.StageSummary(stage="tokenizer", extra={"existing": str(config.existing), "added": added})
+        reports: list[runtime.FileReport] = []
+        if added:
+            console.print(f"[yellow]tokenizer: {config.existing} lacked {added}; added them at the end of its vocab")
+    else:
+        if not files:
+            raise FileNotFoundError(f"tokenizer: no document shards under {config.inputs}")
+        with contextlib.ExitStack() as stack:
+            if client is None:
+                client = stack.enter_context(runtime.dask_client(scheduler, workers))
+            summary, reports = runtime.map_files(_measure, files, out_dir, config, stage="tokenizer", client=client,
+                                                 console=console)
+            chars = {k.split(".", 1)[1]: v for k, v in summary.counts.items() if k.startswith("chars.")}
+            rates = {source: min(1.0, config.sample_chars_per_source / n) for source, n in chars.items() if n}
+            tokenizer, trainer = new_bpe(config.vocab_size, config.min_frequency,
+                                         show_progress=console.is_terminal)
+            expected = sum(round(summary.counts[f"documents.{s}"] * r) for s, r in rates.items())
+            sampled: Counter = Counter()
+            tokenizer.train_from_iterator(_sampled_texts(client, files, config, rates, sampled), trainer=trainer,
+                                          length=expected)
+        summary.extra = {"sample_rates": dict(sorted(rates.items())), "sample_documents": sampled["documents"],
+                         "sample_chars": sampled["chars"]}
+    special_ids(tokenizer)  # refuse to write a tokenizer without the reserved tokens
+    with runtime.atomic_path(out_dir / TOKENIZER_FILE) as tmp:
+        tokenizer.save(str(tmp))
+    summary.extra.update(fingerprint=fp, vocab_size=tokenizer.get_vocab_size(), path=str(out_dir / TOKENIZER_FILE))
+    runtime.write_json_atomic(out_dir / runtime.SUMMARY_FILE, summary.to_json())
+    if not reports:
+        runtime.write_text_atomic(out_dir / runtime.ERRORS_FILE, "")
+    console.print(f"tokenizer: vocab {tokenizer.get_vocab_size():,} -> {out_dir / TOKENIZER_FILE}")
+    return summary
+
+
+def run_stage(config: TokenizerConfig, ctx) -> runtime.StageSummary:
+    """The `[tokenizer]` recipe stage, on the run's shared Dask client."""
+    return train(config, config.output, client=ctx.client, console=ctx.console)

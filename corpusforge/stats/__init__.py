@@ -1,0 +1,57 @@
+"""Corpus statistics: what a mixed corpus holds and why (`collect`), as rich tables (`tables`), JSON, and a
+self-contained HTML report (`report`); `--verify` checks the shards against the manifest's checksums."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+from corpusforge import runtime
+from corpusforge.mix import manifest as manifest_mod
+from corpusforge.stats.collect import corpus_stats
+
+
+@dataclasses.dataclass
+class StatsConfig:
+    """`[stats]`: report on the corpus in `corpus` (and the stage folders in `run_dir`, default its parent): print
+    tables, write `html` (and `json`) when set, and check checksums when `verify`."""
+
+    corpus: str = "build/corpus/corpus"
+    html: str | None = "build/corpus/report.html"
+    json: str | None = None
+    run_dir: str | None = None
+    verify: bool = True
+
+
+def run(config: StatsConfig, console=None) -> dict[str, Any]:
+    """Collect the statistics, print them, write the HTML/JSON files the config names; return the statistics."""
+    from rich.console import Console
+
+    from corpusforge.stats import report as html_report, tables
+
+    console = console or Console(stderr=True)
+    stats = corpus_stats(config.corpus, config.run_dir, verify=config.verify)
+    tables.print_stats(stats, manifest_mod.load(config.corpus), console)
+    if config.html:
+        runtime.write_text_atomic(config.html, html_report.render(stats))
+        console.print(f"report: {config.html}")
+    if config.json:
+        write_json(config.json, stats)
+    return stats
+
+
+def write_json(path: str | os.PathLike, stats: dict[str, Any]) -> None:
+    """Write the statistics as JSON, atomically."""
+    runtime.write_text_atomic(path, json.dumps(stats, indent=2, ensure_ascii=False) + "\n")
+
+
+def run_stage(config: StatsConfig, ctx) -> runtime.StageSummary:
+    """The `[stats]` recipe stage: its errors are the files that fail verification."""
+    stats = run(config, console=ctx.console)
+    damaged = len(stats["verify"]["problems"]) if "verify" in stats else 0
+    return runtime.StageSummary(stage="stats", files=len(stats["sets"]), errors=damaged,
+                                 counts={"documents": stats["overall"]["documents"],
+                                         "tokens": stats["overall"]["tokens"], "damaged_files": damaged})
+

@@ -1,0 +1,166 @@
+"""`corpusforge stats --html`: one self-contained HTML page (plots as inline base64 PNG, inline CSS, no scripts,
+nothing fetched) with the corpus tables and four plots: source mix vs weights, languages, document lengths per
+set, and what each stage removed."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import Any
+
+from corpusforge.stats.tables import length_summary, stage_reasons, top_languages
+
+PLOTS = ("source-mix", "languages", "lengths", "drops")
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.3em 0.7em; text-align: right; vertical-align: top; }
+th:first-child, td:first-child { text-align: left; }
+.warn { color: #a60; }
+.bad { color: #b00; }
+figure { margin: 1.5em 0; }
+figure img { max-width: 100%; }
+"""
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _figure(plot_id: str, caption: str, fig) -> str:
+    return (f'<figure id="plot-{plot_id}"><img alt="{html.escape(caption)}" '
+            f'src="data:image/png;base64,{_png(fig)}"><figcaption>{html.escape(caption)}</figcaption></figure>')
+
+
+def _source_mix(stats: dict[str, Any]):
+    from matplotlib.figure import Figure
+
+    sets = stats["sets"]
+    fig = Figure(figsize=(8, 3.6))
+    ax = fig.subplots()
+    x = range(len(sets))
+    width = 0.27
+    for i, (key, label) in enumerate((("recipe_share", "recipe weight (normalized)"), ("weight", "weight used"),
+                                      ("token_share", "share of corpus tokens"))):
+        ax.bar([p + (i - 1) * width for p in x], [s[key] for s in sets], width, label=label)
+    ax.set_xticks(list(x), [s["name"] for s in sets])
+    ax.set_ylabel("share")
+    ax.legend()
+    ax.set_title("source mix: what the trainer reads (weights) vs what the corpus holds (tokens)")
+    return fig
+
+
+def _languages(stats: dict[str, Any], top: int = 8):
+    from matplotlib.figure import Figure
+
+    sets = stats["sets"]
+    languages = list(stats["overall"]["languages"])[:top]
+    fig = Figure(figsize=(8, 0.6 + 0.45 * len(sets)))
+    ax = fig.subplots()
+    left = [0.0] * len(sets)
+    for lang in [*languages, "other"]:
+        shares = []
+        for s in sets:
+            total = sum(s["languages"].values()) or 1
+            n = (sum(v for k, v in s["languages"].items() if k not in languages) if lang == "other"
+                 else s["languages"].get(lang, 0))
+            shares.append(n / total)
+        ax.barh([s["name"] for s in sets], shares, left=left, label=lang)
+        left = [a + b for a, b in zip(left, shares)]
+    ax.set_xlim(0, 1)
+    ax.invert_yaxis()
+    ax.set_xlabel("share of documents")
+    ax.legend(ncol=min(len(languages) + 1, 9), fontsize="small", loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    return fig
+
+
+def _lengths(stats: dict[str, Any]):
+    from matplotlib.figure import Figure
+
+    sets = stats["sets"]
+    fig = Figure(figsize=(8, 1.7 * len(sets) + 0.5))
+    axes = fig.subplots(len(sets), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, s in zip(axes, sets):
+        hist = s["length_histogram"]
+        if hist["counts"]:
+            ax.stairs(hist["counts"], hist["edges"], fill=True)
+        ax.set_xscale("log")
+        ax.set_ylabel("documents")
+        empty = f"; {hist['empty']} empty" if hist["empty"] else ""
+        ax.set_title(f"{s['name']}: tokens per document, median {length_summary(s['length'])}{empty}",
+                     fontsize="medium")
+    axes[-1].set_xlabel("tokens per document (log scale)")
+    fig.tight_layout()
+    return fig
+
+
+def _drops(stats: dict[str, Any]):
+    from matplotlib.figure import Figure
+
+    rows = [(f"{stage['stage']}: {reason}"[:70], n) for stage in stats["stages"] for reason, n in stage_reasons(stage)]
+    fig = Figure(figsize=(8, 0.8 + 0.3 * max(len(rows), 1)))
+    ax = fig.subplots()
+    if rows:
+        ax.barh([r[0] for r in rows], [r[1] for r in rows])
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.set_xlabel("records or documents removed, and errors (log scale)")
+    else:
+        ax.text(0.5, 0.5, "no removals recorded by any stage", ha="center", va="center")
+        ax.set_axis_off()
+    ax.set_title("what each stage removed, and why")
+    return fig
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def render(stats: dict[str, Any]) -> str:
+    """The report as one HTML string."""
+    def num(v: Any) -> str:
+        return "-" if v is None else (f"{v:,.2f}" if isinstance(v, float) else f"{v:,}")
+
+    sets_rows = [[s["name"], s["source"], num(s["documents"]), num(s["tokens"]), num(s["bytes"]),
+                  f"{s['recipe_weight']:.3f}", f"{s['weight']:.3f}", f"{s['token_share']:.3f}", num(s["epochs"]),
+                  num(s["max_epochs"]), top_languages(s["languages"]), length_summary(s["length"])]
+                 for s in stats["sets"]]
+    o = stats["overall"]
+    sets_rows.append(["total", "", num(o["documents"]), num(o["tokens"]), num(o["bytes"]), "", "1.000", "1.000", "",
+                      "", top_languages(o["languages"]), length_summary(o["length"])])
+    stage_rows = [[st["stage"], num(st["files"]), num(st["documents"]),
+                   "; ".join(f"{reason} {n:,}" for reason, n in stage_reasons(st)) or "-"] for st in stats["stages"]]
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>corpusforge report: {html.escape(stats['corpus'])}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>Corpus report</h1><p>{html.escape(stats['corpus'])}: {num(o['documents'])} documents, "
+        f"{num(o['tokens'])} tokens, tokenizer vocabulary {num(stats['tokenizer']['vocab_size'])}; "
+        f"epochs are for a budget of {num(stats['budget_tokens'])} training tokens.</p>",
+        "<h2>Sets</h2>",
+        _table(["set", "source", "documents", "tokens", "bytes", "recipe weight", "weight", "token share", "epochs",
+                "max epochs", "languages", "tokens/doc p50 (p10-p90)"], sets_rows),
+        *(f'<p class="warn">warning: {html.escape(w)}</p>' for w in stats["warnings"]),
+        *(f'<p class="bad">unreadable shard {html.escape(u["path"])}: {html.escape(u["problem"])}</p>'
+          for u in stats["unreadable_shards"]),
+    ]
+    verify = stats.get("verify")
+    if verify is not None:
+        parts.append(f"<p>verify: {verify['checked_files']} files match the manifest's checksums.</p>" if verify["ok"]
+                     else "".join(f'<p class="bad">verify: {html.escape(p["path"])}: {html.escape(p["problem"])}</p>'
+                                  for p in verify["problems"]))
+    parts += [
+        "<h2>Source mix</h2>", _figure("source-mix", "source mix vs weights", _source_mix(stats)),
+        "<h2>Languages</h2>", _figure("languages", "language distribution per set (share of documents)",
+                                      _languages(stats)),
+        "<h2>Document lengths</h2>", _figure("lengths", "tokens per document, per set", _lengths(stats)),
+        "<h2>What each stage removed</h2>",
+        _table(["stage", "files", "documents", "removed or failed (reason and count)"], stage_rows) if stage_rows else "<p>No stage summaries were found beside the corpus.</p>",
+        _figure("drops", "drop reasons per stage", _drops(stats)),
+        "</body></html>",
+    ]
+    return "\n".join(parts)

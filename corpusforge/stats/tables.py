@@ -1,0 +1,77 @@
+"""`corpusforge stats` for people: rich tables of the sets, the stages and the checksum check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from corpusforge.mix import manifest as manifest_mod
+from corpusforge.mix.manifest import human
+from corpusforge.stats.collect import PERCENTILES
+
+
+def top_languages(languages: dict[str, int], n: int = 3) -> str:
+    """'en 91%, de 4%, fr 2%' for the n most common languages."""
+    total = sum(languages.values()) or 1
+    common = sorted(languages.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+    return ", ".join(f"{lang} {count / total:.0%}" for lang, count in common)
+
+
+def length_summary(length: dict[str, Any]) -> str:
+    """'512 (40-3.1k)': median tokens per document, with p10-p90."""
+    if not length.get("documents"):
+        return "-"
+    return f"{human(length['p50'])} ({human(length['p10'])}-{human(length['p90'])})"
+
+
+def stage_reasons(stage: dict[str, Any]) -> list[tuple[str, int]]:
+    """A stage's removals, errors and duplicates as (reason, count) rows: 'dropped_language', 'error: truncated
+    gzip stream', and from a duplicates list 'duplicates from webtext2' (by source: its kinds are the stage's own
+    removed_* counters already)."""
+    rows = list(stage["drops"].items())
+    rows += [(f"error: {reason}", n) for reason, n in stage["errors_by_reason"].items()]
+    if stage["duplicates"]:
+        rows += [(f"duplicates from {source}", n) for source, n in stage["duplicates"]["by_source"].items()]
+    return rows
+
+
+def print_stats(stats: dict[str, Any], manifest: dict[str, Any], console) -> None:
+    """Print the sets table, what the sets hold, the stages table, the warnings and the verification result."""
+    from rich.table import Table
+
+    console.print(manifest_mod.sets_table(manifest, title=f"corpus {stats['corpus']}"))
+    table = Table(title="what the sets hold (tokens per document)", header_style="bold")
+    for name in ("set", "languages", "mean", *(f"p{q}" for q in PERCENTILES), "max"):
+        table.add_column(name, justify="left" if name in ("set", "languages") else "right", no_wrap=True)
+    for name, languages, length in [*((s["name"], s["languages"], s["length"]) for s in stats["sets"]),
+                                    ("total", stats["overall"]["languages"], stats["overall"]["length"])]:
+        table.add_row(name, top_languages(languages), human(length["mean"] and round(length["mean"])),
+                      *(human(length[f"p{q}"]) for q in PERCENTILES), human(length["max"]),
+                      style="bold" if name == "total" else None)
+    console.print(table)
+
+    if stats["stages"]:
+        table = Table(title="what each stage removed, and why", header_style="bold")
+        for name in ("stage", "files", "docs", "removed or failed", "count"):
+            table.add_column(name, justify="right" if name in ("files", "docs", "count") else "left")
+        for stage in stats["stages"]:
+            reasons = stage_reasons(stage) or [("-", None)]
+            for i, (reason, count) in enumerate(reasons):
+                first = i == 0
+                table.add_row(stage["stage"] if first else "", human(stage["files"]) if first else "",
+                              human(stage["documents"]) if first else "", reason, human(count),
+                              end_section=i == len(reasons) - 1)
+        console.print(table)
+    else:
+        console.print("no stage summaries (_summary.json) found beside the corpus")
+
+    for warning in stats["warnings"]:
+        console.print(f"[yellow]warning: {warning}")
+    for shard in stats["unreadable_shards"]:
+        console.print(f"[red]unreadable shard {shard['path']} (left out of the lengths): {shard['problem']}")
+    verify = stats.get("verify")
+    if verify is not None:
+        if verify["ok"]:
+            console.print(f"[green]verify: {verify['checked_files']} files match the manifest's checksums")
+        else:
+            for problem in verify["problems"]:
+                console.print(f"[red]verify: {problem['path']}: {problem['problem']}")

@@ -1,0 +1,147 @@
+"""`corpusforge stats`: numbers that agree with an independent count of the input documents, drop reasons read from
+real stage files, checksum verification that catches a damaged shard, and an HTML report that holds every plot and
+needs no network."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from collections import Counter
+from html.parser import HTMLParser
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from rich.console import Console
+
+from corpusforge import cli, recipe, runtime, stats
+from corpusforge.mix import inputs, manifest, tokenizer
+from corpusforge.dedup import DUPLICATES_FILE
+from corpusforge.stats import collect, report
+
+pytestmark = pytest.mark.shared_data
+
+
+@pytest.fixture()
+def run_dir(corpus, documents, tmp_path):
+    """A run folder as `corpusforge run` leaves it: the corpus, and a dedup stage folder written by the real
+    writers (summary with removal counters, errors, duplicates list)."""
+    run = tmp_path / "run"
+    shutil.copytree(corpus, run / "corpus")
+    dedup = run / "dedup"
+    summary = runtime.StageSummary(stage="dedup", files=3, counts={
+        "documents": 640, "removed_exact": 3, "removed_near": 2, "books:removed_near": 2, "removed_url": 0})
+    errors = [{"file": "a.parquet", "offset": 7, "stage": "dedup", "reason": "unreadable document shard: OSError: x"},
+              {"file": "b.parquet", "offset": 0, "stage": "dedup", "reason": "unreadable document shard: EOF"}]
+    runtime.finish_stage(dedup, summary, errors)
+    with runtime.ShardWriter(dedup / DUPLICATES_FILE, "duplicate") as writer:
+        writer.write_rows([{"removed_id": "a" * 32, "removed_source": "books", "kept_id": "b" * 32,
+                            "kept_source": "books", "kind": kind, "jaccard": 0.9}
+                           for kind in ("exact", "exact", "exact", "near", "near")])
+    return run
+
+
+def test_numbers_agree_with_an_independent_count(run_dir, documents, tokenizer_file):
+    result = stats.corpus_stats(run_dir / "corpus")
+    tok = tokenizer.load(tokenizer_file)
+    table = pq.read_table(inputs.document_files([str(documents)]), columns=["source", "text", "lang"])
+    rows = [r for r in table.to_pylist() if r["text"]]
+    by_source: dict[str, list[dict]] = {}
+    for r in rows:
+        by_source.setdefault(r["source"], []).append(r)
+    for s in result["sets"]:
+        if s["source"] == "books":
+            continue  # split between books1 and books2; checked as a pair below
+        docs = by_source[s["name"]]
+        lengths = np.array([len(tok.encode(d["text"], add_special_tokens=False).ids) for d in docs])
+        assert s["documents"] == len(docs) and s["tokens"] == lengths.sum()
+        assert s["text_bytes"] == sum(len(d["text"].encode()) for d in docs)
+        assert s["languages"] == dict(sorted(Counter(d["lang"] for d in docs).items(), key=lambda kv: (-kv[1], kv[0])))
+        for q in collect.PERCENTILES:
+            assert s["length"][f"p{q}"] == int(np.percentile(lengths, q, method="inverted_cdf"))
+        assert s["length"]["max"] == lengths.max() and s["length"]["mean"] == pytest.approx(lengths.mean())
+        assert sum(s["length_histogram"]["counts"]) + s["length_histogram"]["empty"] == len(docs)
+    books = [s for s in result["sets"] if s["source"] == "books"]
+    assert sum(s["documents"] for s in books) == len(by_source["books"])
+    assert result["overall"]["documents"] == len(rows)
+    assert sum(s["token_share"] for s in result["sets"]) == pytest.approx(1.0)
+
+
+def test_stage_removals_errors_and_duplicates(run_dir):
+    stages = {s["stage"]: s for s in stats.corpus_stats(run_dir / "corpus")["stages"]}
+    assert list(stages) == ["dedup", "mix"], "pipeline order"
+    dedup = stages["dedup"]
+    assert dedup["drops"] == {"removed_exact": 3, "removed_near": 2}
+    assert dedup["errors_by_reason"] == {"unreadable document shard": 2}
+    assert dedup["duplicates"] == {"rows": 5, "by_kind": {"exact": 3, "near": 2}, "by_source": {"books": 5}}
+    assert stages["mix"]["drops"] == {"dropped_empty_text": 12}  # the sample's empty web pages
+    assert stages["mix"]["documents"] == 644
+
+
+def test_verify_catches_a_damaged_shard(run_dir, capsys):
+    corpus = run_dir / "corpus"
+    assert cli.main(["stats", str(corpus), "--verify"]) == 0
+    shard = manifest.load(corpus)["sets"][1]["train"]["shards"][0]["path"]
+    data = bytearray((corpus / shard).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (corpus / shard).write_bytes(bytes(data))
+    assert cli.main(["stats", str(corpus), "--verify", "--json"]) == 1
+    result = json.loads(capsys.readouterr().out)
+    assert result["verify"]["problems"] == [{"path": shard, "problem":
+                                            "sha256 differs from the manifest (the file is damaged)"}]
+    (corpus / shard).unlink()
+    result = stats.corpus_stats(corpus, verify=True)
+    assert result["verify"]["problems"] == [{"path": shard, "problem": "missing"}]
+    assert [u["path"] for u in result["unreadable_shards"]] == [shard]
+
+
+class _Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def test_html_report_has_every_plot_and_needs_no_network(run_dir, tmp_path):
+    out = tmp_path / "report.html"
+    assert cli.main(["stats", str(run_dir / "corpus"), "--html", str(out)]) == 0
+    page = out.read_text(encoding="utf-8")
+    parser = _Page()
+    parser.feed(page)
+    figures = [attrs["id"] for tag, attrs in parser.tags if tag == "figure"]
+    assert figures == [f"plot-{name}" for name in report.PLOTS]
+    images = [attrs["src"] for tag, attrs in parser.tags if tag == "img"]
+    assert len(images) == len(report.PLOTS)
+    for src in images:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    # Self-contained: nothing to fetch (no scripts, stylesheets, frames or remote URLs in any attribute or CSS).
+    assert not [tag for tag, _ in parser.tags if tag in ("script", "link", "iframe", "object", "embed")]
+    for _, attrs in parser.tags:
+        for name, value in attrs.items():
+            assert not (value or "").startswith(("http:", "https:", "//")), (name, value)
+    assert "url(" not in page and "@import" not in page
+    for name in ("commoncrawl", "webtext2", "books1", "books2", "wikipedia", "removed_exact",
+                 "unreadable document shard"):
+        assert name in page
+
+
+def test_json_file_from_recipe_stage(run_dir, tmp_path):
+    config = stats.StatsConfig(corpus=str(run_dir / "corpus"), html=None, json=str(tmp_path / "stats.json"))
+    ctx = recipe.RunContext(run=recipe.RunConfig(), client=None, console=Console(quiet=True))
+    summary = stats.run_stage(config, ctx)
+    saved = json.loads((tmp_path / "stats.json").read_text())
+    assert saved["verify"]["ok"] and summary.errors == 0
+    assert saved["overall"]["tokens"] == manifest.load(run_dir / "corpus")["totals"]["tokens"] == summary.counts["tokens"]
+
+
+def test_empty_and_single_length_histograms():
+    assert collect.length_histogram(Counter()) == {"edges": [], "counts": [], "empty": 0}
+    assert collect.length_histogram(Counter({0: 2, 1: 3})) == {"edges": [1.0, 1.414], "counts": [3], "empty": 2}
+    hist = collect.length_histogram(Counter({0: 2, 1: 3, 5: 1, 1000: 4}))
+    assert hist["empty"] == 2 and sum(hist["counts"]) == 8 and hist["counts"][0] == 3
+    assert collect.describe_lengths(Counter({10: 1, 20: 1, 30: 2}))["p50"] == 20
+
