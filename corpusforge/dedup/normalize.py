@@ -1,0 +1,169 @@
+"""Text and URL normalization for deduplication: what counts as "the same text" and "the same URL".
+
+Text is normalized in bulk, as bytes, because it runs on every document of the corpus. The canonical form
+of a document is: lower case (Unicode-aware), every ASCII digit replaced by `0` (so a changed date or
+counter does not make two copies differ), punctuation, symbols and whitespace replaced by a space (ASCII, Latin-1
+punctuation U+0080-U+00BF, General Punctuation U+2000-U+206F and CJK punctuation U+3000-U+303F), runs of spaces
+collapsed to one, no leading or trailing space. Words are the space-separated runs of that form; word n-grams of
+it are the MinHash shingles, and its hash is the exact-duplicate key.
+
+`normalize_text` is that definition for one string; `normalize_batch` is the same code over a batch and also returns
+where each word starts and ends, which `minhash` needs. The byte pass is compiled with Numba (one loop instead of a
+dozen NumPy passes over the batch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import numba
+import numpy as np
+import xxhash
+
+NORMALIZATION = "corpusforge-text/v1"  # recorded with signatures: change it whenever the canonical form changes
+
+_SPACE = 0x20
+_BYTE_MAP = np.arange(256, dtype=np.uint8)
+_BYTE_MAP[:128] = _SPACE
+_BYTE_MAP[ord("a"):ord("z") + 1] = np.arange(ord("a"), ord("z") + 1)
+_BYTE_MAP[ord("A"):ord("Z") + 1] = np.arange(ord("a"), ord("z") + 1)
+_BYTE_MAP[ord("0"):ord("9") + 1] = ord("0")
+
+
+@dataclasses.dataclass
+class NormalizedBatch:
+    """A batch of documents in canonical form, as one byte buffer.
+
+    `data` holds the documents' canonical bytes separated by single spaces; document d spans
+    `data[doc_start[d]:doc_end[d]]` (empty when start == end). Word w spans `data[word_start[w]:word_end[w]]` and
+    belongs to document `word_doc[w]`; words are in document order.
+    """
+
+    data: np.ndarray
+    doc_start: np.ndarray
+    doc_end: np.ndarray
+    word_start: np.ndarray
+    word_end: np.ndarray
+    word_doc: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.doc_start)
+
+    def text(self, d: int) -> str:
+        return self.data[self.doc_start[d]:self.doc_end[d]].tobytes().decode("utf-8")
+
+    def text_bytes(self, d: int) -> bytes:
+        return self.data[self.doc_start[d]:self.doc_end[d]].tobytes()
+
+
+@numba.njit(cache=True, nogil=True)
+def _canonical(raw: np.ndarray, starts: np.ndarray, byte_map: np.ndarray):  # pragma: no cover - compiled
+    """One pass over the joined UTF-8 bytes: map, blank punctuation, collapse spaces, find words and documents."""
+    n, ndocs = len(raw), len(starts)
+    data = np.empty(n, dtype=np.uint8)
+    word_start = np.empty(n // 2 + 1, dtype=np.int64)
+    word_end = np.empty(n // 2 + 1, dtype=np.int64)
+    word_doc = np.empty(n // 2 + 1, dtype=np.int64)
+    out, words = 0, 0
+    for doc in range(ndocs):
+        i = starts[doc]
+        stop = starts[doc + 1] - 1 if doc + 1 < ndocs else n  # the byte before the next document is the separator
+        in_word = False
+        while i < stop:
+            b = raw[i]
+            width, blank = 1, False
+            if b < 128:
+                b = byte_map[b]
+                blank = b == 0x20
+            elif i + 1 < stop and b == 0xC2:  # U+0080-U+00BF: Latin-1 controls, punctuation, no-break space
+                width, blank = 2, True
+            elif i + 2 < stop and b == 0xE2 and (raw[i + 1] == 0x80 or (raw[i + 1] == 0x81 and raw[i + 2] <= 0xAF)):
+                width, blank = 3, True  # U+2000-U+206F: general punctuation
+            elif i + 2 < stop and b == 0xE3 and raw[i + 1] == 0x80:  # U+3000-U+303F: CJK punctuation and space
+                width, blank = 3, True
+            if blank:
+                if in_word:
+                    word_end[words - 1] = out
+                    in_word = False
+            else:
+                if not in_word:
+                    if words:
+                        data[out] = 0x20
+                        out += 1
+                    word_start[words] = out
+                    word_doc[words] = doc
+                    words += 1
+                    in_word = True
+                data[out] = b
+                out += 1
+            i += width
+        if in_word:
+            word_end[words - 1] = out
+    doc_start = np.zeros(ndocs, dtype=np.int64)
+    doc_end = np.zeros(ndocs, dtype=np.int64)
+    for w in range(words - 1, -1, -1):
+        doc_start[word_doc[w]] = word_start[w]
+    for w in range(words):
+        doc_end[word_doc[w]] = word_end[w]
+    return data[:out], doc_start, doc_end, word_start[:words], word_end[:words], word_doc[:words]
+
+
+def normalize_batch(texts: Sequence[str]) -> NormalizedBatch:
+    """Canonical forms of `texts` (see the module docstring) with word boundaries, computed in bulk."""
+    # ASCII is lower-cased by the byte map; only other text needs Python's Unicode-aware lower(). No NFKC: it costs
+    # more than everything else here together, and what it would fold that matters for duplicates (no-break spaces,
+    # ellipses, typographic quotes) is blanked as punctuation anyway.
+    encoded = [(t if t.isascii() else t.lower()).encode("utf-8") for t in texts]
+    sizes = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
+    starts = np.zeros(len(encoded), dtype=np.int64)
+    if len(encoded) > 1:
+        starts[1:] = np.cumsum(sizes[:-1] + 1)
+    raw = np.frombuffer(b" ".join(encoded), dtype=np.uint8)
+    data, doc_start, doc_end, word_start, word_end, word_doc = _canonical(raw, starts, _BYTE_MAP)
+    return NormalizedBatch(data=data, doc_start=doc_start, doc_end=doc_end, word_start=word_start,
+                           word_end=word_end, word_doc=word_doc)
+
+
+def normalize_text(text: str) -> str:
+    """The canonical form of one text: what two documents must share to be exact duplicates."""
+    return normalize_batch([text]).text(0)
+
+
+def text_hashes(batch: NormalizedBatch) -> list[bytes]:
+    """The exact-duplicate key of each document: XXH3-128 of its canonical bytes (16 bytes)."""
+    return [xxhash.xxh3_128_digest(batch.text_bytes(d)) for d in range(len(batch))]
+
+
+# URL query keys that only track where a click came from: the same page with other values is the same page
+_TRACKING = ("utm_", "fbclid", "gclid", "mc_cid", "mc_eid", "_ga", "ref_src")
+
+
+def normalize_url(url: str | None) -> str | None:
+    """The canonical form of a URL, or None when there is none: no scheme (http and https are the same page),
+    lower-case host without `www.` and default port, no fragment, no trailing slash, query keys sorted and tracking
+    keys dropped. Angle brackets around the URL (a WARC-Target-URI quirk) are removed."""
+    if not url:
+        return None
+    url = url.strip().strip("<>").strip()
+    try:
+        parts = urlsplit(url if "//" in url else f"//{url}")
+        host = (parts.hostname or "").rstrip(".")
+        port = parts.port
+    except ValueError:  # a malformed URL (bad port, bad IPv6 literal) is still an identifier; compare it as written
+        return url.lower()
+    if host.startswith("www."):
+        host = host[4:]
+    if port and not (port == 80 and parts.scheme in ("http", "")) and not (port == 443 and parts.scheme == "https"):
+        host = f"{host}:{port}"
+    path = parts.path.rstrip("/") or ""
+    query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                   if not k.lower().startswith(_TRACKING))
+    return f"{host}{path}" + (f"?{urlencode(query)}" if query else "")
+
+
+def url_hash(url: str | None) -> int | None:
+    """64-bit key of the normalized URL (None when the document has no URL)."""
+    norm = normalize_url(url)
+    return None if norm is None else xxhash.xxh3_64_intdigest(norm.encode("utf-8"))
