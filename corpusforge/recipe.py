@@ -51,6 +51,13 @@ class Stage:
 STAGES: list[Stage] = [
     Stage("sample", "corpusforge.sample:SampleConfig", "corpusforge.sample:run_stage"),
     Stage("commoncrawl", "corpusforge.sources.commoncrawl:CommonCrawlConfig", "corpusforge.sources.commoncrawl:run_stage"),
+    Stage("webtext2", "corpusforge.sources.webtext2:WebText2Config", "corpusforge.sources.webtext2:run_stage"),
+    Stage("wikipedia", "corpusforge.sources.wikipedia:WikipediaConfig", "corpusforge.sources.wikipedia:run_stage"),
+    Stage("books", "corpusforge.sources.books:BooksConfig", "corpusforge.sources.books:run_stage"),
+    Stage("dedup", "corpusforge.dedup:DedupConfig", "corpusforge.dedup:run_stage"),
+    Stage("tokenizer", "corpusforge.mix.tokenizer:TokenizerConfig", "corpusforge.mix.tokenizer:run_stage"),
+    Stage("mix", "corpusforge.mix.mixer:MixConfig", "corpusforge.mix.mixer:run_stage"),
+    Stage("stats", "corpusforge.stats:StatsConfig", "corpusforge.stats:run_stage"),
     # <stages: add new stages above this line, in data-flow order>
 ]
 

@@ -13,6 +13,9 @@ from corpusforge.runtime import write_json_atomic
 # part name -> module with build(out_dir, seed)
 PARTS = {
     "crawl": "corpusforge.sample.crawl",
+    "reddit": "corpusforge.sample.reddit",
+    "wikipedia": "corpusforge.sample.wikipedia",
+    "books": "corpusforge.sample.books",
     # <sample-parts: add new parts above this line>
 }
 
