@@ -128,6 +128,12 @@ class Extractor:
             env = dict(os.environ, PYTHONUNBUFFERED="1")
             self._proc = subprocess.Popen([sys.executable, "-m", "corpusforge.extract"], stdin=subprocess.PIPE,
                                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, bufsize=0)
+            # Wait for "ready" (trafilatura imported) so start-up never counts against a page's time limit.
+            try:
+                _read_message(self._proc.stdout, _STARTUP_TIMEOUT_S)
+            except (ExtractionTimeout, EOFError, OSError) as exc:
+                self._kill()
+                raise ExtractionFailed(f"extraction process did not start: {type(exc).__name__}") from None
         return self._proc
 
     def _kill(self) -> None:
@@ -143,8 +149,7 @@ class Extractor:
             proc = self._start()
             payload = pickle.dumps((html, url, options), protocol=pickle.HIGHEST_PROTOCOL)
             try:
-                proc.stdin.write(struct.pack("<Q", len(payload)) + payload)
-                proc.stdin.flush()
+                _write_message(proc.stdin, payload)
                 reply = _read_message(proc.stdout, options.timeout_s)
             except ExtractionTimeout:
                 self._kill()
@@ -175,6 +180,7 @@ class Extractor:
 
 
 _shared: Extractor | None = None
+_STARTUP_TIMEOUT_S = 120.0
 
 
 def shared_extractor() -> Extractor:
@@ -212,7 +218,10 @@ def _read_message(stream, deadline_s: float | None) -> bytes:
 
 def _serve() -> None:
     """Child-process loop: read (html, url, options), answer ("ok", (title, text)) or ("error", message)."""
+    import trafilatura  # noqa: F401  (imported before "ready", see Extractor._start)
+
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    _write_message(stdout, b"ready")
     while True:
         try:
             request = _read_message(stdin, None)
@@ -223,9 +232,12 @@ def _serve() -> None:
             reply = ("ok", extract_in_process(html, url, options))
         except Exception as exc:  # reported per page by the caller; the process stays up
             reply = ("error", f"{type(exc).__name__}: {exc}")
-        data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
-        stdout.write(struct.pack("<Q", len(data)) + data)
-        stdout.flush()
+        _write_message(stdout, pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _write_message(stream, data: bytes) -> None:
+    stream.write(struct.pack("<Q", len(data)) + data)
+    stream.flush()
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -29,6 +30,8 @@ from corpusforge import schema as schema_mod
 ERRORS_FILE = "_errors.jsonl"
 SUMMARY_FILE = "_summary.json"
 REPORT_KEY = b"corpusforge.report"
+# FileReport fields that describe one run rather than the input (kept out of a shard's metadata).
+_RUN_FIELDS = ("output", "seconds", "resumed")
 
 
 # ---------------------------------------------------------------------------------------------------------- writes
@@ -91,7 +94,8 @@ class ShardWriter:
         self.rows += table.num_rows
 
     def set_report(self, report: FileReport) -> None:
-        self._report = dataclasses.asdict(report)
+        # Only what the input determines: the same input gives a byte-identical file wherever and whenever written.
+        self._report = {k: v for k, v in dataclasses.asdict(report).items() if k not in _RUN_FIELDS}
 
     def _open(self) -> pq.ParquetWriter:
         if self._writer is None:
@@ -113,7 +117,8 @@ class ShardWriter:
                 self._flush()
                 writer = self._open()
                 if self._report is not None:
-                    writer.add_key_value_metadata({REPORT_KEY: json.dumps(self._report, default=str).encode()})
+                    writer.add_key_value_metadata({REPORT_KEY: json.dumps(self._report, default=str,
+                                                                          sort_keys=True).encode()})
                 writer.close()
             elif self._writer is not None:
                 self._writer.close()
@@ -130,7 +135,7 @@ def read_report(path: str | os.PathLike) -> FileReport | None:
     except Exception:  # an unreadable file is not finished output: redo it
         return None
     raw = meta.get(REPORT_KEY)
-    return FileReport(**json.loads(raw)) if raw else None
+    return FileReport(**{**json.loads(raw), "output": str(path)}) if raw else None
 
 
 def output_name(item: str, suffix: str = ".parquet") -> str:
@@ -239,7 +244,7 @@ def dask_client(scheduler: str | None = None, workers: int | None = None, thread
         return
     n = workers or os.cpu_count() or 1
     with LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
-                      dashboard_address=None, silence_logs=40) as cluster, Client(cluster) as client:
+                      dashboard_address=":0", silence_logs=40) as cluster, Client(cluster) as client:
         yield client
 
 
@@ -263,10 +268,12 @@ def map_files(task: Callable[..., FileReport], items: Sequence[str], out_dir: st
     summary = StageSummary(stage=stage)
     t0 = time.perf_counter()
     reports: dict[int, FileReport] = {}
+    run_token = uuid.uuid4().hex[:8]  # keys unique per call: a re-run on the same client must not reuse results
     with contextlib.ExitStack() as stack:
         if client is None:
             client = stack.enter_context(dask_client(scheduler, workers))
-        futures = [client.submit(task, item, str(out_dir), config, key=f"{stage}-{i}-{output_name(item, '')}",
+        futures = [client.submit(task, item, str(out_dir), config,
+                                 key=f"{stage}-{i}-{output_name(item, '')}-{run_token}",
                                  pure=False, **(kwargs_for(item) if kwargs_for else {}))
                    for i, item in enumerate(items)]
         index = {f.key: i for i, f in enumerate(futures)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob as globlib
+import re
 import time
 import zlib
 from collections.abc import Iterator
@@ -25,7 +26,15 @@ from corpusforge.runtime import FileReport, ShardWriter, StageSummary, map_files
 
 SOURCE = "commoncrawl"
 _HTML_TYPES = ("text/html", "application/xhtml+xml", "application/xml+html")
+_GENERIC_TYPES = ("", "application/octet-stream", "text/plain", "unk", "unknown")
 _SCAN_CHUNK = 1 << 20
+_SCAN_OVERLAP = 4096
+# Where a record can start after damage: a gzip member, or (uncompressed) a WARC version line or an ARC header line
+# `URL IP DATE(14 digits) MIME LENGTH`.
+_GZIP_MEMBER = re.compile(rb"\x1f\x8b\x08")
+_PLAIN_RECORD = re.compile(rb"(?<=\n)(?:WARC/1\.[01]\r?\n|[a-z][a-z0-9+.-]*:\S+ \S+ \d{14} \S+ \d+\r?\n)")
+# Compressions warcio cannot read, by magic bytes: named in the error instead of "unknown archive format".
+_UNSUPPORTED = {b"\x04\x22\x4d\x18": "lz4", b"\x28\xb5\x2f\xfd": "zstd", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}
 
 
 @dataclasses.dataclass
@@ -77,7 +86,8 @@ def expand_inputs(inputs: list[str], base_url: str = "https://data.commoncrawl.o
             if "://" in spec:
                 fs, _, _ = fsspec.get_fs_token_paths(spec)
                 protocol = spec.split("://", 1)[0]
-                out.extend(f"{protocol}://{p}" for p in sorted(fs.glob(spec)))
+                # s3/gcs globs return bare "bucket/key" paths, http globs return full URLs
+                out.extend(p if "://" in p else f"{protocol}://{p}" for p in sorted(fs.glob(spec)))
             else:
                 out.extend(sorted(globlib.glob(spec)))
         else:
@@ -98,7 +108,8 @@ class Response:
     status: int | None
     content_type: str | None
     body: bytes | None
-    truncated: bool = False
+    truncated: bool = False  # body cut at max_body
+    missing_bytes: int = 0  # the file ended this many bytes before the record's Content-Length
 
 
 def _clean_uri(uri: str | None) -> str | None:
@@ -107,22 +118,21 @@ def _clean_uri(uri: str | None) -> str | None:
 
 
 def _next_record_start(fh, start: int, gzipped: bool) -> int | None:
-    """The offset of the next gzip member (that decompresses to a WARC/ARC header) or of the next `WARC/1.` header
-    line at or after `start`, or None at end of file."""
-    marker = b"\x1f\x8b\x08" if gzipped else b"\nWARC/1."
+    """The offset of the next gzip member that decompresses to a record header (gzipped files), or of the next WARC
+    or ARC header line (uncompressed files), at or after `start`; None at end of file."""
+    pattern = _GZIP_MEMBER if gzipped else _PLAIN_RECORD
     pos = start
     while True:
         fh.seek(pos)
-        chunk = fh.read(_SCAN_CHUNK + 16)
+        chunk = fh.read(_SCAN_CHUNK + _SCAN_OVERLAP)
         if not chunk:
             return None
-        i = chunk.find(marker)
-        while i != -1:
-            cand = pos + i + (0 if gzipped else 1)
-            if not gzipped or _looks_like_record(fh, cand):
-                return cand
-            i = chunk.find(marker, i + 1)
-        if len(chunk) <= 16:
+        for match in pattern.finditer(chunk):
+            if match.start() >= _SCAN_CHUNK and len(chunk) > _SCAN_CHUNK:
+                break  # the next window sees this match with its full context
+            if not gzipped or _looks_like_record(fh, pos + match.start()):
+                return pos + match.start()
+        if len(chunk) <= _SCAN_CHUNK:
             return None
         pos += _SCAN_CHUNK
 
@@ -130,24 +140,54 @@ def _next_record_start(fh, start: int, gzipped: bool) -> int | None:
 def _looks_like_record(fh, offset: int) -> bool:
     fh.seek(offset)
     try:
-        head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(fh.read(4096), 64)
+        head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(fh.read(8192), 4096)
     except zlib.error:
         return False
-    return head.startswith((b"WARC/", b"filedesc:", b"http:", b"https:", b"dns:")) or head[:1].isalnum()
+    return head.startswith(b"WARC/") or _PLAIN_RECORD.match(b"\n" + head.split(b"\n", 1)[0] + b"\n", 1) is not None
+
+
+class _BrotliDecompressor:
+    """`Content-Encoding: br` for warcio, which expects zlib's interface (`decompress`, `unused_data`); the brotli
+    package's Decompressor has neither, so warcio's own hook fails on it."""
+
+    unused_data = None
+
+    def __init__(self) -> None:
+        import brotli
+
+        self._decompressor = brotli.Decompressor()
+
+    def decompress(self, data: bytes) -> bytes:
+        return self._decompressor.process(data)
+
+
+def _register_brotli() -> None:
+    from warcio.bufferedreaders import BufferedReader
+
+    BufferedReader.DECOMPRESSORS["br"] = _BrotliDecompressor
 
 
 def read_records(path: str, report: FileReport, max_body: int) -> Iterator[Response]:
     """Every record of a WARC/ARC(.gz) file, with response bodies read (up to `max_body` bytes).
 
     A record or stream that cannot be read is reported in `report` with its offset, and reading resumes at the next
-    record found after it; records before and after the damage are all yielded.
+    record found after it; records before and after the damage are all yielded. A gzip stream that holds many
+    records in one member (non-chunked gzip, which warcio refuses) is read as one stream instead; its records'
+    offsets are then the stream's start plus their offset in the uncompressed stream.
     """
     import fsspec
     from warcio.archiveiterator import ArchiveIterator
 
+    _register_brotli()
     with fsspec.open(path, "rb") as fh:
-        gzipped = fh.read(2) == b"\x1f\x8b"
-        fh.seek(0)
+        magic = fh.read(6)
+        for prefix, name in _UNSUPPORTED.items():
+            if magic.startswith(prefix):
+                report.error(f"{name}-compressed input is not supported; decompress it or recompress it as gzip",
+                             offset=0, stage="read")
+                return
+        gzipped = magic.startswith(b"\x1f\x8b")
+        size = fh.seek(0, 2)
         pos = 0
         while pos is not None:
             fh.seek(pos)
@@ -157,33 +197,121 @@ def read_records(path: str, report: FileReport, max_body: int) -> Iterator[Respo
                 for record in iterator:
                     last = iterator.offset  # start of this record (get_record_offset() would consume the body)
                     yield _read_record(record, last, max_body)
+                if iterator.offset < size:  # warcio stops quietly at a record cut short by the end of the file
+                    report.error("the file ends inside a record, or its last bytes are no record (truncated?)",
+                                 offset=iterator.offset, stage="read")
                 pos = None
             except Exception as exc:  # damaged input: report it, find the next record, go on
+                if gzipped and "non-chunked gzip" in str(exc):
+                    report.count("nonchunked_gzip_streams")
+                    yield from _read_gzip_stream(fh, last, report, max_body)
+                    return
                 where = max(last, getattr(iterator, "offset", 0) or 0)
                 report.error(f"unreadable record or stream: {type(exc).__name__}: {str(exc).strip()[:300]}",
                              offset=where, stage="read")
-                nxt = _next_record_start(fh, where + 1, gzipped)
+                # Look again from just after the last good record's start: a wrong Content-Length can swallow the
+                # next record's header into that record, and the header found there starts a record not yet read.
+                nxt = _next_record_start(fh, last + 1, gzipped)
+                if nxt == where:  # the place that just failed
+                    nxt = _next_record_start(fh, where + 1, gzipped)
                 pos = nxt if nxt is not None and nxt > last else None
+
+
+def _read_gzip_stream(fh, start: int, report: FileReport, max_body: int) -> Iterator[Response]:
+    """The records of the gzip stream at `start` decompressed as one stream, except the first (already read)."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    fh.seek(start)
+    stream = _GzipStream(fh)
+    iterator = ArchiveIterator(stream, arc2warc=True)
+    last = 0
+    try:
+        for record in iterator:
+            last = iterator.offset
+            if last:
+                yield _read_record(record, start + last, max_body)
+    except Exception as exc:  # one stream has no record boundaries to resync at: report where it broke
+        report.error(f"unreadable record or stream: {type(exc).__name__}: {str(exc).strip()[:300]}",
+                     offset=start + last, stage="read")
+        return
+    if stream.truncated and not any(e["offset"] == start + last for e in report.errors):  # one error per record
+        report.error("gzip stream ends inside a record (truncated file)", offset=start + last, stage="read")
+
+
+class _GzipStream:
+    """Gzip members read as one uncompressed stream (`read`, `tell`). Where the file ends inside a member, reading
+    stops after what could be decompressed and `truncated` is set; gzip.GzipFile would raise and drop its buffer,
+    and warcio takes that EOFError for a clean end."""
+
+    def __init__(self, fh) -> None:
+        self._fh = fh
+        self._decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._fed = False
+        self._buffer = b""
+        self._pos = 0
+        self.truncated = False
+
+    def _fill(self, size: int) -> None:
+        while size < 0 or len(self._buffer) < size:
+            if self._decompressor.eof:  # a member ended; the next one starts in its unused data
+                data = self._decompressor.unused_data or self._fh.read(1 << 16)
+                self._decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                self._fed = False
+            else:
+                data = self._fh.read(1 << 16)
+            if not data:
+                self.truncated = self._fed and not self._decompressor.eof
+                return
+            self._fed = True
+            self._buffer += self._decompressor.decompress(data)
+
+    def read(self, size: int = -1) -> bytes:
+        self._fill(size)
+        size = len(self._buffer) if size < 0 else size
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        self._pos += len(data)
+        return data
+
+    def tell(self) -> int:
+        return self._pos
 
 
 def _read_record(record, offset: int, max_body: int) -> Response:
     h = record.rec_headers
+    if record.format.startswith("warc") and not (h.get_header("Content-Length") or "").strip().isdigit():
+        # warcio would read to the end of the file as this record's block, swallowing every record after it.
+        raise ValueError("WARC record without a valid Content-Length")
     rec_type = record.rec_type or "unknown"
     status = content_type = body = None
     truncated = False
+    missing = 0
     if rec_type == "response" and record.http_headers is not None:
         try:
             status = int(record.http_headers.get_statuscode() or 0)
         except ValueError:
             status = 0
         content_type = record.http_headers.get_header("Content-Type")
-        if status == 200:
+        if status == 200 and _maybe_html(content_type):
             body = record.content_stream().read(max_body + 1)
             truncated = len(body) > max_body
             body = body[:max_body]
+            if not truncated:
+                missing = _missing_bytes(record.raw_stream)
     return Response(offset=offset, rec_type=rec_type, url=_clean_uri(h.get_header("WARC-Target-URI")),
                     date=h.get_header("WARC-Date"), record_id=h.get_header("WARC-Record-ID"), status=status,
-                    content_type=content_type, body=body, truncated=truncated)
+                    content_type=content_type, body=body, truncated=truncated, missing_bytes=missing)
+
+
+def _missing_bytes(raw_stream) -> int:
+    """How many bytes of the record block the file lacks: drain the block (warcio would anyway) and see how much of
+    its Content-Length was never there. A clipped record otherwise reads as a silently shorter page."""
+    while raw_stream.read(1 << 16):
+        pass
+    return max(getattr(raw_stream, "limit", 0), 0)
+
+
+def _maybe_html(content_type: str | None) -> bool:
+    return (content_type or "").split(";")[0].strip().lower() in _HTML_TYPES + _GENERIC_TYPES
 
 
 def is_html(content_type: str | None, body: bytes | None) -> bool:
@@ -191,7 +319,7 @@ def is_html(content_type: str | None, body: bytes | None) -> bool:
     ctype = (content_type or "").split(";")[0].strip().lower()
     if ctype in _HTML_TYPES:
         return True
-    if ctype in ("", "application/octet-stream", "text/plain", "unk", "unknown"):
+    if ctype in _GENERIC_TYPES:
         head = (body or b"")[:1024].lstrip().lower()
         return head.startswith((b"<!doctype html", b"<html")) or b"<html" in head
     return False
@@ -221,6 +349,9 @@ def documents_from_records(records: Iterator[Response], origin_file: str, config
         if rec.truncated:
             report.error(f"HTML body larger than {config.max_html_bytes} bytes; cut", offset=rec.offset,
                          stage="read", url=rec.url)
+        if rec.missing_bytes:
+            report.error(f"record truncated: the file ends {rec.missing_bytes} bytes before its Content-Length; "
+                         "extracting what is there", offset=rec.offset, stage="read", url=rec.url)
         try:
             html, _codec = decode_html(rec.body or b"", rec.content_type)
             title, text = extractor.extract(html, rec.url, options)

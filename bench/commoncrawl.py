@@ -1,0 +1,225 @@
+"""Benchmark of the CommonCrawl path: documents per second per core, where the time goes, and trafilatura's modes.
+
+    .venv/bin/python -m bench.commoncrawl [--pages N] [--workers N]
+
+Two inputs: every real capture in ../shared/data/warc (about 260 HTML responses, many tiny test pages) and the 990
+pages of trafilatura's evaluation set wrapped as WARC records (real, full-size pages: the representative one).
+For each it measures the CPU time of each stage in this process over the same records (read, decode, extract,
+language ID, write), runs the full path on a LocalCluster (`commoncrawl.run`, CPU time of all its processes) and
+scores the eval pages' text against their snippets. It compares trafilatura's modes (fast / balanced / precision /
+recall) for speed and F1 on the same pages, page by page. CPU time, not wall time, so that other work on the machine
+does not skew the comparison; everything compared is measured in this run. Results: bench/results/commoncrawl.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from corpusforge import extract_eval, language
+from corpusforge.documents import make_document
+from corpusforge.extract import DecodeError, ExtractOptions, Extractor, decode_html, extract_in_process
+from corpusforge.runtime import FileReport, ShardWriter
+from corpusforge.sources import commoncrawl as cc
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("CORPUSFORGE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+RESULTS = ROOT / "bench" / "results" / "commoncrawl.json"
+MODES = ("fast", "balanced", "precision", "recall")
+STAGES = ("read", "decode", "extract", "language", "write")
+
+
+def captures() -> list[str]:
+    return sorted(str(p) for p in (SHARED / "warc").rglob("*") if p.is_file() and p.name != "LICENSE"
+                  and not p.name.endswith((".md", ".txt", ".json", ".cdxj", ".html")))
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) used so far by these processes and all their children."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            for p in [proc, *proc.children(recursive=True)]:
+                times = p.cpu_times()
+                total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def stages_in_process(paths: list[str], modes: tuple[str, ...], out_dir: Path) -> dict:
+    """Run the path's steps one after another in this process over all records of `paths`, and measure the CPU time
+    of each step over all records (CPU time, not wall time: other work on the machine does not inflate it).
+    Extraction runs every mode on each page before the next page, so the modes meet the same conditions, and runs
+    the first mode once more through the killable child process the path uses, to measure what that costs."""
+    cpu = dict.fromkeys(STAGES, 0.0)
+    t = time.process_time()
+    records = []
+    for path in paths:
+        report = FileReport(input=path)
+        records += [(path, r) for r in cc.read_records(path, report, 5_000_000)]
+    cpu["read"] = time.process_time() - t
+    html = [(p, r) for p, r in records
+            if r.rec_type == "response" and r.status == 200 and cc.is_html(r.content_type, r.body)]
+
+    t = time.process_time()
+    decoded = []
+    for path, rec in html:
+        try:
+            decoded.append((path, rec, decode_html(rec.body or b"", rec.content_type)[0]))
+        except DecodeError:
+            pass
+    cpu["decode"] = time.process_time() - t
+
+    extract_cpu = dict.fromkeys(modes, 0.0)
+    texts: dict[str, dict] = {mode: {} for mode in modes}
+    extracted = []
+    with Extractor() as extractor:
+        options = {mode: ExtractOptions(mode=mode, timeout_s=300) for mode in modes}
+        extractor.extract("<html><body><p>warm up</p></body></html>", None, options[modes[0]])
+        child_cpu = 0.0
+        for path, rec, html_text in decoded:
+            for mode in modes:
+                t = time.process_time()
+                title, body = extract_in_process(html_text, rec.url, options[mode])
+                extract_cpu[mode] += time.process_time() - t
+                texts[mode][rec.record_id] = body
+                if mode == modes[0]:
+                    extracted.append((path, rec, title, body))
+            before = cpu_seconds([os.getpid()])  # this process and the extraction process
+            extractor.extract(html_text, rec.url, options[modes[0]])
+            child_cpu += cpu_seconds([os.getpid()]) - before
+    cpu["extract"] = extract_cpu[modes[0]]
+
+    language.identify("warm up the model")
+    t = time.process_time()
+    identified = [(p, r, title, body, *language.identify(body)) for p, r, title, body in extracted if body]
+    cpu["language"] = time.process_time() - t
+
+    t = time.process_time()
+    with ShardWriter(out_dir / "bench.parquet") as writer:
+        for path, rec, title, body, lang, score in identified:
+            writer.write_rows([make_document(source="commoncrawl", url=rec.url, title=title, text=body, lang=lang,
+                                             lang_score=score, origin_file=path, origin_offset=rec.offset,
+                                             origin_id=rec.record_id, crawl_time=rec.date)])
+    cpu["write"] = time.process_time() - t
+    total = sum(cpu.values())
+    return {"records": len(records), "html": len(html), "documents": len(identified),
+            "cpu_s": {k: round(v, 3) for k, v in cpu.items()}, "total_cpu_s": round(total, 2),
+            "docs_per_cpu_s": round(len(identified) / total, 2),
+            "extract_cpu_s": {k: round(v, 2) for k, v in extract_cpu.items()},
+            "extract_cpu_s_child_process": round(child_cpu, 2), "texts": texts}
+
+
+def full_path(paths: list[str], out_dir: Path, workers: int) -> dict:
+    """The real thing: commoncrawl.run on a LocalCluster of `workers` processes (cluster start-up excluded). Wall
+    time depends on what else runs on the machine; CPU time much less, so documents per CPU-second of all the
+    processes involved is the number compared with the in-process stages."""
+    import pyarrow.parquet as pq
+    from rich.console import Console
+
+    from corpusforge.runtime import dask_client
+
+    with dask_client(workers=workers) as client:
+        # This process and its descendants: scheduler and client, nannies, workers, their extraction processes.
+        cpu0, t = cpu_seconds([os.getpid()]), time.perf_counter()
+        summary = cc.run(cc.CommonCrawlConfig(inputs=paths, min_text_chars=1, timeout_s=300), out_dir,
+                         client=client, console=Console(file=io.StringIO()))
+        wall, cpu = time.perf_counter() - t, cpu_seconds([os.getpid()]) - cpu0
+    texts = {}
+    for shard in out_dir.glob("*.parquet"):
+        table = pq.read_table(shard, columns=["origin_id", "text"])
+        texts.update(zip(table.column("origin_id").to_pylist(), table.column("text").to_pylist()))
+    docs = summary.counts.get("documents", 0)
+    return {"workers": workers, "files": summary.files, "documents": docs, "errors": summary.errors,
+            "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "docs_per_s_wall": round(docs / wall, 2),
+            "docs_per_cpu_s": round(docs / cpu, 2), "texts": texts}
+
+
+def shares(seconds: dict) -> str:
+    total = sum(seconds.values())
+    return " · ".join(f"{k} {100 * v / total:.1f}%" for k, v in seconds.items())
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="bench.commoncrawl", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pages", type=int, default=None, help="use only the first N eval pages")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args(argv)
+    pages = extract_eval.load_pages(SHARED / "extraction" / "trafilatura-eval", limit=args.pages)
+    floors = json.loads((SHARED / "extraction" / "trafilatura-eval" / "eval_baseline.json").read_text())["floors"]
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        eval_paths = [str(p) for p in extract_eval.write_warcs(pages, tmp / "eval", files=8)]
+        print(f"eval pages: {len(pages)} in {len(eval_paths)} WARC files; captures: {len(captures())} files")
+        stages = stages_in_process(eval_paths, MODES, tmp)
+        quality = {m: extract_eval.score((p, stages["texts"][m].get(p.record_id)) for p in pages) for m in MODES}
+        print(f"  in process, eval pages: {stages['cpu_s']}; extraction by mode {stages['extract_cpu_s']}; {quality}")
+        caps = stages_in_process(captures(), MODES[:1], tmp)
+        print(f"  in process, captures: {caps['documents']} documents, {caps['cpu_s']}")
+        eval_run = full_path(eval_paths, tmp / "run-eval", args.workers)
+        eval_run["quality"] = extract_eval.score((p, eval_run["texts"].get(p.record_id)) for p in pages)
+        print(f"  full path, eval pages: {eval_run['docs_per_cpu_s']} docs/CPU-s, {eval_run['quality']}")
+        caps_run = full_path(captures(), tmp / "run-captures", args.workers)
+        print(f"  full path, captures: {caps_run['docs_per_cpu_s']} docs/CPU-s")
+    for result in (stages, caps, eval_run, caps_run):
+        result.pop("texts")
+
+    extract = stages["extract_cpu_s"]
+    pps = {m: len(pages) / extract[m] for m in MODES}
+    table = [
+        {"what": f"CommonCrawl path on {args.workers} Dask workers, trafilatura eval pages as WARC "
+                 f"({eval_run['documents']} docs)",
+         "result": f"{eval_run['docs_per_cpu_s']} docs/s/core",
+         "baseline": f"same stages in one process: {stages['docs_per_cpu_s']} docs/s",
+         "ratio": f"{eval_run['docs_per_cpu_s'] / stages['docs_per_cpu_s']:.2f}"},
+        {"what": f"CommonCrawl path on {args.workers} Dask workers, real captures in shared/data/warc "
+                 f"({caps_run['documents']} docs)",
+         "result": f"{caps_run['docs_per_cpu_s']} docs/s/core",
+         "baseline": f"same stages in one process: {caps['docs_per_cpu_s']} docs/s",
+         "ratio": f"{caps_run['docs_per_cpu_s'] / caps['docs_per_cpu_s']:.2f}"},
+        {"what": "CPU time by stage (eval pages, fast)", "result": shares(stages["cpu_s"]), "baseline": "",
+         "ratio": ""},
+        {"what": "extraction in the killable child process vs in process (eval pages, fast, CPU)",
+         "result": f"{stages['extract_cpu_s_child_process']:.1f} s", "baseline": f"{extract['fast']:.1f} s",
+         "ratio": f"{stages['extract_cpu_s_child_process'] / extract['fast']:.2f}"},
+        {"what": f"eval-set F1 through the full path (mode fast, {len(pages)} pages)",
+         "result": f"F1 {eval_run['quality']['f1']} (P {eval_run['quality']['precision']}, "
+                   f"R {eval_run['quality']['recall']})",
+         "baseline": f"trafilatura's own gate, fast on raw bytes: {floors['fast']}",
+         "ratio": f"{eval_run['quality']['f1'] / floors['fast']:.3f}"},
+    ]
+    for mode in MODES[1:]:
+        table.append({
+            "what": f"trafilatura mode {mode} vs fast (eval pages, extraction CPU)",
+            "result": f"F1 {quality[mode]['f1']}, {pps[mode]:.1f} pages/s",
+            "baseline": f"fast: F1 {quality['fast']['f1']}, {pps['fast']:.1f} pages/s",
+            "ratio": f"speed {pps[mode] / pps['fast']:.2f}x, F1 {quality[mode]['f1'] - quality['fast']['f1']:+.4f}"})
+    results = {
+        "table": table, "quality_by_mode": quality, "stages_eval": stages, "stages_captures": caps,
+        "full_path_eval": eval_run, "full_path_captures": caps_run, "trafilatura_floors": floors,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "load_average_before": [round(x, 2) for x in load_before],
+                    "load_average_after": [round(x, 2) for x in os.getloadavg()]},
+    }
+    if args.pages is None:  # only a full run is a result worth keeping
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"wrote {RESULTS}")
+    for row in table:
+        print(f"  {row['what']}: {row['result']} | {row['baseline']} | {row['ratio']}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
