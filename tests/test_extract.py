@@ -99,3 +99,22 @@ def test_a_dying_extraction_process_is_reported_and_replaced():
             extractor.extract(slow_html(), None, ExtractOptions(timeout_s=60))
         _, text = extractor.extract(article_html("fr"), None, ExtractOptions())
         assert ARTICLES["fr"][1][0] in text and extractor._proc.pid != pid
+
+
+@pytest.mark.parametrize("lang,codec,text", [
+    ("es", "cp1252", "La cocina española tradicional utiliza aceite de oliva, ajo y pimentón. Los niños pequeños "
+                     "aprenden canciones en la montaña."),
+    ("en", "cp1252", "The caf\u00e9\u2019s na\u00efve owner \u2014 a so-called \u201cexpert\u201d \u2014 served "
+                     "cr\u00e8me br\u00fbl\u00e9e every day."),
+    ("de", "cp1252", "Die Straße führt über die Brücke zum Rathaus, wo ältere Bürger täglich Zeitung lesen."),
+    ("pl", "cp1250", "Zażółć gęślą jaźń. W małym mieście nad rzeką mieszkał stary zegarmistrz, który codziennie "
+                     "otwierał swój warsztat."),
+    ("cs", "cp1250", "Příliš žluťoučký kůň úpěl ďábelské ódy. Ve městě byla knihovna, kde se děti učily číst."),
+    ("ru", "cp1251", "В небольшом городе на берегу реки жил старый часовщик, который каждый день открывал свою "
+                     "мастерскую."),
+])
+def test_undeclared_single_byte_pages_decode_exactly(lang, codec, text):
+    # No HTTP or meta charset, not UTF-8: detection must still give back every letter.
+    body = f"<html><body><p>{text}</p></body></html>".encode(codec)
+    decoded, _ = decode_html(body, "text/html")
+    assert text in decoded
