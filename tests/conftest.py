@@ -26,3 +26,49 @@ def dask_client():
 
     with make(workers=2) as client:
         yield client
+
+
+@pytest.fixture
+def separate_cluster(tmp_path):
+    """A real cluster of separate processes on 127.0.0.1 — `dask scheduler` (ephemeral port) and `dask worker`
+    with 2 single-threaded worker processes — as a user would start one; yields the scheduler address
+    (tcp://127.0.0.1:PORT) and stops the processes afterwards."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    from distributed import Client
+
+    def dask(command: str, *args: str) -> subprocess.Popen:  # the `dask scheduler` / `dask worker` commands
+        return subprocess.Popen([sys.executable, "-m", f"distributed.cli.dask_{command}", *args],
+                                stdout=log, stderr=log)
+
+    info, logs = tmp_path / "scheduler.json", tmp_path / "cluster.log"
+    with logs.open("wb") as log:
+        procs = [dask("scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                      "--scheduler-file", str(info))]
+        try:
+            deadline = time.monotonic() + 60
+            while not info.exists() or not info.read_text().strip():
+                assert procs[0].poll() is None and time.monotonic() < deadline, logs.read_text()
+                time.sleep(0.1)
+            address = json.loads(info.read_text())["address"]
+            procs.append(dask("worker", address, "--nworkers", "2", "--nthreads", "1", "--host", "127.0.0.1",
+                              "--no-dashboard"))
+            with Client(address, timeout=60) as client:
+                client.wait_for_workers(2, timeout=120)
+                assert len(client.scheduler_info()["workers"]) == 2
+            yield address
+        finally:
+            try:  # the scheduler closes itself and its workers: faster than a signal to each process
+                with Client(json.loads(info.read_text())["address"], timeout=10) as client:
+                    client.shutdown()
+            except (OSError, TimeoutError, ValueError):
+                pass
+            for proc in reversed(procs):
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
