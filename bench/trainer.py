@@ -208,7 +208,6 @@ def main() -> None:
         raise SystemExit(f"tiny-shakespeare not found at {SHAKESPEARE} (set CORPUSFORGE_SHARED_DATA)")
     torch.set_num_threads(args.threads)
     console = Console(stderr=True, highlight=False)
-    quiet = Console(file=open(os.devnull, "w"))  # noqa: SIM115
     cases = [Case("tiny", "cpu", batch_size=16, warmup=10, measured=40),
              Case("gpt2-124m", "cpu", batch_size=1, warmup=1, measured=3, vocab_size=50304, rounds=2)]
     if torch.cuda.is_available():

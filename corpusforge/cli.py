@@ -21,11 +21,7 @@ def _exit_code(summaries, fail_on_error: bool) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from corpusforge import pipeline, recipe
 
-    try:
-        rec = recipe.load(args.recipe)
-    except recipe.RecipeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    rec = recipe.load(args.recipe)
     if args.scheduler:
         rec.run.scheduler = args.scheduler
     if args.workers:
@@ -37,11 +33,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from corpusforge import recipe
 
-    try:
-        rec = recipe.load(args.recipe)
-    except recipe.RecipeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    rec = recipe.load(args.recipe)
     print(f"{args.recipe}: valid; stages: {', '.join(s.name for s, _ in rec.stage_configs())}")
     return 0
 
@@ -53,11 +45,7 @@ def cmd_commoncrawl(args: argparse.Namespace) -> int:
         inputs=args.inputs, base_url=args.base_url, languages=args.languages or [],
         min_lang_score=args.min_lang_score, lid_model=args.lid_model, timeout_s=args.timeout,
         mode=args.mode, limit_files=args.limit_files)
-    try:
-        config.validate()
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    config.validate()
     summary = commoncrawl.run(config, args.output, scheduler=args.scheduler, workers=args.workers)
     return _exit_code([summary], args.fail_on_error)
 
@@ -66,46 +54,33 @@ def cmd_train_pretrain(args: argparse.Namespace) -> int:
     import tomllib
 
     from corpusforge import recipe
-    from corpusforge.trainer import checkpoint, pretrain
+    from corpusforge.trainer import pretrain
 
     values: dict = {}
-    try:
-        if args.config:
-            values.update(tomllib.loads(args.config.read_text(encoding="utf-8")))
-        for item in args.set or []:
-            key, sep, raw = item.partition("=")
-            if not sep:
-                raise recipe.RecipeError(f"--set {item!r}: expected KEY=VALUE")
-            try:
-                values[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
-            except tomllib.TOMLDecodeError:  # a bare word: a string
-                values[key.strip()] = raw
-    except (OSError, tomllib.TOMLDecodeError, recipe.RecipeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.config:
+        values.update(tomllib.loads(args.config.read_text(encoding="utf-8")))
+    for item in args.set or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise recipe.RecipeError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            values[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:  # a bare word: a string
+            values[key.strip()] = raw
     flags = {"corpus": args.corpus, "text": args.text, "preset": args.preset, "max_steps": args.max_steps,
              "device": args.device, "compile": args.compile}
     values.update({k: v for k, v in flags.items() if v is not None})
-    try:
-        config = pretrain.make_config(args.out, values, resume=args.resume)
-        pretrain.train(config, args.out, resume=args.resume, stop_at=args.stop_at)
-    except (recipe.RecipeError, pretrain.TrainError, checkpoint.CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    config = pretrain.make_config(args.out, values, resume=args.resume)
+    pretrain.train(config, args.out, resume=args.resume, stop_at=args.stop_at)
     return 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from corpusforge.trainer import checkpoint
     from corpusforge.trainer.generate import generate_text
 
-    try:
-        texts = generate_text(args.run_dir, args.prompt, max_new_tokens=args.max_new_tokens,
-                              temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                              num_samples=args.num_samples, seed=args.seed, device=args.device)
-    except checkpoint.CheckpointError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    texts = generate_text(args.run_dir, args.prompt, max_new_tokens=args.max_new_tokens,
+                          temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                          num_samples=args.num_samples, seed=args.seed, device=args.device)
     print("\n---------------\n".join(texts))
     return 0
 
@@ -120,23 +95,19 @@ def cmd_webtext2_links(args: argparse.Namespace) -> int:
     from corpusforge.sources.webtext2 import pushshift, reddit
     from corpusforge.sources.webtext2.urls import DEFAULT_BLOCKED_DOMAINS, LinkRules
 
-    try:
-        rules = LinkRules(blocked_domains=DEFAULT_BLOCKED_DOMAINS + (args.block_domain or []), **_given(
-            args, min_score="min_score", score_aggregate="score_aggregate", since="since", until="until",
-            buckets="buckets"), drop_nsfw=args.drop_nsfw)
-        rules.validate()
-        dask = dict(scheduler=args.scheduler, workers=args.workers)
-        if args.pushshift:
-            summary = pushshift.collect(args.pushshift, args.output, rules, **dask)
-        else:
-            config = reddit.RedditConfig(**_given(
-                args, subreddits="subreddit", listing="listing", time_filter="time_filter", limit="limit",
-                site="site", oauth_url="oauth_url", reddit_url="reddit_url"))
-            config.validate()
-            summary = reddit.collect(config, args.output, rules, **dask)
-    except (ValueError, FileNotFoundError, reddit.CredentialsMissing) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    rules = LinkRules(blocked_domains=DEFAULT_BLOCKED_DOMAINS + (args.block_domain or []), **_given(
+        args, min_score="min_score", score_aggregate="score_aggregate", since="since", until="until",
+        buckets="buckets"), drop_nsfw=args.drop_nsfw)
+    rules.validate()
+    dask = dict(scheduler=args.scheduler, workers=args.workers)
+    if args.pushshift:
+        summary = pushshift.collect(args.pushshift, args.output, rules, **dask)
+    else:
+        config = reddit.RedditConfig(**_given(
+            args, subreddits="subreddit", listing="listing", time_filter="time_filter", limit="limit",
+            site="site", oauth_url="oauth_url", reddit_url="reddit_url"))
+        config.validate()
+        summary = reddit.collect(config, args.output, rules, **dask)
     return _exit_code([summary], args.fail_on_error)
 
 
@@ -144,24 +115,20 @@ def cmd_webtext2_fetch(args: argparse.Namespace) -> int:
     from corpusforge.sources import webtext2
     from corpusforge.sources.webtext2.fetch import FetchConfig
 
-    try:
-        resolve = {}
-        for spec in args.resolve or []:
-            host, eq, target = spec.partition("=")
-            if not eq:
-                raise ValueError(f"--resolve: expected HOST=ADDR:PORT, got {spec!r}")
-            resolve[host] = target
-        config = FetchConfig(resolve=resolve, allow_private_hosts=args.allow_private_hosts, **_given(
-            args, user_agent="user_agent", host_interval_s="host_interval", concurrency="concurrency",
-            timeout_s="timeout", max_bytes="max_bytes", max_redirects="max_redirects", retries="retries"))
-        config.validate()
-        extract = _given(args, languages="languages", min_lang_score="min_lang_score", mode="mode",
-                         lid_model="lid_model", timeout_s="extract_timeout")
-        summary = webtext2.fetch_and_extract(args.links_dir, args.output, config, extract,
-                                             scheduler=args.scheduler, workers=args.workers)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    resolve = {}
+    for spec in args.resolve or []:
+        host, eq, target = spec.partition("=")
+        if not eq:
+            raise ValueError(f"--resolve: expected HOST=ADDR:PORT, got {spec!r}")
+        resolve[host] = target
+    config = FetchConfig(resolve=resolve, allow_private_hosts=args.allow_private_hosts, **_given(
+        args, user_agent="user_agent", host_interval_s="host_interval", concurrency="concurrency",
+        timeout_s="timeout", max_bytes="max_bytes", max_redirects="max_redirects", retries="retries"))
+    config.validate()
+    extract = _given(args, languages="languages", min_lang_score="min_lang_score", mode="mode",
+                     lid_model="lid_model", timeout_s="extract_timeout")
+    summary = webtext2.fetch_and_extract(args.links_dir, args.output, config, extract,
+                                         scheduler=args.scheduler, workers=args.workers)
     fetch_errors = summary.extra["fetch"]["errors"]
     return 1 if args.fail_on_error and (summary.errors or fetch_errors) else 0
 
@@ -173,12 +140,8 @@ def cmd_dedup(args: argparse.Namespace) -> int:
         inputs=args.inputs, output=args.output, ngram=args.ngram, permutations=args.permutations, bands=args.bands,
         rows=args.rows, seed=args.seed, threshold=args.threshold, verify=args.verify, url_dedup=not args.no_url,
         source_priority=args.source_priority or list(dedup.DEFAULT_PRIORITY))
-    try:
-        config.validate()
-        summary = dedup.run(config, args.output, scheduler=args.scheduler, workers=args.workers)
-    except ValueError as err:  # bad settings, or signatures of other settings in OUTPUT (SignatureMismatch)
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    config.validate()
+    summary = dedup.run(config, args.output, scheduler=args.scheduler, workers=args.workers)
     return _exit_code([summary], args.fail_on_error)
 
 
@@ -189,12 +152,8 @@ def cmd_tokenizer_train(args: argparse.Namespace) -> int:
         inputs=args.inputs, output=args.output, existing=args.existing, vocab_size=args.vocab_size,
         min_frequency=args.min_frequency, sample_chars_per_source=args.sample_chars,
         max_chars_per_document=args.max_doc_chars, seed=args.seed)
-    try:
-        config.validate()
-        summary = tokenizer.train(config, args.output, scheduler=args.scheduler, workers=args.workers)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    config.validate()
+    summary = tokenizer.train(config, args.output, scheduler=args.scheduler, workers=args.workers)
     return _exit_code([summary], args.fail_on_error)
 
 
@@ -227,11 +186,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from corpusforge import stats
 
     config = stats.StatsConfig(corpus=str(args.corpus), html=args.html, run_dir=args.run_dir, verify=args.verify)
-    try:
-        result = stats.run(config, console=Console(stderr=True, quiet=args.json))
-    except (ValueError, FileNotFoundError) as err:  # no manifest, or one that breaks its schema
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    result = stats.run(config, console=Console(stderr=True, quiet=args.json))
     if args.json:
         print(json.dumps(result, indent=2, ensure_ascii=False))
     return 1 if args.verify and not result["verify"]["ok"] else 0
@@ -250,30 +205,22 @@ def cmd_wikipedia(args: argparse.Namespace) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 1
         return 0
-    try:
-        config = wikipedia.WikipediaConfig(inputs=args.inputs, drop_lang_mismatch=args.drop_lang_mismatch, **_given(
-            args, namespaces="namespaces", min_chars="min_chars", split_bytes="split_bytes", language="language",
-            article_url="article_url", lid_model="lid_model"))
-        config.validate()
-        summary = wikipedia.run(config, args.output, scheduler=args.scheduler, workers=args.workers)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    config = wikipedia.WikipediaConfig(inputs=args.inputs, drop_lang_mismatch=args.drop_lang_mismatch, **_given(
+        args, namespaces="namespaces", min_chars="min_chars", split_bytes="split_bytes", language="language",
+        article_url="article_url", lid_model="lid_model"))
+    config.validate()
+    summary = wikipedia.run(config, args.output, scheduler=args.scheduler, workers=args.workers)
     return _exit_code([summary], args.fail_on_error)
 
 
 def cmd_books(args: argparse.Namespace) -> int:
     from corpusforge.sources import books
 
-    try:
-        config = books.BooksConfig(inputs=args.inputs, unwrap_lines=not args.no_unwrap, **_given(
-            args, split="split", max_part_chars="max_part_chars", min_part_chars="min_part_chars",
-            min_chars="min_chars", task_bytes="task_bytes", lid_model="lid_model"))
-        config.validate()
-        summary = books.run(config, args.output, scheduler=args.scheduler, workers=args.workers)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    config = books.BooksConfig(inputs=args.inputs, unwrap_lines=not args.no_unwrap, **_given(
+        args, split="split", max_part_chars="max_part_chars", min_part_chars="min_part_chars",
+        min_chars="min_chars", task_bytes="task_bytes", lid_model="lid_model"))
+    config.validate()
+    summary = books.run(config, args.output, scheduler=args.scheduler, workers=args.workers)
     return _exit_code([summary], args.fail_on_error)
 
 
@@ -484,8 +431,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from corpusforge.errors import UserError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (UserError, ValueError, OSError) as err:  # bad settings or inputs: one clear line, exit 2
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -247,7 +247,7 @@ def test_run_writes_schema_valid_shards_summary_and_errors(tmp_path, dask_client
     out = tmp_path / "out"
     console = Console(file=io.StringIO(), width=200)
     config = cc.CommonCrawlConfig(inputs=[str(tmp_path / "in" / "*.warc.gz")])
-    summary = cc.run(config, out, client=dask_client, console=console)
+    cc.run(config, out, client=dask_client, console=console)
 
     shards = sorted(out.glob("*.parquet"))
     assert [p.name for p in shards] == sorted(output_name(str(p)) for p in inputs)

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from corpusforge.errors import UserError
 from corpusforge.runtime import atomic_path
 
 FILE_NAME = "checkpoint.safetensors"
@@ -25,7 +26,7 @@ _META_KEY, _SUMS_KEY = "corpusforge.checkpoint", "corpusforge.checksums"
 _MODEL, _OPTIM = "model.", "optim."
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint cannot be used: damaged, not a corpusforge checkpoint, or not matching this run."""
 
 

@@ -32,12 +32,13 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from corpusforge.errors import UserError
 from corpusforge.runtime import atomic_path, write_json_atomic, write_text_atomic
 from corpusforge.trainer import checkpoint
 from corpusforge.trainer import model as model_mod
 
 
-class TrainError(RuntimeError):
+class TrainError(UserError, RuntimeError):
     """A run cannot start or continue as asked; the message says why and what to do."""
 
 

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
+from corpusforge.errors import UserError
 from corpusforge import runtime
 from corpusforge.sources.webtext2 import links
 from corpusforge.sources.webtext2.urls import LinkFilter, LinkRules
@@ -56,7 +57,7 @@ class RedditConfig:
             raise ValueError(f"limit: must be at least 1, got {self.limit}")
 
 
-class CredentialsMissing(RuntimeError):
+class CredentialsMissing(UserError, RuntimeError):
     """praw found no Reddit app credentials."""
 
 
