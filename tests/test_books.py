@@ -9,10 +9,11 @@ import json
 import re
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
+import shard_io
+from shard_io import read_errors
 
-from corpusforge import cli, schema
+from corpusforge import cli
 from corpusforge.runtime import FileReport
 from corpusforge.sample import books as sample_books
 from corpusforge.sources import books
@@ -27,16 +28,7 @@ def licence_in(text: str) -> list[str]:
 
 
 def read_docs(folder: Path) -> list[dict]:
-    rows = []
-    for f in sorted(folder.glob("*.parquet")):
-        table = pq.read_table(f)
-        schema.check_table(table)
-        rows += table.to_pylist()
-    return sorted(rows, key=lambda r: (r["book_id"], r["part"]))
-
-
-def errors(folder: Path) -> list[dict]:
-    return [json.loads(line) for line in (folder / "_errors.jsonl").read_text().splitlines()]
+    return shard_io.read_docs(folder, key=lambda r: (r["book_id"], r["part"]))
 
 
 def run(out: Path, inputs, client, **kw):
@@ -71,7 +63,7 @@ def gutenberg_run(shared_data, dask_client, tmp_path_factory):
 def test_gutenberg_corpus(gutenberg_run):
     """65 real books: both start-marker variants, 3 file-name styles; metadata as MANIFEST.csv says."""
     folder, out, summary, docs = gutenberg_run
-    assert summary.errors == 0 and errors(out) == []
+    assert summary.errors == 0 and read_errors(out) == []
     assert summary.counts["book_files"] == summary.counts["books"] == summary.counts["gutenberg_books"] == 65
     # 24 MB of .gz in groups of 4 MiB: a few tasks and shards, not one per book
     assert summary.files == len(books.plan(books.BooksConfig(inputs=[str(folder)], task_bytes=4 << 20))) == 7
@@ -241,7 +233,7 @@ def test_undecodable_truncated_and_broken_books_are_reported(dask_client, tmp_pa
     (tmp_path / "in" / "cut.txt.gz").write_bytes(full[: len(full) * 3 // 4])
     (tmp_path / "in" / "broken.epub").write_bytes(b"PK\x03\x04 not really a zip")
     summary, docs = run(tmp_path / "out", [tmp_path / "in"], dask_client, min_chars=300, min_part_chars=300)
-    errs = {Path(e["file"]).name: e for e in errors(tmp_path / "out")}
+    errs = {Path(e["file"]).name: e for e in read_errors(tmp_path / "out")}
     assert set(errs) == {"noise.txt", "cut.txt.gz", "broken.epub"}
     assert "undecodable" in errs["noise.txt"]["reason"] and "EPUB" in errs["broken.epub"]["reason"]
     assert "truncated" in errs["cut.txt.gz"]["reason"] and errs["cut.txt.gz"]["offset"] > 0

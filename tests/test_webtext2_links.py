@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from shard_io import read_errors
 import zstandard
 
 from corpusforge import runtime, schema
@@ -22,10 +23,6 @@ def read_links(links_dir: Path) -> list[dict]:
     for f in files:
         schema.check_table(pq.read_table(f), "links")
     return [row for f in files for row in pq.read_table(f).to_pylist()]
-
-
-def errors_of(folder: Path) -> list[dict]:
-    return [json.loads(line) for line in (folder / runtime.ERRORS_FILE).read_text().splitlines()]
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -106,7 +103,7 @@ def test_pushshift_links_dedup_aggregate_and_report_damage(tmp_path, dask_client
     assert best["origin_file"] == str(path1) and best["origin_offset"] > 0
     assert summary.counts["dropped_low_score"] == 4
     assert summary.counts["dropped_self_post"] == 1 and summary.counts["dropped_blocked_domain"] == 1
-    errors = errors_of(out)
+    errors = read_errors(out)
     reasons = [e["reason"] for e in errors]
     assert any(r.startswith("malformed JSON line") for r in reasons)
     assert any("not a submission object" in r for r in reasons)

@@ -12,10 +12,11 @@ import threading
 from functools import partial
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
+import shard_io
+from shard_io import read_errors
 
-from corpusforge import cli, schema
+from corpusforge import cli
 from corpusforge.runtime import FileReport
 from corpusforge.sample import wikipedia as sample_wiki
 from corpusforge.sources import wikipedia
@@ -54,16 +55,7 @@ def write(path: Path, pages: list[dict], **kw) -> dict:
 
 
 def read_docs(folder: Path) -> list[dict]:
-    rows = []
-    for f in sorted(folder.glob("*.parquet")):
-        table = pq.read_table(f)
-        schema.check_table(table)
-        rows += table.to_pylist()
-    return sorted(rows, key=lambda r: r["page_id"])
-
-
-def errors(folder: Path) -> list[dict]:
-    return [json.loads(line) for line in (folder / "_errors.jsonl").read_text().splitlines()]
+    return shard_io.read_docs(folder, key=lambda r: r["page_id"])
 
 
 def run(tmp: Path, inputs, client, **kw):
@@ -101,7 +93,7 @@ def test_enwiki_chunk_end_to_end(enwiki_run):
     assert c["pages"] == 206 and c["skipped_redirect"] == 100
     assert c["documents"] + c.get("skipped_disambiguation", 0) + c.get("skipped_short", 0) == 106
     assert c["documents"] == len(docs) >= 90 and c.get("skipped_disambiguation", 0) >= 5
-    assert summary.errors == 0 and errors(out) == []
+    assert summary.errors == 0 and read_errors(out) == []
     assert len({d["page_id"] for d in docs}) == len(docs)
     titles = {d["title"] for d in docs}
     assert "Anarchism" in titles and "AccessibleComputing" not in titles  # a redirect
@@ -232,7 +224,7 @@ def test_truncated_bz2_keeps_every_complete_page(dask_client, tmp_path):
     expected = {p["id"] for p in pages if p["id"] in complete and not p.get("redirect")}
     summary, docs = run(tmp_path / "out", [cut], dask_client, split_bytes=16384)
     assert {d["page_id"] for d in docs} == expected and len(expected) > 100
-    errs = errors(tmp_path / "out")
+    errs = read_errors(tmp_path / "out")
     assert any("ends inside the bz2 block" in e["reason"] and e["file"] == str(cut) for e in errs)
     assert all(e["file"] == str(cut) and isinstance(e["offset"], int) for e in errs)
     assert summary.errors == len(errs) >= 1
@@ -265,7 +257,7 @@ def test_corrupt_block_keeps_pages_before_and_after(dask_client, tmp_path):
     got = {d["page_id"] for d in docs}
     assert got == expected
     assert min(lost) > min(got) and max(lost) < max(got)  # good pages on both sides survive
-    errs = errors(tmp_path / "out")
+    errs = read_errors(tmp_path / "out")
     corrupt = [e for e in errs if "corrupt bz2 block" in e["reason"]]
     assert len(corrupt) == 1 and marks[1][0] - 64 <= corrupt[0]["offset"] <= middle
     assert any(e["reason"].startswith("page lost") for e in errs)
@@ -289,7 +281,7 @@ def test_malformed_pages_are_reported_and_skipped(dask_client, tmp_path, suffix)
     summary, docs = run(tmp_path / "out", [info["dump"]], dask_client, split_bytes=2048)
     expected = {p["id"] for p in pages if not p.get("redirect")} - {broken_tag, unclosed}
     assert {d["page_id"] for d in docs} == expected
-    errs = errors(tmp_path / "out")
+    errs = read_errors(tmp_path / "out")
     assert summary.counts["malformed_pages"] == 2 and len(errs) == 2
     assert {e["stage"] for e in errs} == {"xml"} and all(e["file"] == info["dump"] for e in errs)
     if suffix == ".xml":  # plain XML: the offset is the page's own byte offset
