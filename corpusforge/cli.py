@@ -121,7 +121,8 @@ def cmd_webtext2_fetch(args: argparse.Namespace) -> int:
         if not eq:
             raise ValueError(f"--resolve: expected HOST=ADDR:PORT, got {spec!r}")
         resolve[host] = target
-    config = FetchConfig(resolve=resolve, allow_private_hosts=args.allow_private_hosts, **_given(
+    config = FetchConfig(resolve=resolve, allow_private_hosts=args.allow_private_hosts,
+                         retry_failed=args.retry_failed, **_given(
         args, user_agent="user_agent", host_interval_s="host_interval", concurrency="concurrency",
         timeout_s="timeout", max_bytes="max_bytes", max_redirects="max_redirects", retries="retries"))
     config.validate()
@@ -323,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--output", "-o", required=True, help="shards here, WARCs and fetch logs in OUTPUT/warc/")
     t.add_argument("--allow-private-hosts", action="store_true",
                    help="also fetch hosts that resolve to private, loopback or link-local addresses (tests)")
+    t.add_argument("--retry-failed", action="store_true",
+                   help="also fetch again the URLs whose latest outcome was a transient failure (network errors, "
+                        "5xx, 429, robots.txt unreachable); their new outcomes are appended to the fetch logs")
     t.add_argument("--resolve", action="append", metavar="HOST=ADDR:PORT",
                    help="connect to ADDR:PORT for HOST (or a pattern like *.example.test), like curl --resolve")
     t.add_argument("--host-interval", type=float, default=None,

@@ -1,19 +1,23 @@
-"""The polite fetcher against a real web server on loopback: robots.txt, per-host rate limits (measured), WARC
-request/response records, redirects and redirect loops, oversize bodies, retries, private addresses, and resume
-after the process is killed mid-fetch with no page fetched twice."""
+"""The polite fetcher against a real web server on loopback: robots.txt (RFC 9309 wildcards, longest match, agent
+groups, fractional Crawl-delay), per-host rate limits (measured), WARC request/response records, redirects and
+redirect loops, oversize bodies, retries, private addresses, resume after the process is killed mid-fetch with no
+page fetched twice, and re-runs that retry transient failures (`--retry-failed`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import socket
+import statistics
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from warcio.archiveiterator import ArchiveIterator
 
-from corpusforge import runtime
+from corpusforge import cli, runtime
 from corpusforge.sources.webtext2 import fetch
 from corpusforge.sources.webtext2.links import candidate_row
 from webtext2_servers import Page, Site, wait_until
@@ -51,9 +55,15 @@ def warc_responses(warc_dir: Path) -> list[dict]:
     return out
 
 
+def logged(warc_dir: Path) -> list[dict]:
+    """Every outcome of the finished fetch logs, oldest first."""
+    return [e for log in sorted(warc_dir.glob("*.fetch.jsonl")) for e in map(json.loads, log.read_text().splitlines())
+            if "url" in e]
+
+
 def outcomes(warc_dir: Path) -> dict[str, dict]:
-    return {e["url"]: e for log in sorted(warc_dir.glob("*.fetch.jsonl"))
-            for e in map(json.loads, log.read_text().splitlines()) if "url" in e}
+    """Each URL's latest outcome."""
+    return {e["url"]: e for e in logged(warc_dir)}
 
 
 def config(site: Site, **kw) -> fetch.FetchConfig:
@@ -78,8 +88,8 @@ def test_robots_rate_limit_and_warc_records(tmp_path):
 
     assert report.counts["fetched"] == 8 and report.counts["robots_disallowed"] == 1 and not report.errors
     assert site.served(path="/private/secret") == []
-    # b.test's Crawl-delay for our agent wins, rounded up to whole seconds; it applies after robots.txt is read.
-    for host, interval in (("a.test", 0.25), ("b.test", 1.0)):
+    # b.test's Crawl-delay for our agent wins, fraction and all; it applies after robots.txt is read.
+    for host, interval in (("a.test", 0.25), ("b.test", 0.6)):
         served = site.served(host)
         assert [r.path for r in served].count("/robots.txt") == 1 and served[0].path == "/robots.txt"
         served = served[1:]
@@ -211,3 +221,145 @@ def test_resume_after_kill_fetches_no_page_twice(tmp_path):
     assert held in outcomes(warc_dir)
     again = fetch.fetch_links(item, str(warc_dir), cfg)
     assert again.resumed and again.counts == report.counts
+
+
+def test_robots_wildcards_longest_match_agent_group_and_fractional_delay(tmp_path):
+    with Site() as site:
+        # w.test has a group for our agent beside `*`. urllib.robotparser read `/*.pdf$` literally and let the first
+        # matching line win (Disallow: /docs/ over the longer Allow after it).
+        site.route("w.test", "/robots.txt", Page(
+            "User-agent: *\nDisallow: /\n\nUser-agent: corpusforge-webtext2\nDisallow: /*.pdf$\n"
+            "Disallow: /private*\nDisallow: /docs/\nAllow: /docs/public/\nCrawl-delay: 0.3\n",
+            content_type="text/plain"))
+        # y.test redirects its robots.txt, and only the `*` group there is ours (another bot's is not).
+        site.route("y.test", "/robots.txt", Page(status=301, headers={"Location": "/meta/robots.txt"}))
+        site.route("y.test", "/meta/robots.txt", Page("User-agent: otherbot\nAllow: /\n\nUser-agent: *\n"
+                                                      "Disallow: /closed\n", content_type="text/plain"))
+        # z.test's rules after the first 500 KiB are not read.
+        site.route("z.test", "/robots.txt", Page("User-agent: *\nDisallow: /early\n# " + "x" * 600_000
+                                                 + "\nDisallow: /late\n", content_type="text/plain"))
+        allowed = ["http://w.test/about", "http://w.test/report.pdf?download=1", "http://w.test/report.pdfx",
+                   "http://w.test/docs/public/guide", "http://w.test/docs/public/faq", "http://y.test/open",
+                   "http://z.test/late"]
+        disallowed = ["http://w.test/report.pdf", "http://w.test/files/annual.pdf", "http://w.test/privateer",
+                      "http://w.test/private/x", "http://w.test/docs/secret", "http://y.test/closed/x",
+                      "http://z.test/early"]
+        for url in allowed + disallowed:
+            host, path = url[7:].split("/", 1)
+            site.route(host, "/" + path, page(path))
+        item = write_links(tmp_path / "links-00000.parquet", allowed + disallowed)
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:  # server's clock
+            report = pool.submit(fetch.fetch_links, item, str(tmp_path / "warc"),
+                                 config(site, host_interval_s=0.0)).result()
+
+    got = outcomes(tmp_path / "warc")
+    assert {u: got[u]["outcome"] for u in allowed + disallowed} == {
+        **{u: "fetched" for u in allowed}, **{u: "robots_disallowed" for u in disallowed}}
+    assert report.counts["fetched"] == 7 and report.counts["robots_disallowed"] == 7 and not report.errors
+    asked = {(r.host, r.path) for r in site.requests}
+    assert not any((u[7:].split("/", 1)[0], "/" + u[7:].split("/", 1)[1]) in asked for u in disallowed)
+    assert {("y.test", "/robots.txt"), ("y.test", "/meta/robots.txt")} <= asked  # the redirect was followed
+    # Crawl-delay 0.3 is kept as 0.3 s: never less (politeness), and not rounded up to a whole second.
+    starts = [r.started for r in site.served("w.test") if r.path != "/robots.txt"]
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert len(gaps) == 4 and min(gaps) >= 0.3 * 0.9 and statistics.median(gaps) < 1.0, gaps
+
+
+def test_retry_failed_refetches_transient_failures_only(tmp_path, dask_client):
+    """The CLI on one output: a first run, a plain re-run, and `--retry-failed` twice."""
+    release = threading.Event()
+    with Site() as site:
+        site.route("a.test", "/robots.txt", Page("User-agent: *\nDisallow: /private/\n", content_type="text/plain"))
+        site.route("a.test", "/flaky", Page(status=503), page("flaky"))  # 503 the first time, then the page
+        site.route("a.test", "/slow", Page(page("slow").body, hold=release), page("slow"))  # times out at first
+        site.route("a.test", "/ok", page("ok"))
+        site.route("a.test", "/gone", Page(status=410))
+        site.route("a.test", "/huge", page("huge " * 2000))
+        site.route("b.test", "/robots.txt", Page(status=503),  # unreachable the first time: nothing allowed
+                   Page("User-agent: *\nAllow: /\n", content_type="text/plain"))
+        site.route("b.test", "/later", page("later"))
+        transient = ["http://a.test/flaky", "http://a.test/slow", "http://b.test/later"]
+        permanent = ["http://a.test/ok", "http://a.test/gone", "http://a.test/missing", "http://a.test/huge",
+                     "http://a.test/private/x", f"http://{site.address}/p"]
+        write_links(tmp_path / "links" / "links-00000.parquet", transient + permanent)
+        out = tmp_path / "out"
+
+        def run_cli(*flags: str) -> int:
+            return cli.main(["webtext2", "fetch", str(tmp_path / "links"), "--output", str(out),
+                             "--resolve", f"*.test={site.address}", "--host-interval", "0", "--retries", "0",
+                             "--timeout", "1", "--max-bytes", "5000", "--min-lang-score", "0.3",
+                             "--scheduler", dask_client.scheduler.address, *flags])
+
+        def hits(url: str) -> int:
+            host, path = url[7:].split("/", 1)
+            return sum(1 for r in site.requests if (r.host, r.path) == (host, "/" + path))
+
+        def shards() -> dict[str, bytes]:
+            return {p.name: p.read_bytes() for p in sorted(out.glob("*.parquet"))}
+
+        assert run_cli() == 0
+        first = json.loads((out / "warc" / "_summary.json").read_text())["counts"]
+        assert (first["http_503"], first["network_error"], first["robots_unreachable"]) == (1, 1, 1)
+        assert first["fetched"] == 1
+        assert (first["http_410"], first["http_404"], first["truncated"], first["robots_disallowed"],
+                first["refused_address"]) == (1, 1, 1, 1, 1)
+        errors = [json.loads(line) for line in (out / "warc" / "_errors.jsonl").read_text().splitlines()]
+        assert {e["url"] for e in errors} == {"http://a.test/slow", "http://a.test/huge"}  # the failure is reported
+        release.set()
+        asked, before = len(site.requests), shards()
+
+        assert run_cli() == 0  # a plain re-run resumes: nothing is asked again
+        assert len(site.requests) == asked and shards() == before
+
+        assert run_cli("--retry-failed") == 0
+        assert all(shards()[name] == data for name, data in before.items())  # new segments, new shards only
+        assert [hits(u) for u in transient] == [2, 2, 1] and hits("http://b.test/robots.txt") == 2
+        assert [hits(u) for u in permanent] == [1, 1, 1, 1, 0, 0]  # 410, 404, too large once; disallowed, refused never
+        summary = json.loads((out / "warc" / "_summary.json").read_text())["counts"]
+        assert summary["fetched"] == 4 and summary["retried"] == 3 and "http_503" not in summary
+        assert summary["links"] == 9 and summary["truncated"] == 1 and summary["errors"] == 1
+        flaky = [e for e in logged(out / "warc") if e["url"] == "http://a.test/flaky"]
+        assert [(e["outcome"], e["round"]) for e in flaky] == [("http_503", 0), ("fetched", 1)]  # appended
+
+        docs = [row for shard in sorted(out.glob("*.parquet")) for row in pq.read_table(shard).to_pylist()]
+        urls = [d["url"] for d in docs]
+        assert len(urls) == len(set(urls)) and set(transient) | {"http://a.test/ok"} <= set(urls)
+        assert next(d for d in docs if d["url"] == "http://a.test/flaky")["text"].startswith("flaky")
+
+        asked, before = len(site.requests), shards()
+        assert run_cli("--retry-failed") == 0  # nothing transient is left: nothing is asked
+        assert len(site.requests) == asked and shards() == before
+
+
+def test_interrupted_retry_round_asks_no_url_twice(tmp_path):
+    release = threading.Event()
+    with Site() as site:
+        site.route("k.test", "/one", Page(status=503), Page(status=503), page("one"))
+        site.route("k.test", "/two", Page(status=503), Page(page("two").body, hold=release), page("two"))
+        site.route("k.test", "/three", Page(status=503), page("three"))
+        urls = ["http://k.test/one", "http://k.test/two", "http://k.test/three"]
+        item = write_links(tmp_path / "links-00000.parquet", urls)
+        warc_dir = tmp_path / "warc"
+        cfg = config(site, host_interval_s=0.0, retries=0)
+        fetch.fetch_links(item, str(warc_dir), cfg)  # round 0: three 503s
+        retry = dataclasses.replace(cfg, retry_failed=True)
+        child = multiprocessing.get_context("spawn").Process(target=fetch.fetch_links,
+                                                             args=(item, str(warc_dir), retry))
+        child.start()  # round 1: /one fails again, then the process is killed while /two is being answered
+        assert wait_until(lambda: len([r for r in site.requests if r.path == "/two"]) == 2)
+        child.kill()
+        child.join()
+        release.set()
+
+        fetch.fetch_links(item, str(warc_dir), retry)  # finishes round 1: /two and /three, not /one again
+        counts = {u: len([r for r in site.requests if r.path == u[13:]]) for u in urls}
+        assert counts == {"http://k.test/one": 2, "http://k.test/two": 3, "http://k.test/three": 2}
+        assert {u: (e["outcome"], e["round"]) for u, e in outcomes(warc_dir).items()} == {
+            "http://k.test/one": ("http_503", 1), "http://k.test/two": ("fetched", 1),
+            "http://k.test/three": ("fetched", 1)}
+
+        report = fetch.fetch_links(item, str(warc_dir), retry)  # a new round: /one once more
+        assert len([r for r in site.requests if r.path == "/one"]) == 3
+        assert outcomes(warc_dir)["http://k.test/one"]["round"] == 2
+        assert report.counts["fetched"] == 3 and report.counts["retried"] == 4 and report.counts["requests"] == 7
+    assert sorted(r["url"] for r in warc_responses(warc_dir) if r["status"] == "200") == sorted(urls)

@@ -2,18 +2,27 @@
 
 One Dask task per link file. A link file holds every link of its hosts (links.bucket_of), so one task owns each host
 and can be polite to it without talking to other workers: one request at a time per host, at least
-`host_interval_s` between request starts (longer when robots.txt asks for a Crawl-delay), robots.txt obeyed
-(RFC 9309: a missing file allows everything, an unreachable one forbids everything), a clear User-Agent, timeouts,
-retries with exponential backoff on 429/5xx and network errors (Retry-After honoured, host-wide), a bounded number
-of redirects with loop detection, bodies cut at `max_bytes` (recorded with `WARC-Truncated: length` and reported),
-and no connection to a private, loopback, link-local or otherwise non-global address after DNS resolution unless
-`allow_private_hosts` (AddressGuard; redirects and IP literals are checked too).
+`host_interval_s` between request starts (longer when robots.txt asks for a Crawl-delay, fractions of a second
+kept), robots.txt obeyed as RFC 9309 and Google read it (protego: `*` and `$` wildcards, the longest matching rule
+wins, the most specific user-agent group applies; a missing file allows everything, an unreachable one forbids
+everything), a clear User-Agent, timeouts, retries with exponential backoff on 429/5xx and network errors
+(Retry-After honoured, host-wide), a bounded number of redirects with loop detection, bodies cut at `max_bytes`
+(recorded with `WARC-Truncated: length` and reported), and no connection to a private, loopback, link-local or
+otherwise non-global address after DNS resolution unless `allow_private_hosts` (AddressGuard; redirects and IP
+literals are checked too).
 
 Output and resume (FetchLog): records are appended to a hidden `.<name>-00000.warc.gz.tmp` and each link's outcome
 to a journal beside it, flushed after every link; the journal names the WARC offset its link's records end at. A
 segment is renamed to `<name>-00000.warc.gz` (with its log `<name>-00000.fetch.jsonl`) when it reaches
 `segment_bytes` or the task ends. After an interruption the next run reads the logs and journal, cuts the WARC back
-to the last journaled offset and goes on: a URL with an outcome is never requested again.
+to the last journaled offset and goes on: a URL with an outcome is not requested again.
+
+Retrying failures (`retry_failed`): every outcome is logged with the number of its round. Round 0 is the first pass
+over the links; each run with `retry_failed` opens the next round, in which every URL whose latest outcome is
+transient (`is_transient`: network errors, 5xx and 429, an unreachable robots.txt) is requested once more, and its
+new outcome is appended. A retry run that is interrupted is finished by the next retry run in the same round, so no
+URL is asked twice in one round. Successful outcomes are never retried, so each URL has at most one capture that
+extraction makes a document of, and the latest outcome of a URL is the one that counts in the report.
 """
 
 from __future__ import annotations
@@ -24,12 +33,9 @@ import email.utils
 import io
 import ipaddress
 import json
-import math
 import os
-import re
 import socket
 import time
-import urllib.robotparser
 from collections.abc import Iterator
 from fnmatch import fnmatch
 from pathlib import Path
@@ -37,6 +43,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
+from protego import Protego
 
 from corpusforge import runtime
 from corpusforge.sources.webtext2.urls import normalize_url
@@ -48,9 +55,17 @@ FETCHED_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "applicatio
 REDIRECTS = (301, 302, 303, 307, 308)
 RETRIED = (429, 500, 502, 503, 504, 520, 521, 522, 523, 524)
 ROBOTS_MAX_BYTES = 500 * 1024  # RFC 9309: crawlers must read at least 500 KiB of robots.txt
-_FRACTIONAL_DELAY = re.compile(r"^(\s*crawl-delay\s*:\s*)(\d*\.\d+)", re.I | re.M)
 # Outcomes that mean the page could not be fetched as it should have been; they go to `_errors.jsonl`.
 ERROR_OUTCOMES = ("truncated", "redirect_loop", "too_many_redirects", "bad_redirect", "network_error", "failed")
+# Outcomes a later try may not repeat: they come from the network, the server's load, DNS, or a bug (`failed` is an
+# unexpected exception, which an upgrade may fix). Everything else (robots.txt rules, refused addresses, 4xx,
+# redirect loops, bodies over `max_bytes`, non-HTML) would come out the same, so `retry_failed` leaves it alone.
+TRANSIENT_OUTCOMES = ("network_error", "dns_error", "robots_unreachable", "failed", "http_408", "http_429")
+
+
+def is_transient(outcome: str) -> bool:
+    """True when a re-run with `retry_failed` should request the URL again (TRANSIENT_OUTCOMES and any 5xx)."""
+    return outcome in TRANSIENT_OUTCOMES or outcome.startswith("http_5")
 
 
 @dataclasses.dataclass
@@ -59,7 +74,8 @@ class FetchConfig:
 
     `resolve` maps host names (exact, or patterns like "*.sample.invalid") to "address:port", like curl --resolve;
     those addresses are trusted as given. Every other address, from DNS, an IP literal or a redirect, must be
-    global unless `allow_private_hosts`.
+    global unless `allow_private_hosts`. `retry_failed`: a re-run also requests again the URLs whose latest outcome
+    is transient (module doc), not only the URLs without an outcome.
     """
 
     user_agent: str = USER_AGENT
@@ -76,6 +92,7 @@ class FetchConfig:
     allow_private_hosts: bool = False
     resolve: dict[str, str] = dataclasses.field(default_factory=dict)
     segment_bytes: int = 1_000_000_000
+    retry_failed: bool = False
 
     def validate(self) -> None:
         for key in ("host_interval_s", "backoff_s", "max_retry_after_s", "max_crawl_delay_s"):
@@ -191,7 +208,7 @@ class Host:
         self.interval = interval
         self.lock = asyncio.Lock()
         self.next_start = 0.0
-        self.robots: urllib.robotparser.RobotFileParser | None = None
+        self.robots: Protego | None = None
         self.robots_unreachable = False
         self.robots_lock = asyncio.Lock()
 
@@ -332,29 +349,25 @@ class Crawler:
                 host.robots = await self._load_robots(url, host)
                 delay = host.robots.crawl_delay(self.config.robots_agent())
                 if delay is not None:
-                    host.interval = max(host.interval, float(delay))
+                    host.interval = max(host.interval, delay)
         if host.robots_unreachable:
             return "robots_unreachable"
         if host.interval > max(self.config.max_crawl_delay_s, self.config.host_interval_s):
             return "crawl_delay_too_long"
-        return None if host.robots.can_fetch(self.config.robots_agent(), url) else "robots_disallowed"
+        return None if host.robots.can_fetch(url, self.config.robots_agent()) else "robots_disallowed"
 
-    async def _load_robots(self, url: str, host: Host) -> urllib.robotparser.RobotFileParser:
+    async def _load_robots(self, url: str, host: Host) -> Protego:
+        """The host's robots.txt rules (redirects followed, the first ROBOTS_MAX_BYTES read). A file that is
+        "unavailable" (4xx) has no rules; an "unreachable" one (5xx, network error) sets `host.robots_unreachable`."""
         parts = urlsplit(url)
-        robots = urllib.robotparser.RobotFileParser(f"{parts.scheme}://{parts.netloc}/robots.txt")
-        result, final, _error = await self._follow(robots.url, [], [0], check_robots=False)
+        result, final, _error = await self._follow(f"{parts.scheme}://{parts.netloc}/robots.txt", [], [0],
+                                                   check_robots=False)
         if final is not None and 200 <= final.status < 300:
-            text = final.body[:ROBOTS_MAX_BYTES].decode("utf-8", "replace")
-            # robotparser reads whole seconds only; rounding a fractional delay up is never less polite.
-            text = _FRACTIONAL_DELAY.sub(lambda m: f"{m.group(1)}{math.ceil(float(m.group(2)))}", text)
-            robots.parse(text.splitlines())
-        elif final is not None and 400 <= final.status < 500:
-            robots.allow_all = True  # "unavailable": no rules
-        elif result in ("refused_address", "dns_error"):
-            robots.allow_all = True  # the page's own request fails with the right reason
-        else:  # "unreachable" (5xx, network error): assume everything is disallowed
-            robots.disallow_all = host.robots_unreachable = True
-        return robots
+            return Protego.parse(final.body[:ROBOTS_MAX_BYTES].decode("utf-8", "replace"))
+        if not (final is not None and 400 <= final.status < 500) and result not in ("refused_address", "dns_error"):
+            host.robots_unreachable = True  # RFC 9309 "unreachable": assume everything is disallowed
+        # No rules: a 4xx, or an address the page's own request fails on with the right reason.
+        return Protego.parse("")
 
     async def _request(self, url: str, host: Host, requests: list[int], peer: str) -> Exchange:
         """GET `url` politely, retrying 429/5xx and network errors with backoff; the last answer wins."""
@@ -471,6 +484,7 @@ class FetchLog:
         self.name = name
         self.config = config
         self.index = 0
+        self.round = 0  # the round new outcomes are logged under (module doc)
         self._warc = self._journal = None
 
     def segment(self, index: int) -> tuple[Path, Path]:
@@ -496,8 +510,9 @@ class FetchLog:
         if self._journal is not None:
             yield from _read_log(self._parts(self.index)[1])
 
-    def open(self) -> set[str]:
-        """Open for appending after whatever an earlier run left; returns the URLs that already have an outcome."""
+    def open(self) -> list[dict[str, Any]]:
+        """Open for appending after whatever an earlier run left; returns the outcomes logged so far, oldest
+        first."""
         self.dir.mkdir(parents=True, exist_ok=True)
         self.index = len(self.finished())
         warc_final, log_final = self.segment(self.index)
@@ -514,7 +529,7 @@ class FetchLog:
             self._warc, self._journal = open(warc_part, "ab"), open(log_part, "a", encoding="utf-8")
         else:
             self._start()
-        return {e["url"] for e in self.entries() if "url" in e}
+        return [e for e in self.entries() if "url" in e]
 
     def _start(self) -> None:
         """Begin segment `index` with a warcinfo record describing the crawl."""
@@ -545,6 +560,7 @@ class FetchLog:
         outcome["warc_offset"] = start if data else None
         outcome["targets"] = [e.url for e in exchanges]
         outcome["end"] = self._warc.tell()
+        outcome["round"] = self.round
         self._write_entry(outcome)
         if self._warc.tell() >= self.config.segment_bytes:
             self._finish()
@@ -575,22 +591,28 @@ class FetchLog:
             log_part.unlink()
 
     def report(self, item: str, links: int, resumed: bool) -> runtime.FileReport:
-        """The task's report, computed from the logs alone, so a resumed run reports the same counts."""
+        """The task's report, computed from the logs alone, so a resumed run reports the same counts. Outcomes and
+        errors are each URL's latest; `requests` counts every request made, `retried` every outcome replaced by a
+        later one."""
         report = runtime.FileReport(input=item, output=str(self.dir), resumed=resumed)
         report.count("links", links)
+        latest: dict[str, tuple[Path, dict[str, Any]]] = {}
         for warc, log in self.finished():
             report.bytes_in += warc.stat().st_size
             for entry in _read_log(log):
-                if "url" not in entry:
-                    continue
-                report.count(entry["outcome"])
-                report.count("requests", entry.get("requests", 0))
-                if entry["outcome"] in ERROR_OUTCOMES:
-                    report.errors.append({
-                        "file": str(warc) if entry.get("warc_offset") is not None else item,
-                        "offset": entry.get("warc_offset"), "stage": "fetch", "url": entry["url"],
-                        "reason": entry["outcome"] + (f": {entry['error']}" if entry.get("error") else "")})
-                    report.count("errors")
+                if "url" in entry:
+                    report.count("requests", entry.get("requests", 0))
+                    if entry["url"] in latest:
+                        report.count("retried")
+                    latest[entry["url"]] = warc, entry
+        for warc, entry in latest.values():
+            report.count(entry["outcome"])
+            if entry["outcome"] in ERROR_OUTCOMES:
+                report.errors.append({
+                    "file": str(warc) if entry.get("warc_offset") is not None else item,
+                    "offset": entry.get("warc_offset"), "stage": "fetch", "url": entry["url"],
+                    "reason": entry["outcome"] + (f": {entry['error']}" if entry.get("error") else "")})
+                report.count("errors")
         return report
 
 
@@ -613,16 +635,42 @@ def _read_log(path: Path) -> Iterator[dict[str, Any]]:
 LINK_COLUMNS = ["url", "host", "score", "subreddit", "submission_id"]
 
 
+def plan(links: list[dict[str, Any]], logged: list[dict[str, Any]],
+         retry_failed: bool) -> tuple[list[dict[str, Any]], int]:
+    """The links a run fetches, given the outcomes `logged` so far (oldest first), and the round it logs them
+    under. A plain run fetches the links without an outcome. A retry run first finishes an interrupted retry round
+    (the links it owed and has no outcome for); otherwise it opens a new round of the links whose latest outcome
+    is transient or missing."""
+    last = max((e.get("round", 0) for e in logged), default=0)
+    latest: dict[str, dict[str, Any]] = {}
+    before: dict[str, dict[str, Any]] = {}  # each URL's latest outcome from the rounds before `last`
+    for entry in logged:
+        latest[entry["url"]] = entry
+        if entry.get("round", 0) < last:
+            before[entry["url"]] = entry
+    if not retry_failed:
+        return [link for link in links if link["url"] not in latest], last
+
+    def owed(entry: dict[str, Any] | None) -> bool:
+        return entry is None or is_transient(entry["outcome"])
+
+    if last > 0:
+        unfinished = [link for link in links if owed(before.get(link["url"]))
+                      and latest.get(link["url"], {}).get("round", 0) < last]
+        if unfinished:
+            return unfinished, last
+    return [link for link in links if owed(latest.get(link["url"]))], last + 1
+
+
 def fetch_links(item: str, out_dir: str, config: FetchConfig) -> runtime.FileReport:
-    """Per-file Dask task: fetch every link of one link file into WARC segments under `out_dir`, skipping the
-    links an earlier run already logged."""
+    """Per-file Dask task: fetch the links of one link file into WARC segments under `out_dir`: those an
+    earlier run did not log, and with `retry_failed` those whose latest outcome is transient (`plan`)."""
     import pyarrow.parquet as pq
 
     t0 = time.perf_counter()
     links = pq.read_table(item, columns=LINK_COLUMNS).to_pylist()
     log = FetchLog(out_dir, runtime.output_name(str(Path(item).with_suffix("")), ""), config)
-    done = log.open()
-    todo = [link for link in links if link["url"] not in done]
+    todo, log.round = plan(links, log.open(), config.retry_failed)
     try:
         if todo:
             asyncio.run(Crawler(config, log).run(todo))
