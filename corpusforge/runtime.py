@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import glob
 import hashlib
 import json
 import os
+import socket
 import sys
 import time
 import uuid
@@ -40,10 +42,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds.
 
     Readers never see a partial file: the temporary name starts with a dot and ends in `.tmp`, which no reader globs.
+    A temporary file for the same `path` left by an earlier writer that was killed (a lost Dask worker, SIGKILL) is
+    removed first: one output has one writer at a time, so any other one is debris.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{socket.gethostname()}-{os.getpid()}.tmp")
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        if stale != tmp:
+            stale.unlink(missing_ok=True)
     try:
         yield tmp
         os.replace(tmp, path)

@@ -57,6 +57,32 @@ def test_atomic_path_publishes_only_on_success(tmp_path):
     assert target.read_text() == "whole" and list((tmp_path / "sub").iterdir()) == [target]
 
 
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_writer(tmp_path):
+    """A writer SIGKILLed mid-write (as a lost Dask worker is) cannot clean up; the next write of the same file
+    does, and leaves other files' temporaries alone."""
+    import signal
+    import subprocess
+
+    target = tmp_path / "shard.parquet"
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom corpusforge.runtime import atomic_path\n"
+         f"with atomic_path({str(target)!r}) as tmp:\n"
+         "    tmp.write_bytes(b'half a shard')\n    print(tmp, flush=True)\n    time.sleep(60)\n"],
+        stdout=subprocess.PIPE, text=True)
+    debris = Path(child.stdout.readline().strip())
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    child.stdout.close()
+    other = tmp_path / ".other.parquet.host-1.tmp"
+    other.write_bytes(b"someone else's")
+    assert debris.exists() and not target.exists()
+
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"a whole shard")
+    assert not debris.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.parquet.host-1.tmp", "shard.parquet"]
+
+
 def test_shard_writer_leaves_nothing_when_the_block_fails(tmp_path):
     out = tmp_path / "x.parquet"
     with pytest.raises(RuntimeError):
