@@ -80,7 +80,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     texts = generate_text(args.run_dir, args.prompt, max_new_tokens=args.max_new_tokens,
                           temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                          num_samples=args.num_samples, seed=args.seed, device=args.device)
+                          num_samples=args.num_samples, seed=args.seed, device=args.device, which=args.checkpoint)
     print("\n---------------\n".join(texts))
     return 0
 
@@ -288,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-samples", type=int, default=1)
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--checkpoint", choices=("best", "last"), default=None,
+                   help="best: the weights at the lowest validation loss (the default when the run has them); "
+                        "last: the latest checkpoint")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("webtext2", help="WebText2: Reddit links with score >= 3, fetched politely, extracted")

@@ -3,6 +3,7 @@ refused when damaged, what a run leaves behind, `corpusforge generate`, and lear
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -185,6 +186,91 @@ def test_ctrl_c_checkpoints_and_resume_continues_exactly(reference, text_file, t
     assert "stopping after this step" in err and "--resume continues" in err
     cli("train", "pretrain", "--out", str(tmp_path), "--resume")
     assert same_tensors(reference, tmp_path)
+
+
+def test_best_weights_are_the_ones_at_the_lowest_validation_loss(tmp_path):
+    """A short text and a high learning rate overfit, so the best step is not the last. best.safetensors holds the
+    weights that scored the lowest recorded validation loss (re-evaluating them gives that loss exactly), the
+    summary and the resumable checkpoint name that step, and `generate` samples from them unless told `last`."""
+    from pydoc_data.topics import topics
+
+    text = tmp_path / "short.txt"
+    text.write_text(topics["if"][:4000], encoding="utf-8")
+    run = tmp_path / "run"
+    c = config(run, str(text), lr=1e-2, eval_interval=10)
+    summary = pretrain.train(c, run, console=QUIET)
+    val = {r["step"]: r["mean"] for r in records(run, "val")}
+    best_step = min(val, key=val.get)
+    assert 0 < best_step < STEPS, val  # the run overfits: the premise of this test
+    assert (summary["best_step"], summary["best_val_loss"]) == (best_step, val[best_step])
+    assert checkpoint.read_meta(checkpoint.path_in(run))["best_step"] == best_step
+
+    meta, weights = checkpoint.load_weights(checkpoint.path_in(run, "best"))
+    assert meta["step"] == best_step and meta["val_loss"]["text"] == val[best_step]
+    net = GPT(GPTConfig(**meta["model_config"]))
+    net.load_state_dict(weights)
+    blocks = pretrain.validation_blocks(c, ["text"], pretrain.Distributed())
+    assert pretrain.evaluate(net, blocks, c.batch_size, contextlib.nullcontext(), pretrain.Distributed()) == {
+        "text": val[best_step]}
+
+    best = generate_text(run, "if", max_new_tokens=40, seed=1)
+    assert best == generate_text(run, "if", max_new_tokens=40, seed=1, which="best")
+    assert best != generate_text(run, "if", max_new_tokens=40, seed=1, which="last")
+    assert cli("generate", str(run), "--prompt", "if", "--max-new-tokens", "40", "--seed", "1",
+               "--checkpoint", "last").stdout.strip() == generate_text(run, "if", max_new_tokens=40, seed=1,
+                                                                          which="last")[0].strip()
+
+
+def test_bf16_autocast_trains_and_resumes_bit_for_bit(text_file, tmp_path):
+    """The mixed-precision path CUDA takes by default (bf16 autocast), run on the CPU: it learns, and an
+    interrupted run resumes to the same weights as an uninterrupted one."""
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    summary = pretrain.train(config(whole, text_file, dtype="bfloat16"), whole, console=QUIET)
+    assert summary["dtype"] == "bfloat16"
+    val = [r["loss"]["text"] for r in records(whole, "val")]
+    assert val[-1] < val[0] - 0.5, val
+    pretrain.train(config(parts, text_file, dtype="bfloat16"), parts, stop_at=25, console=QUIET)
+    pretrain.train(pretrain.make_config(parts, {}, resume=True), parts, resume=True, console=QUIET)
+    assert same_tensors(whole, parts)
+
+
+@pytest.mark.slow
+def test_torch_compile_matches_eager_and_checkpoints_plain_weights(reference, text_file, tmp_path):
+    """`torch.compile` (on by default on CUDA) run through inductor on the CPU: the same losses as eager up to
+    float rounding, a checkpoint with the model's own parameter names (not the compiled wrapper's), a resume, and
+    the compilation time kept out of tokens/s."""
+    steps = 12
+    eager, compiled = tmp_path / "eager", tmp_path / "compiled"
+    pretrain.train(config(eager, text_file, max_steps=steps, dropout=0.0), eager, console=QUIET)
+    summary = pretrain.train(config(compiled, text_file, max_steps=steps, dropout=0.0, compile=True), compiled,
+                             stop_at=8, console=QUIET)
+    assert summary["startup_seconds"] > 0
+    pretrain.train(pretrain.make_config(compiled, {}, resume=True), compiled, resume=True, console=QUIET)
+    _, weights = checkpoint.load_weights(checkpoint.path_in(compiled))
+    assert weights.keys() == GPT(GPTConfig(**checkpoint.read_meta(checkpoint.path_in(eager))["model_config"])
+                                 ).state_dict().keys()
+    pairs = list(zip(records(eager, "train"), records(compiled, "train"), strict=True)) + list(zip(
+        records(eager, "val"), [r for r in records(compiled, "val") if r["step"] != 8], strict=True))
+    assert [a["step"] for a, _ in pairs] == [b["step"] for _, b in pairs] == [4, 8, 12, 0, 12]
+    for a, b in pairs:
+        assert b["mean" if a["kind"] == "val" else "loss"] == pytest.approx(a["mean" if a["kind"] == "val" else "loss"],
+                                                                          rel=1e-3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the CPU runs the same paths above)")
+def test_cuda_defaults_bf16_compiled_and_resume(text_file, tmp_path):
+    """On a GPU: the defaults pick CUDA, bf16 autocast and torch.compile; the run learns and resumes."""
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    summary = pretrain.train(config(whole, text_file), whole, console=QUIET)
+    assert (summary["device"], summary["dtype"]) == ("cuda", "bfloat16") and summary["startup_seconds"] > 0
+    val = [r["loss"]["text"] for r in records(whole, "val")]
+    assert val[-1] < val[0] - 0.5, val
+    pretrain.train(config(parts, text_file), parts, stop_at=25, console=QUIET)
+    pretrain.train(pretrain.make_config(parts, {}, resume=True), parts, resume=True, console=QUIET)
+    _, a, _ = checkpoint.load(checkpoint.path_in(whole))
+    _, b, _ = checkpoint.load(checkpoint.path_in(parts))
+    assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) < 1e-2  # GPU kernels need not be exact
+    assert generate_text(whole, "if", max_new_tokens=20, device="cuda")[0].startswith("if")
 
 
 def free_port() -> int:

@@ -2,7 +2,8 @@
 step, the configs, every rank's RNG states and reader position, and checksums of the metadata and the tensors.
 
 A checkpoint is written under a temporary name, flushed to disk and renamed, so `RUN_DIR/checkpoint.safetensors` is
-always a whole checkpoint (the previous one until the new one is complete). Loading verifies the file: a truncated,
+always a whole checkpoint (the previous one until the new one is complete). `RUN_DIR/best.safetensors` holds the
+weights (no optimizer state) at the lowest mean validation loss so far: what `generate` samples from. Loading verifies the file: a truncated,
 corrupted or foreign file is refused with a `CheckpointError` that names it, and nothing is loaded from it. The
 weights are plain safetensors (keys `model.*`), readable by any safetensors tool.
 """
@@ -21,6 +22,7 @@ from corpusforge.errors import UserError
 from corpusforge.runtime import atomic_path
 
 FILE_NAME = "checkpoint.safetensors"
+BEST_FILE_NAME = "best.safetensors"
 FORMAT = "corpusforge.checkpoint/1"
 _META_KEY, _SUMS_KEY = "corpusforge.checkpoint", "corpusforge.checksums"
 _MODEL, _OPTIM = "model.", "optim."
@@ -30,8 +32,11 @@ class CheckpointError(UserError, RuntimeError):
     """A checkpoint cannot be used: damaged, not a corpusforge checkpoint, or not matching this run."""
 
 
-def path_in(run_dir: str | os.PathLike) -> Path:
-    return Path(run_dir) / FILE_NAME
+def path_in(run_dir: str | os.PathLike, which: str = "last") -> Path:
+    """The run's resumable checkpoint (`last`) or its best-validation weights (`best`)."""
+    if which not in ("last", "best"):
+        raise ValueError(f"checkpoint: 'last' or 'best', got {which!r}")
+    return Path(run_dir) / (FILE_NAME if which == "last" else BEST_FILE_NAME)
 
 
 def rng_state(device: torch.device) -> dict[str, str]:
@@ -48,14 +53,14 @@ def set_rng_state(state: dict[str, str], device: torch.device) -> None:
         torch.cuda.set_rng_state(_unb64(state["cuda"]), device)
 
 
-def save(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer, meta: dict[str, Any]
-         ) -> None:
-    """Write weights, optimizer state and `meta` (JSON-serializable: step, configs, RNG and reader states) to
-    `path` atomically."""
+def save(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
+         meta: dict[str, Any]) -> None:
+    """Write weights, optimizer state (None: weights only) and `meta` (JSON-serializable: step, configs, RNG and
+    reader states) to `path` atomically."""
     from safetensors.torch import save_file
 
     weights = {_MODEL + k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    optim_state = optimizer.state_dict()
+    optim_state = optimizer.state_dict() if optimizer is not None else {"state": {}, "param_groups": []}
     optim_tensors, optim_values = {}, {}
     for index, per_param in optim_state["state"].items():
         for key, value in per_param.items():

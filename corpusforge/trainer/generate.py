@@ -11,9 +11,12 @@ from corpusforge.trainer import checkpoint
 from corpusforge.trainer.model import GPT, GPTConfig
 
 
-def load_model(run_dir: str | os.PathLike, device: str = "cpu") -> tuple[GPT, dict]:
-    """The model in `run_dir/checkpoint.safetensors` (verified), in eval mode on `device`, and the metadata."""
-    meta, weights = checkpoint.load_weights(checkpoint.path_in(run_dir))
+def load_model(run_dir: str | os.PathLike, device: str = "cpu", which: str | None = None) -> tuple[GPT, dict]:
+    """A run's model (verified), in eval mode on `device`, and its metadata: `which` is "best" (the weights at the
+    lowest validation loss), "last" (the latest checkpoint), or None for best when the run has one, else last."""
+    if which is None:
+        which = "best" if checkpoint.path_in(run_dir, "best").exists() else "last"
+    meta, weights = checkpoint.load_weights(checkpoint.path_in(run_dir, which))
     net = GPT(GPTConfig(**meta["model_config"]))
     net.load_state_dict(weights)
     return net.to(device).eval(), meta
@@ -21,12 +24,13 @@ def load_model(run_dir: str | os.PathLike, device: str = "cpu") -> tuple[GPT, di
 
 def generate_text(run_dir: str | os.PathLike, prompt: str, *, max_new_tokens: int = 200, temperature: float = 0.8,
                   top_k: int | None = 200, top_p: float | None = None, num_samples: int = 1, seed: int = 1337,
-                  device: str = "cpu") -> list[str]:
+                  device: str = "cpu", which: str | None = None) -> list[str]:
     """`num_samples` continuations of `prompt` (the prompt included), each stopping at end-of-text. The same seed
-    gives the same samples. An empty prompt starts from end-of-text, i.e. a new document."""
+    gives the same samples. An empty prompt starts from end-of-text, i.e. a new document. `which` as in
+    `load_model`."""
     from tokenizers import Tokenizer
 
-    net, meta = load_model(run_dir, device)
+    net, meta = load_model(run_dir, device, which)
     tokenizer = Tokenizer.from_file(str(Path(run_dir) / "tokenizer.json"))
     eot = meta["eot_id"]
     ids = tokenizer.encode(prompt, add_special_tokens=False).ids if prompt else [eot]

@@ -7,7 +7,8 @@ elsewhere it runs in float32 on the CPU. Started by `torchrun`, it trains data-p
 own disjoint part of the stream, and `grad_accum` counts micro-batches over all ranks, so the global batch (and the
 result) does not depend on the number of processes.
 
-What a run leaves in `out_dir`: `checkpoint.safetensors` (see `checkpoint`), `tokenizer.json`, `config.json`,
+What a run leaves in `out_dir`: `checkpoint.safetensors` (see `checkpoint`; what `--resume` continues),
+`best.safetensors` (the weights at the lowest mean validation loss so far), `tokenizer.json`, `config.json`,
 `metrics.jsonl` (train loss, tokens/s and MFU every `log_interval` steps; validation loss per source every
 `eval_interval` steps), `loss.png` and `_summary.json`.
 """
@@ -532,12 +533,23 @@ def _train(config: TrainConfig, out_dir: Path, dist: Distributed, stop: StopRequ
         f"{tokens_per_step:,} tokens/step on {dist.world_size} × {device.type} ({dtype_name(amp_dtype)}); "
         f"steps {step} -> {config.max_steps}; MFU against {peak / 1e12:.3g} TFLOP/s per device ({peak_source})")
 
+    best = {"loss": meta.get("best_val_loss"), "step": meta.get("best_step")} if meta else {"loss": None, "step": None}
+
     def run_eval() -> dict[str, float]:
         losses = evaluate(net, val_blocks, config.batch_size, amp, dist)
-        metrics.write({"kind": "val", "step": step, "tokens": step * tokens_per_step, "loss": losses,
-                       "mean": sum(losses.values()) / len(losses)})
+        mean = sum(losses.values()) / len(losses)
+        metrics.write({"kind": "val", "step": step, "tokens": step * tokens_per_step, "loss": losses, "mean": mean})
         metrics.plot(title)
-        say(f"step {step:>6}: val " + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))
+        improved = best["loss"] is None or mean < best["loss"]
+        say(f"step {step:>6}: val " + ", ".join(f"{k} {v:.4f}" for k, v in losses.items())
+            + (" (best so far)" if improved and step else ""))
+        if improved:  # every rank sees the same all-reduced losses, so they agree; rank 0 writes
+            best.update(loss=mean, step=step)
+            if dist.is_main:
+                checkpoint.save(checkpoint.path_in(out_dir, "best"), net, None, {
+                    "step": step, "val_loss": losses, "train_config": dataclasses.asdict(config),
+                    "model_config": dataclasses.asdict(gpt_config), "eot_id": reader.eot_id,
+                    "sets": list(reader.sets)})
         return losses
 
     def save() -> None:
@@ -547,13 +559,15 @@ def _train(config: TrainConfig, out_dir: Path, dist: Distributed, stop: StopRequ
             checkpoint.save(ckpt_path, net, optimizer, {
                 "step": step, "tokens": step * tokens_per_step, "world_size": dist.world_size,
                 "train_config": dataclasses.asdict(config), "model_config": dataclasses.asdict(gpt_config),
-                "readers": readers, "rng": rngs, "eot_id": reader.eot_id, "sets": list(reader.sets)})
+                "readers": readers, "rng": rngs, "eot_id": reader.eot_id, "sets": list(reader.sets),
+                "best_val_loss": best["loss"], "best_step": best["step"]})
 
     val_losses = run_eval() if step == 0 else {}
     reader_state = copy.deepcopy(reader.state_dict())  # before the read-ahead thread moves the reader
     batches = BlockBatches(reader, config.batch_size, device)
     train_seconds, train_tokens, last_loss, mfu = 0.0, 0, float("nan"), 0.0
     window_t0, window_tokens = time.perf_counter(), 0
+    first_step, startup_seconds = step + 1, None
     stopped = False
     try:
         while step < config.max_steps:
@@ -580,6 +594,11 @@ def _train(config: TrainConfig, out_dir: Path, dist: Distributed, stop: StopRequ
             if dist.active:  # every rank must stop at the same step
                 stop_now = bool(dist.all_reduce(torch.tensor([int(stop_now)], device=device), "max").item())
             last_step = step == config.max_steps or stop_now
+            if step == first_step and not (step % config.log_interval == 0 or last_step):
+                # the first step compiles the model (torch.compile), starts CUDA and fills caches: timed apart, so
+                # tokens/s and MFU describe training
+                startup_seconds = time.perf_counter() - window_t0
+                window_t0, window_tokens = time.perf_counter(), 0
             if step % config.log_interval == 0 or last_step:
                 last_loss = float(dist.all_reduce(loss_sum / micro_steps) / dist.world_size)
                 seconds = time.perf_counter() - window_t0
@@ -608,7 +627,9 @@ def _train(config: TrainConfig, out_dir: Path, dist: Distributed, stop: StopRequ
     summary = {"step": step, "max_steps": config.max_steps, "stopped_early": stopped,
                "tokens": step * tokens_per_step, "train_loss": last_loss, "val_loss": val_losses,
                "tokens_per_s": train_tokens / train_seconds if train_seconds else None, "mfu": mfu,
-               "train_seconds": train_seconds, "parameters": net.num_params(), "vocab_size": gpt_config.vocab_size,
+               "train_seconds": train_seconds, "startup_seconds": startup_seconds,
+               "best_val_loss": best["loss"], "best_step": best["step"],
+               "parameters": net.num_params(), "vocab_size": gpt_config.vocab_size,
                "flops_per_token": flops_per_token,
                "world_size": dist.world_size,
                "device": device.type, "dtype": dtype_name(amp_dtype), "peak_flops": peak, "peak_source": peak_source}
@@ -635,7 +656,7 @@ def _print_summary(summary: dict[str, Any], out_dir: Path, console: Any) -> None
 
     table = Table(title="pretrain: summary", header_style="bold")
     table.add_column("what")
-    table.add_column("value", justify="right")
+    table.add_column("value", justify="right", no_wrap=True)
     table.add_row("steps", f"{summary['step']:,} / {summary['max_steps']:,}"
                   + (" (stopped early; --resume continues)" if summary["stopped_early"] else ""))
     table.add_row("tokens", f"{summary['tokens']:,}")
@@ -645,7 +666,12 @@ def _print_summary(summary: dict[str, Any], out_dir: Path, console: Any) -> None
         table.add_row(f"val loss {name}", f"{loss:.4f}")
     if summary["tokens_per_s"]:
         table.add_row("tokens/s", f"{summary['tokens_per_s']:,.0f}")
+    if summary["best_val_loss"] is not None:
+        table.add_row("best val loss (mean)", f"{summary['best_val_loss']:.4f} at step {summary['best_step']:,}")
     table.add_row("MFU", f"{summary['mfu']:.1%}")
     table.add_row("training seconds", f"{summary['train_seconds']:.1f}")
+    if summary["startup_seconds"] is not None:
+        table.add_row("start-up (step 1)", f"{summary['startup_seconds']:.1f} s")
     console.print(table)
-    console.print(f"checkpoint, metrics.jsonl and loss.png in {out_dir}")
+    console.print(f"checkpoint.safetensors (resume), best.safetensors (lowest val loss), metrics.jsonl and loss.png "
+                  f"in {out_dir}", soft_wrap=True)
