@@ -1,9 +1,11 @@
 """Wikitext -> plain article text, with mwparserfromhell (a real wikitext parser), in every language.
 
-Kept: paragraphs, list items, section headings (each on its own line), the text of links and of formatting.
-Dropped: templates (infoboxes, navboxes, citations), references, tables, galleries, maths, comments, magic words,
-file/image links with their captions, category links, interlanguage links, and sections that are only apparatus
-(References, External links, Einzelnachweise, Liens externes, ...). A section left empty loses its heading too.
+Kept: paragraphs, list items, section headings (each on its own line), the text of links and of formatting, and
+the text of common inline templates (`{{convert|330|m|ft}}` -> "330 metres", `{{lang|fr|Tour Eiffel}}`, dates, ...:
+corpusforge.wikitemplates). Dropped: all other templates (infoboxes, navboxes, citations, maintenance tags),
+references, tables, galleries, maths, comments, magic words, file/image links with their captions, category links,
+interlanguage links, and sections that are only apparatus (References, External links, Einzelnachweise, Liens
+externes, ...). A section left empty loses its heading too.
 
 File and category links are recognized by their namespace in any language: the names a dump's `<siteinfo>` gives,
 the usual aliases (`Image:`, `Bild:`, `Fichier:`, ...), and - for a prefix neither knows - image options in the
@@ -16,9 +18,11 @@ from __future__ import annotations
 import dataclasses
 import html
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from mwparserfromhell.parser import tokens as T
+
+from corpusforge import wikitemplates
 
 try:  # the C tokenizer (the wheels ship it); the pure-Python one gives the same tokens, slower
     from mwparserfromhell.parser import CTokenizer as _Tokenizer
@@ -130,25 +134,32 @@ def _norm(name: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Vocabulary:
-    """The names that decide what is markup in one wiki: namespace prefixes, templates, sections to drop."""
+    """The names that decide what is markup in one wiki: namespace prefixes, templates, sections to drop, and how
+    inline templates render."""
 
     file_prefixes: frozenset[str] = FILE_NAMESPACES
     category_prefixes: frozenset[str] = CATEGORY_NAMESPACES
     interlanguage: frozenset[str] = INTERLANGUAGE
     disambiguation_templates: frozenset[str] = frozenset(DISAMBIGUATION_TEMPLATES)
     drop_sections: frozenset[str] = frozenset(DROP_SECTIONS)
+    inline_templates: Mapping[str, wikitemplates.Rule] = dataclasses.field(
+        default_factory=lambda: wikitemplates.compile_rules(wikitemplates.INLINE_TEMPLATES), compare=False)
 
     @classmethod
     def for_site(cls, namespaces: dict[int, list[str]], *, disambiguation_templates: Iterable[str] | None = None,
-                 drop_sections: Iterable[str] | None = None) -> Vocabulary:
-        """The built-in names plus a dump's own namespace names (`{key: [name, alias...]}` from `<siteinfo>`)."""
+                 drop_sections: Iterable[str] | None = None,
+                 inline_templates: Mapping[str, str] | None = None) -> Vocabulary:
+        """The built-in names plus a dump's own namespace names (`{key: [name, alias...]}` from `<siteinfo>`), and
+        the built-in inline templates plus `inline_templates` (name -> pattern; `""` drops a template)."""
         files = {_norm(n) for key in (-2, 6) for n in namespaces.get(key, [])}
         cats = {_norm(n) for n in namespaces.get(14, [])}
         return cls(
             file_prefixes=FILE_NAMESPACES | files, category_prefixes=CATEGORY_NAMESPACES | cats,
             disambiguation_templates=frozenset(_norm(t) for t in (DISAMBIGUATION_TEMPLATES if disambiguation_templates
                                                                   is None else disambiguation_templates)),
-            drop_sections=frozenset(_norm(s) for s in (DROP_SECTIONS if drop_sections is None else drop_sections)))
+            drop_sections=frozenset(_norm(s) for s in (DROP_SECTIONS if drop_sections is None else drop_sections)),
+            inline_templates=wikitemplates.compile_rules(
+                wikitemplates.INLINE_TEMPLATES, {_norm(name): rule for name, rule in (inline_templates or {}).items()}))
 
 
 DEFAULT_VOCABULARY = Vocabulary()
@@ -193,6 +204,7 @@ def to_text(wikitext: str, vocab: Vocabulary = DEFAULT_VOCABULARY) -> str:
 
 _OPEN = (T.TemplateOpen, T.ArgumentOpen, T.WikilinkOpen, T.ExternalLinkOpen, T.CommentStart, T.HeadingStart,
          T.HTMLEntityStart, T.TagOpenOpen)
+_OPEN_SET = frozenset(_OPEN)
 _CLOSE = (T.TemplateClose, T.ArgumentClose, T.WikilinkClose, T.ExternalLinkClose, T.CommentEnd, T.HeadingEnd,
           T.HTMLEntityEnd, T.TagCloseSelfclose, T.TagCloseClose)
 # The first of these inside a construct splits it: title | text, url text, name | params, tag attributes > contents.
@@ -281,10 +293,36 @@ class _Renderer:
         return i + 1
 
     def _template(self, i: int, out: list[str]) -> int:
+        """An inline template in the vocabulary's table shows its text; any other template shows nothing."""
         end = self._end(i)
-        name = _norm(self._raw(i + 1, min(self.separator.get(i, end), end)))
-        self.templates.add(name.removeprefix("template:"))
+        first = min(self.separator.get(i, end), end)
+        name = _norm(self._raw(i + 1, first)).removeprefix("template:")
+        self.templates.add(name)
+        rule = wikitemplates.rule_for(name, self.vocab.inline_templates)
+        if rule is not None:
+            out.append(rule(self._params(first, end)))
         return end + 1
+
+    def _params(self, i: int, end: int) -> dict[str, str]:
+        """A template's parameters as text, from its first `|` (token i) to its close: positional ones under "1",
+        "2", ..., named ones (`abbr=on`) under their name; nested constructs rendered."""
+        tokens, params, position = self.tokens, {}, 0
+        while i < end:  # tokens[i] is a `|` of this template
+            j, equals = i + 1, None
+            while j < end and type(tokens[j]) is not T.TemplateParamSeparator:
+                kind = type(tokens[j])
+                if kind is T.TemplateParamEquals and equals is None:
+                    equals = j
+                elif kind in _OPEN_SET:
+                    j = self._end(j)
+                j += 1
+            if equals is None:
+                position += 1
+                params[str(position)] = self.render(i + 1, j).strip()
+            else:
+                params[self._raw(i + 1, equals).strip()] = self.render(equals + 1, j).strip()
+            i = j
+        return params
 
     def _entity(self, i: int, out: list[str]) -> int:
         end = self._end(i)

@@ -105,6 +105,10 @@ def test_enwiki_chunk_end_to_end(enwiki_run):
     assert anarchism["revision_id"] > 0 and anarchism["crawl_time"].year == 2016
     assert anarchism["text"].startswith("Anarchism is a political philosophy that advocates self-governed")
     assert anarchism["origin_file"] == str(dump)
+    text = {d["title"]: d["text"] for d in docs}  # inline templates keep their text: {{convert}}, {{IPAc-en}}
+    assert "with 52,419 square miles of total area" in text["Alabama"]
+    assert text["Abraham Lincoln"].startswith("Abraham Lincoln (/ˈeɪbrəhæm ˈlIŋkən/; February 12, 1809 – April 15, "
+                                              "1865) was the 16th President of the United States")
     leaks = [d["title"] for d in docs if MARKUP.search(d["text"])]
     assert leaks == [], leaks
     assert all(d["lang"] == "en" for d in docs)
@@ -414,3 +418,17 @@ def test_config_errors_name_the_key():
         recipe.from_dict(wikipedia.WikipediaConfig, {"inputs": ["x"], "split_bytes": 10}, "r.toml: [wikipedia]")
     with pytest.raises(recipe.RecipeError, match="unknown key"):
         recipe.from_dict(wikipedia.WikipediaConfig, {"inputs": ["x"], "splitbytes": 10}, "r.toml: [wikipedia]")
+    with pytest.raises(recipe.RecipeError, match=r"\[wikipedia\]: inline_templates.Höhe: unbalanced braces"):
+        recipe.from_dict(wikipedia.WikipediaConfig, {"inputs": ["x"], "inline_templates": {"Höhe": "{1 m"}},
+                         "r.toml: [wikipedia]")
+
+
+def test_inline_templates_from_the_config_reach_the_vocabulary():
+    from corpusforge import recipe, wikitext
+
+    config = recipe.from_dict(wikipedia.WikipediaConfig, {"inputs": ["x"], "inline_templates": {"Höhe": "{1} m"}},
+                              "r.toml: [wikipedia]")
+    site = wikipedia.SiteInfo(dbname="dewiki", lang="de", base_url=None, encoding="utf-8", namespaces={})
+    vocab = site.vocabulary(config)
+    assert wikitext.to_text("Der Gipfel liegt auf {{Höhe|2962|DE-NHN}}, {{convert|5|km}} entfernt.", vocab) == \
+        "Der Gipfel liegt auf 2962 m, 5 kilometres entfernt."

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from corpusforge import bzip2, language, wikitext
+from corpusforge import bzip2, language, wikitemplates, wikitext
 from corpusforge.documents import make_document
 from corpusforge.runtime import FileReport, ShardWriter, StageSummary, map_files, output_name, resume_or_none
 
@@ -67,6 +67,8 @@ class WikipediaConfig:
     drop_sections: list[str] = dataclasses.field(default_factory=lambda: list(wikitext.DROP_SECTIONS))
     disambiguation_templates: list[str] = dataclasses.field(
         default_factory=lambda: list(wikitext.DISAMBIGUATION_TEMPLATES))
+    # Inline templates to render beyond (or instead of) corpusforge.wikitemplates' table: name -> pattern.
+    inline_templates: dict[str, str] = dataclasses.field(default_factory=dict)
     max_page_bytes: int = 16 << 20
     lid_model: str | None = None
 
@@ -81,6 +83,11 @@ class WikipediaConfig:
             raise ValueError("namespaces: give at least one namespace number (0 = articles)")
         if self.max_page_bytes < 1 << 16:
             raise ValueError(f"max_page_bytes: must be at least 65536, got {self.max_page_bytes}")
+        for name, spec in self.inline_templates.items():
+            try:
+                wikitemplates.pattern(spec)
+            except ValueError as err:
+                raise ValueError(f"inline_templates.{name}: {err}") from None
 
 
 # ------------------------------------------------------------------------------------------------------- siteinfo
@@ -101,7 +108,8 @@ class SiteInfo:
 
     def vocabulary(self, config: WikipediaConfig) -> wikitext.Vocabulary:
         return wikitext.Vocabulary.for_site(self.namespaces, drop_sections=config.drop_sections,
-                                            disambiguation_templates=config.disambiguation_templates)
+                                            disambiguation_templates=config.disambiguation_templates,
+                                            inline_templates=config.inline_templates)
 
 
 def _detect_encoding(head: bytes) -> str:
