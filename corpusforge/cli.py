@@ -138,8 +138,9 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     from corpusforge import dedup
 
     config = dedup.DedupConfig(
-        inputs=args.inputs, output=args.output, ngram=args.ngram, permutations=args.permutations, bands=args.bands,
-        rows=args.rows, seed=args.seed, threshold=args.threshold, verify=args.verify, url_dedup=not args.no_url,
+        inputs=args.inputs, output=args.output, ngram=args.ngram, char_ngram=args.char_ngram,
+        permutations=args.permutations, bands=args.bands, rows=args.rows, seed=args.seed, threshold=args.threshold,
+        verify=args.verify, url_dedup=not args.no_url,
         source_priority=args.source_priority or list(dedup.DEFAULT_PRIORITY))
     config.validate()
     summary = dedup.run(config, args.output, scheduler=args.scheduler, workers=args.workers)
@@ -353,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="folders of document shards (missing ones are skipped), files or globs")
     p.add_argument("--output", "-o", required=True)
     p.add_argument("--ngram", type=int, default=5, help="words per shingle")
+    p.add_argument("--char-ngram", type=int, default=5,
+                   help="characters per shingle in scripts written without spaces (Chinese, Japanese, Thai)")
     p.add_argument("--permutations", type=int, default=112, help="MinHash signature length")
     p.add_argument("--bands", type=int, default=14, help="LSH bands (bands x rows <= permutations)")
     p.add_argument("--rows", type=int, default=8, help="signature values per band")

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from corpusforge import cli, recipe, schema
-from corpusforge.dedup import DedupConfig, SignatureMismatch, clusters, minhash, run
+from corpusforge.dedup import DedupConfig, MinHashParams, SignatureMismatch, clusters, minhash, run
 from corpusforge.dedup import exchange as ex
 from corpusforge.dedup.exact import EDGE_SCHEMA
 from corpusforge.dedup.normalize import normalize_text
@@ -40,7 +40,7 @@ def duplicates(out: Path) -> dict[str, dict]:
 
 
 def true_jaccard(a: str, b: str) -> float:
-    sa, sb = (set(minhash.shingles(normalize_text(t), 5)) for t in (a, b))
+    sa, sb = (set(minhash.shingles(normalize_text(t), MinHashParams())) for t in (a, b))
     return len(sa & sb) / len(sa | sb) if sa | sb else 1.0
 
 

@@ -49,15 +49,17 @@ KINDS = ("url", "exact", "near")
 class DedupConfig:
     """`[dedup]`: which shard folders to deduplicate together and how.
 
-    `ngram`, `permutations`, `bands`, `rows` and `seed` define the signatures (FineWeb's 5-grams and 14 bands x 8
-    rows by default: candidates from a Jaccard similarity of about (1/14)^(1/8) = 0.72); `threshold` is the
-    estimated Jaccard similarity a candidate pair must reach to count as a near duplicate; `verify = "shingles"`
-    also requires the true Jaccard similarity of the shingle sets to reach it (slower: rereads the pairs' text).
+    `ngram`, `char_ngram`, `permutations`, `bands`, `rows` and `seed` define the signatures (FineWeb's word 5-grams,
+    character 5-grams for scripts written without spaces, and 14 bands x 8 rows by default: candidates from a
+    Jaccard similarity of about (1/14)^(1/8) = 0.72); `threshold` is the estimated Jaccard similarity a candidate
+    pair must reach to count as a near duplicate; `verify = "shingles"` also requires the true Jaccard similarity
+    of the shingle sets to reach it (slower: rereads the pairs' text).
     """
 
     inputs: list[str] = dataclasses.field(default_factory=list)
     output: str = "build/dedup"
     ngram: int = 5
+    char_ngram: int = 5
     permutations: int = 112
     bands: int = 14
     rows: int = 8
@@ -69,8 +71,8 @@ class DedupConfig:
     partition_rows: int = 1_000_000
 
     def params(self) -> MinHashParams:
-        return MinHashParams(ngram=self.ngram, permutations=self.permutations, bands=self.bands, rows=self.rows,
-                             seed=self.seed)
+        return MinHashParams(ngram=self.ngram, char_ngram=self.char_ngram, permutations=self.permutations,
+                             bands=self.bands, rows=self.rows, seed=self.seed)
 
     def validate(self) -> None:
         if not self.inputs:

@@ -82,7 +82,7 @@ def shingle_sets(shard: Shard, rows: np.ndarray, params: MinHashParams) -> list[
         texts.update({int(r): column[int(r - offset)].as_py() or "" for r in here})
         offset += batch.num_rows
     order = list(texts)
-    h64, doc = shingle_hashes64(normalize_batch([texts[r] for r in order]), params.ngram)
+    h64, doc = shingle_hashes64(normalize_batch([texts[r] for r in order]), params)
     bounds = np.searchsorted(doc, np.arange(len(order) + 1))  # shingles come in document order
     sets = {r: np.unique(h64[bounds[i]:bounds[i + 1]]) for i, r in enumerate(order)}
     return [sets.get(int(r), np.zeros(0, dtype=np.uint64)) for r in rows]

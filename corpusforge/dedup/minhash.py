@@ -3,8 +3,15 @@
 A signature is computed the way `datasketch.MinHash(num_perm, seed, hashfunc=shingle_hash, scheme="affine32")`
 would after `update_batch` with a document's shingles, but for a whole batch of documents at once:
 
-* shingles are the word n-grams of the canonical text (`normalize`), as UTF-8 bytes joined by single spaces; a
-  document with fewer than n words is one shingle, an empty one has none (its signature is datasketch's empty one);
+* shingles come from the canonical text (`normalize`) in two streams, because a "word" means nothing in scripts
+  written without spaces. Characters of those scripts (Han, Hiragana, Katakana, Thai, Lao, Khmer, Myanmar,
+  Tibetan: `SPACELESS`) form the character stream, and their `char_ngram`-grams (characters joined as they are) are
+  shingles; the runs of all other characters form the word stream, and its `ngram`-grams (words joined by single
+  spaces) are shingles. Each stream skips the other's characters, so a Chinese page with an English menu, or a
+  Japanese one with Latin product names, keeps both its sentences and its words: the choice is made per
+  character, never per document, and two copies never disagree about it. Text without such characters has
+  exactly the word shingles it always had. A stream shorter than its n is one shingle; an empty document has none
+  (its signature is datasketch's empty one);
 * `shingle_hash` is a polynomial (Horner) hash of the shingle bytes modulo 2^64, finished with MurmurHash3's
   fmix64; its top 32 bits are the 32-bit input hash datasketch expects. Being polynomial, the hash of every shingle
   of a batch comes from one prefix sum over the batch's bytes, with no Python call and no string per shingle;
@@ -22,6 +29,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import re
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -49,6 +58,7 @@ class MinHashParams:
     """Everything a signature depends on. Two signatures are comparable only if their parameters are equal."""
 
     ngram: int = 5
+    char_ngram: int = 5
     permutations: int = 112
     bands: int = 14
     rows: int = 8
@@ -58,8 +68,8 @@ class MinHashParams:
     normalization: str = NORMALIZATION
 
     def validate(self) -> None:
-        if self.ngram < 1:
-            raise ValueError(f"ngram must be >= 1, got {self.ngram}")
+        if self.ngram < 1 or self.char_ngram < 1:
+            raise ValueError(f"ngram and char_ngram must be >= 1, got {self.ngram} and {self.char_ngram}")
         if self.bands < 1 or self.rows < 1:
             raise ValueError(f"bands and rows must be >= 1, got {self.bands} x {self.rows}")
         if self.bands * self.rows > self.permutations:
@@ -130,10 +140,11 @@ def _horner_prefix(data, prefix):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _shingle_hashes(prefix, powers, word_start, word_end, word_doc, ngram):  # pragma: no cover - compiled
+def _shingle_hashes(prefix, powers, word_start, word_end, word_doc, ngram, skip):  # pragma: no cover - compiled
     """`shingle_hash64` of every shingle, in document order, and the document of each. A shingle is `ngram`
     consecutive words of one document (all its words when it has fewer); its polynomial hash is
-    prefix[end] - prefix[start] * P^(end - start), then the length and fmix64 are mixed in."""
+    prefix[end] - prefix[start] * P^(end - start), then the length and fmix64 are mixed in. Documents marked in
+    `skip` are left out (their shingles come from another stream)."""
     nwords = len(word_start)
     out = np.empty(nwords, dtype=np.uint64)  # at most one shingle starts at each word
     docs = np.empty(nwords, dtype=np.int64)
@@ -142,6 +153,9 @@ def _shingle_hashes(prefix, powers, word_start, word_end, word_doc, ngram):  # p
         doc, stop = word_doc[w], w
         while stop < nwords and word_doc[stop] == doc:
             stop += 1
+        if skip[doc]:
+            w = stop
+            continue
         for j in range(w, w + max(stop - w - ngram + 1, 1)):
             s, e = word_start[j], word_end[min(j + ngram, stop) - 1]
             h = prefix[e] - prefix[s] * powers[e - s]
@@ -157,18 +171,110 @@ def _shingle_hashes(prefix, powers, word_start, word_end, word_doc, ngram):  # p
     return out[:m], docs[:m]
 
 
-class _Buffers:
-    """Per-process arrays reused from batch to batch: the prefix sums (fresh memory for each batch would cost more
-    in page faults than the hashing itself) and the powers P^k (up to the longest document), grown on demand."""
+# Code points of the scripts written without spaces between words: their characters are shingled one by one.
+# Korean is not among them (Hangul words are separated by spaces).
+SPACELESS = np.array([
+    (0x0E00, 0x0EFF),  # Thai, Lao
+    (0x0F00, 0x0FFF),  # Tibetan
+    (0x1000, 0x109F),  # Myanmar
+    (0x1780, 0x17FF),  # Khmer
+    (0x3040, 0x30FF),  # Hiragana, Katakana
+    (0x31F0, 0x31FF),  # Katakana phonetic extensions
+    (0x3400, 0x4DBF),  # CJK unified ideographs extension A
+    (0x4E00, 0x9FFF),  # CJK unified ideographs
+    (0xF900, 0xFAFF),  # CJK compatibility ideographs
+    (0xFF66, 0xFF9F),  # half-width Katakana
+    (0x20000, 0x3FFFF),  # CJK extensions B and later (planes 2 and 3)
+], dtype=np.int64)
+_SPACELESS_TABLE = np.zeros(SPACELESS.max() + 1, dtype=np.bool_)  # by code point: one load instead of a range scan
+for _lo, _hi in SPACELESS:
+    _SPACELESS_TABLE[_lo:_hi + 1] = True
+_SPACELESS_CHAR = "[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in SPACELESS) + "]"
+_TOKEN = re.compile(f"({_SPACELESS_CHAR})|[^ {_SPACELESS_CHAR[1:]}+")  # one such character, or a run of others
+_SPACELESS_SEARCH = re.compile(_SPACELESS_CHAR).search
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _marked(data, i, spaceless):  # pragma: no cover - compiled
+    """Whether the character whose lead byte is data[i] >= 0xE0 (3 or 4 bytes) is marked in `spaceless`."""
+    width = 3 if data[i] < 0xF0 else 4
+    cp = np.int64(data[i]) & (0x0F if width == 3 else 0x07)
+    for k in range(1, width):
+        cp = (cp << 6) | (np.int64(data[i + k]) & 0x3F)
+    return cp < len(spaceless) and spaceless[cp]
+
+
+@numba.njit(cache=True, nogil=True)
+def _split_scripts(data, word_start, word_end, word_doc, split, spaceless, wdata, wtok, cdata,
+                   ctok):  # pragma: no cover - compiled
+    """Split the words of the documents marked in `split` into two token streams: into `wdata` the runs of
+    characters not marked in `spaceless` (by code point), joined by single spaces, with their [start, end,
+    document] in `wtok`; into `cdata` the marked characters back to back, one token each in `ctok`. Returns the
+    bytes and tokens written to each. Every marked code point is 3 or 4 UTF-8 bytes (lead byte >= 0xE0)."""
+    wo, co, nw, nc = 0, 0, 0, 0
+    for w in range(len(word_start)):
+        i, stop, doc = word_start[w], word_end[w], word_doc[w]
+        if not split[doc]:
+            continue
+        # the common case, even in CJK text (digits, Latin or Korean words): a word without a marked character is
+        # one token, copied while checked
+        o, k = (wo + 1 if nw else wo), i
+        while k < stop and not (data[k] >= 0xE0 and _marked(data, k, spaceless)):
+            wdata[o] = data[k]
+            o += 1
+            k += 1
+        if k == stop:
+            if nw:
+                wdata[wo] = 0x20
+            wtok[0, nw], wtok[1, nw], wtok[2, nw] = o - (stop - i), o, doc
+            wo = o
+            nw += 1
+            continue
+        in_run = False  # otherwise character by character
+        while i < stop:
+            b = data[i]
+            width = 1 if b < 0xC0 else 2 if b < 0xE0 else 3 if b < 0xF0 else 4
+            if b >= 0xE0 and _marked(data, i, spaceless):
+                if in_run:
+                    wtok[1, nw - 1] = wo
+                    in_run = False
+                ctok[0, nc], ctok[2, nc] = co, doc
+                for k in range(width):
+                    cdata[co + k] = data[i + k]
+                co += width
+                ctok[1, nc] = co
+                nc += 1
+            else:
+                if not in_run:
+                    if nw:
+                        wdata[wo] = 0x20
+                        wo += 1
+                    wtok[0, nw], wtok[2, nw] = wo, doc
+                    nw += 1
+                    in_run = True
+                for k in range(width):
+                    wdata[wo + k] = data[i + k]
+                wo += width
+            i += width
+        if in_run:
+            wtok[1, nw - 1] = wo
+    return wo, nw, co, nc
+
+
+class _Buffers(threading.local):
+    """Per-thread arrays reused from batch to batch, grown on demand: fresh memory for each batch would cost more
+    in page faults than the hashing itself. A `scratch` array is overwritten by the next batch; the powers P^k (up
+    to the longest document) only grow."""
 
     def __init__(self) -> None:
-        self.prefix = np.empty(0, dtype=np.uint64)
+        self.arrays: dict[str, np.ndarray] = {}
         self.powers = np.ones(1, dtype=np.uint64)
 
-    def prefix_for(self, n: int) -> np.ndarray:
-        if len(self.prefix) < n:
-            self.prefix = np.empty(max(n, 2 * len(self.prefix)), dtype=np.uint64)
-        return self.prefix
+    def scratch(self, name: str, n: int, dtype: type) -> np.ndarray:
+        have = self.arrays.get(name)
+        if have is None or len(have) < n:
+            self.arrays[name] = have = np.empty(max(n, 2 * len(have) if have is not None else 0), dtype=dtype)
+        return have[:n]
 
     def powers_upto(self, n: int) -> np.ndarray:
         if len(self.powers) <= n:
@@ -199,12 +305,50 @@ def _min_permuted(h64, doc, a, b, out):  # pragma: no cover - compiled
                 row[k] = v
 
 
-def shingle_hashes64(batch: NormalizedBatch, ngram: int) -> tuple[np.ndarray, np.ndarray]:
-    """`shingle_hash64` of every shingle of the batch, computed in bulk: (hashes, document of each)."""
-    prefix = _BUFFERS.prefix_for(len(batch.data) + 1)
-    _horner_prefix(batch.data, prefix)
+def _streams(batch: NormalizedBatch, params: MinHashParams) -> list[tuple[np.ndarray, ...]]:
+    """The token streams of a batch as (bytes, token starts, ends, documents, n-gram, documents to skip), views of
+    the batch or of this thread's buffers. The words of a document without a byte >= 0xE0 (no character of a
+    spaceless script) are word tokens as they are, in the batch's bytes; those of the other documents are split
+    (`_split_scripts`) into a second word stream and the character stream."""
+    words = (batch.word_start, batch.word_end, batch.word_doc)
+    split = np.zeros(len(batch), dtype=bool)
+    nonempty = np.flatnonzero(batch.doc_end > batch.doc_start)
+    if len(nonempty):  # the largest byte of each document, up to the next one's start (a space between them)
+        split[nonempty] = np.maximum.reduceat(batch.data, batch.doc_start[nonempty]) >= 0xE0
+    streams = [] if split.all() else [(batch.data, *words, params.ngram, split)]
+    if not split.any():
+        return streams
+    n = len(batch.data)
+    wdata, cdata = _BUFFERS.scratch("wdata", n, np.uint8), _BUFFERS.scratch("cdata", n, np.uint8)
+    chars, runs = n // 3, len(batch.word_start) + n // 3  # a character is >= 3 bytes and splits a word at most once
+    wtok = _BUFFERS.scratch("wtok", 3 * runs, np.int64).reshape(3, runs)
+    ctok = _BUFFERS.scratch("ctok", 3 * chars, np.int64).reshape(3, chars)
+    wo, nw, co, nc = _split_scripts(batch.data, *words, split, _SPACELESS_TABLE, wdata, wtok, cdata, ctok)
+    none = np.zeros(len(batch), dtype=bool)
+    return streams + [(wdata[:wo], wtok[0, :nw], wtok[1, :nw], wtok[2, :nw], params.ngram, none),
+                      (cdata[:co], ctok[0, :nc], ctok[1, :nc], ctok[2, :nc], params.char_ngram, none)]
+
+
+def _hashes_by_stream(batch: NormalizedBatch, params: MinHashParams) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`shingle_hash64` of every shingle of the batch, as (hashes, document of each) per token stream."""
     powers = _BUFFERS.powers_upto(int((batch.doc_end - batch.doc_start).max(initial=0)))  # no shingle is longer
-    return _shingle_hashes(prefix, powers, batch.word_start, batch.word_end, batch.word_doc, ngram)
+    parts = []
+    for data, start, end, doc, n, skip in _streams(batch, params):
+        prefix = _BUFFERS.scratch("prefix", len(data) + 1, np.uint64)
+        _horner_prefix(data, prefix)
+        parts.append(_shingle_hashes(prefix, powers, start, end, doc, n, skip))
+    return parts
+
+
+def shingle_hashes64(batch: NormalizedBatch, params: MinHashParams) -> tuple[np.ndarray, np.ndarray]:
+    """`shingle_hash64` of every shingle of the batch, computed in bulk: (hashes, document of each), grouped by
+    document, each document's word shingles before its character shingles (the order of `shingles`)."""
+    parts = _hashes_by_stream(batch, params)
+    if len(parts) <= 1:
+        return parts[0] if parts else (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64))
+    docs = np.concatenate([p[1] for p in parts])
+    order = np.argsort(docs, kind="stable")  # sorted runs: timsort merges them in linear time
+    return np.concatenate([p[0] for p in parts])[order], docs[order]
 
 
 @functools.cache
@@ -218,11 +362,13 @@ def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def signatures(batch: NormalizedBatch, params: MinHashParams) -> tuple[np.ndarray, np.ndarray]:
     """MinHash signatures of a normalized batch: (signatures uint32 [docs, permutations], shingles per document)."""
-    h64, doc = shingle_hashes64(batch, params.ngram)
     a, b = permutations(params.permutations, params.seed)
     out = np.full((len(batch), params.permutations), EMPTY, dtype=np.uint32)
-    _min_permuted(h64, doc, a, b, out)
-    return out, np.bincount(doc, minlength=len(batch)).astype(np.int32)
+    counts = np.zeros(len(batch), dtype=np.int32)
+    for h64, doc in _hashes_by_stream(batch, params):  # a minimum needs no order: the streams go as they are
+        _min_permuted(h64, doc, a, b, out)
+        counts += np.bincount(doc, minlength=len(batch)).astype(np.int32)
+    return out, counts
 
 
 def batches_by_size(texts: Sequence[str], max_bytes: int = _BATCH_BYTES) -> Iterator[tuple[int, int]]:
@@ -261,12 +407,22 @@ def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------- datasketch interop
-def shingles(normalized: str, ngram: int) -> list[bytes]:
-    """The shingles of one canonical text the plain way (what `signatures` hashes in bulk)."""
-    words = normalized.split(" ") if normalized else []
-    if 0 < len(words) < ngram:
-        return [normalized.encode("utf-8")]
-    return [" ".join(words[i:i + ngram]).encode("utf-8") for i in range(len(words) - ngram + 1)]
+def shingles(normalized: str, params: MinHashParams) -> list[bytes]:
+    """The shingles of one canonical text the plain way (what `signatures` hashes in bulk): the `ngram`-grams of its
+    word stream, then the `char_ngram`-grams of its character stream."""
+    if not _SPACELESS_SEARCH(normalized):  # the common case: words only
+        return _ngrams(normalized.split(" ") if normalized else [], params.ngram, " ")
+    words: list[str] = []
+    chars: list[str] = []
+    for token in _TOKEN.finditer(normalized):
+        (chars if token.group(1) else words).append(token.group())
+    return _ngrams(words, params.ngram, " ") + _ngrams(chars, params.char_ngram, "")
+
+
+def _ngrams(tokens: list[str], n: int, sep: str) -> list[bytes]:
+    if 0 < len(tokens) < n:
+        return [sep.join(tokens).encode("utf-8")]
+    return [sep.join(tokens[i:i + n]).encode("utf-8") for i in range(len(tokens) - n + 1)]
 
 
 def datasketch_minhash(params: MinHashParams):

@@ -3,9 +3,9 @@
 Text is normalized in bulk, as bytes, because it runs on every document of the corpus. The canonical form
 of a document is: lower case (Unicode-aware), every ASCII digit replaced by `0` (so a changed date or
 counter does not make two copies differ), punctuation, symbols and whitespace replaced by a space (ASCII, Latin-1
-punctuation U+0080-U+00BF, General Punctuation U+2000-U+206F and CJK punctuation U+3000-U+303F), runs of spaces
-collapsed to one, no leading or trailing space. Words are the space-separated runs of that form; word n-grams of
-it are the MinHash shingles, and its hash is the exact-duplicate key.
+punctuation U+0080-U+00BF, General Punctuation U+2000-U+206F, CJK punctuation U+3000-U+303F and the full-width
+punctuation of U+FF01-U+FF65), runs of spaces collapsed to one, no leading or trailing space. Words are the
+space-separated runs of that form; `minhash` builds the shingles from them, and its hash is the exact-duplicate key.
 
 `normalize_text` is that definition for one string; `normalize_batch` is the same code over a batch and also returns
 where each word starts and ends, which `minhash` needs. The byte pass is compiled with Numba (one loop instead of a
@@ -22,7 +22,7 @@ import numba
 import numpy as np
 import xxhash
 
-NORMALIZATION = "corpusforge-text/v1"  # recorded with signatures: change it whenever the canonical form changes
+NORMALIZATION = "corpusforge-text/v2"  # recorded with signatures: change it whenever the canonical form changes
 
 _SPACE = 0x20
 _BYTE_MAP = np.arange(256, dtype=np.uint8)
@@ -59,6 +59,15 @@ class NormalizedBatch:
 
 
 @numba.njit(cache=True, nogil=True)
+def _fullwidth_punctuation(b1: int, b2: int) -> bool:  # pragma: no cover - compiled
+    """Whether EF b1 b2 is a full-width punctuation mark or symbol: U+FF01-FF0F, FF1A-FF20, FF3B-FF40, FF5B-FF65
+    (the ，！？：；（） of Chinese and Japanese text, and the half-width ｡｢｣､･)."""
+    if b1 == 0xBC:
+        return b2 <= 0x8F or 0x9A <= b2 <= 0xA0 or b2 >= 0xBB
+    return b1 == 0xBD and (b2 == 0x80 or 0x9B <= b2 <= 0xA5)
+
+
+@numba.njit(cache=True, nogil=True)
 def _canonical(raw: np.ndarray, starts: np.ndarray, byte_map: np.ndarray):  # pragma: no cover - compiled
     """One pass over the joined UTF-8 bytes: map, blank punctuation, collapse spaces, find words and documents."""
     n, ndocs = len(raw), len(starts)
@@ -82,6 +91,8 @@ def _canonical(raw: np.ndarray, starts: np.ndarray, byte_map: np.ndarray):  # pr
             elif i + 2 < stop and b == 0xE2 and (raw[i + 1] == 0x80 or (raw[i + 1] == 0x81 and raw[i + 2] <= 0xAF)):
                 width, blank = 3, True  # U+2000-U+206F: general punctuation
             elif i + 2 < stop and b == 0xE3 and raw[i + 1] == 0x80:  # U+3000-U+303F: CJK punctuation and space
+                width, blank = 3, True
+            elif i + 2 < stop and b == 0xEF and _fullwidth_punctuation(raw[i + 1], raw[i + 2]):
                 width, blank = 3, True
             if blank:
                 if in_word:
