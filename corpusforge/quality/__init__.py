@@ -1,0 +1,256 @@
+"""The quality stage: heuristic rules and GPT-3's quality classifier over document shards, between the sources and
+dedup.
+
+`run(config, output)` reads each input shard in a Dask task and writes one output shard of the same contract
+holding the documents it keeps, atomically (a re-run keeps finished shards). Which documents meet which filter is
+config: by default the heuristics (`heuristics`: Gopher's and C4's rules) judge commoncrawl and webtext2 documents
+and the classifier (`classifier`: GPT-3's logistic regression and Pareto rule) judges commoncrawl documents only,
+as GPT-3 did; documents of other sources pass through unchanged. A document dropped by a rule is counted as
+`dropped_<rule>` (the first rule it fails), one dropped by the classifier as `dropped_classifier`, and the
+classifier's score of every document it judged and kept is the `quality_score` column.
+
+Before the shards are filtered, the classifier is trained on a seeded sample of its positive and negative shards
+(`classifier.train_model`) and saved as `_classifier.npz` in the output folder, unless that file (or the configured
+`model`) exists already. Beside the shards: `_dropped.parquet`, up to `dropped_sample` dropped documents per reason
+chosen by a seeded hash of their id, with the reason and the measure that failed (or the score), to see what each
+rule removes; `_summary.json` and `_errors.jsonl` as every stage writes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from corpusforge import runtime, schema
+from corpusforge.dedup import list_shards
+from corpusforge.mix.inputs import read_batches, unit_hash
+from corpusforge.quality import classifier, heuristics
+from corpusforge.quality.classifier import ClassifierConfig
+from corpusforge.quality.heuristics import HeuristicsConfig
+
+__all__ = ["ClassifierConfig", "HeuristicsConfig", "QualityConfig", "filter_shard", "run", "run_stage"]
+
+MODEL_FILE = "_classifier.npz"
+DROPPED_FILE = "_dropped.parquet"
+DROPPED_PARTS = "_work/dropped"
+CLASSIFIER_REASON = "classifier"
+# Every document column but the score, which this stage sets (shards written before it existed lack it).
+READ_COLUMNS = [c for c in schema.document_schema().names if c != "quality_score"]
+
+
+@dataclasses.dataclass
+class QualityConfig:
+    """`[quality]` / `corpusforge quality`: the shards to filter, where the kept documents go, and the filters."""
+
+    inputs: list[str] = dataclasses.field(default_factory=list)
+    output: str = "build/quality"
+    seed: int = 1234
+    heuristics: HeuristicsConfig = dataclasses.field(default_factory=HeuristicsConfig)
+    classifier: ClassifierConfig = dataclasses.field(default_factory=ClassifierConfig)
+    dropped_sample: int = 20
+
+    def validate(self) -> None:
+        if not self.inputs:
+            raise ValueError("inputs: give at least one folder of document shards")
+        if self.dropped_sample < 0:
+            raise ValueError(f"dropped_sample: must be >= 0, got {self.dropped_sample}")
+        self.heuristics.validate()
+        self.classifier.validate()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """What each shard task needs: the rules with their thresholds, the model and the keep rule."""
+
+    rules: list[tuple[heuristics.Rule, float]]
+    stop_words: dict[str, list[str]]
+    heuristic_sources: list[str]
+    classifier_sources: list[str]
+    model: str | None
+    keep: str
+    alpha: float
+    seed: int
+    dropped_sample: int
+
+
+# --------------------------------------------------------------------------------------------------- one batch
+def judge(table: pa.Table, job: _Job) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each document of `table` (document columns): the reason it is dropped ("": kept), the value that
+    decided it (the failed measure, or the score) and the classifier's score (NaN where it did not judge)."""
+    n = table.num_rows
+    sources = np.asarray(table.column("source").to_pylist(), dtype=object)
+    reason = np.full(n, "", dtype=object)
+    value = np.full(n, np.nan)
+    score = np.full(n, np.nan)
+    judged = np.flatnonzero(np.isin(sources, job.heuristic_sources))
+    if len(judged) and job.rules:
+        part = table.take(judged)
+        measures = heuristics.measure(part.column("text"), part.column("lang"), {r.measure for r, _ in job.rules},
+                                      job.stop_words)
+        failed = heuristics.first_failed(measures, job.rules, len(judged))
+        for i, (rule, _) in enumerate(job.rules):
+            hit = failed == i
+            reason[judged[hit]] = rule.name
+            value[judged[hit]] = measures[rule.measure][hit]
+    scored = np.flatnonzero(np.isin(sources, job.classifier_sources) & (reason == ""))
+    if len(scored):
+        part = table.take(scored)
+        score[scored] = classifier.load_model(job.model).score(part.column("text").to_pylist())
+        if job.keep == "pareto":
+            out = scored[~classifier.pareto_keep(part.column("id").to_pylist(), score[scored], job.seed, job.alpha)]
+            reason[out] = CLASSIFIER_REASON
+            value[out] = score[out]
+    return reason, value, score
+
+
+def _lowest_per_reason(table: pa.Table, k: int, seed: int) -> pa.Table:
+    """The `k` rows of each reason with the lowest seeded coin of their id, sorted by reason and coin."""
+    if not table.num_rows:
+        return table
+    coin = unit_hash(table.column("id").to_pylist(), seed, salt="quality-dropped")
+    order = np.lexsort((coin, np.asarray(table.column("reason").to_pylist(), dtype=object).astype(str)))
+    table = table.take(order)
+    reasons = np.asarray(table.column("reason").to_pylist(), dtype=object)
+    new = np.ones(len(reasons), dtype=bool)
+    new[1:] = reasons[1:] != reasons[:-1]
+    rank = np.arange(len(reasons)) - np.maximum.accumulate(np.where(new, np.arange(len(reasons)), 0))
+    return table.filter(pa.array(rank < k))
+
+
+def _as(table: pa.Table, target: pa.Schema) -> pa.Table:
+    return table.select(target.names).cast(target)
+
+
+def _dropped_rows(table: pa.Table, reason: np.ndarray, value: np.ndarray) -> pa.Table:
+    out = reason != ""
+    rows = table.filter(pa.array(out))
+    rows = rows.append_column("quality_score", pa.nulls(rows.num_rows, pa.float32()))
+    rows = rows.append_column("reason", pa.array(list(reason[out]), pa.string()))
+    return rows.append_column("value", pa.array(value[out], pa.float64(), mask=np.isnan(value[out])))
+
+
+# --------------------------------------------------------------------------------------------------- one shard
+def _output_name(path: str) -> str:
+    return runtime.output_name(path.removesuffix(".parquet"))
+
+
+def filter_shard(item: str, out_dir: str, job: _Job) -> runtime.FileReport:
+    """The per-shard task: the kept documents of one input shard -> one output shard (atomic; a finished one is kept
+    and its report reused), and its sample of dropped documents (written first, so a finished shard has it)."""
+    out_path = Path(out_dir) / _output_name(item)
+    done = runtime.resume_or_none(out_path, item)
+    if done is not None:
+        return done
+    t0 = time.perf_counter()
+    report = runtime.FileReport(input=item, output=str(out_path), bytes_in=Path(item).stat().st_size)
+    report.count("documents", 0)
+    report.count("kept", 0)
+    dropped = schema.empty_table("dropped")
+    with runtime.ShardWriter(out_path) as writer:
+        for batch in read_batches(item, READ_COLUMNS, report):
+            table = pa.Table.from_batches([batch])
+            reason, value, score = judge(table, job)
+            kept = reason == ""
+            out = table.filter(pa.array(kept))
+            writer.write_table(out.append_column("quality_score", pa.array(
+                score[kept], pa.float32(), mask=np.isnan(score[kept]))))
+            report.count("documents", table.num_rows)
+            report.count("kept", int(kept.sum()))
+            report.count("scored", int((~np.isnan(score)).sum()))
+            for source, lang in zip(out.column("source").to_pylist(), out.column("lang").to_pylist()):
+                report.count(f"{source}:kept")
+                report.by_lang[lang] = report.by_lang.get(lang, 0) + 1
+            for why in reason[~kept]:
+                report.count(f"dropped_{why}")
+            if job.dropped_sample:
+                rows = _dropped_rows(table, reason, value)
+                dropped = _lowest_per_reason(pa.concat_tables([dropped, _as(rows, dropped.schema)]),
+                                             job.dropped_sample, job.seed)
+        if job.dropped_sample:
+            with runtime.ShardWriter(Path(out_dir, DROPPED_PARTS, out_path.name), "dropped") as part:
+                part.write_table(dropped)
+        report.seconds = time.perf_counter() - t0
+        writer.set_report(report)
+    return report
+
+
+# ---------------------------------------------------------------------------------------------------- the stage
+def _classifier_model(config: QualityConfig, out: Path, client: Any, console: Any) -> tuple[str, dict[str, Any]]:
+    """The model file to score with: the configured or earlier one if it exists, else one trained now."""
+    path = Path(config.classifier.model or out / MODEL_FILE)
+    if not path.exists():
+        shards = []
+        for key in ("positives", "negatives"):
+            found, missing = list_shards(getattr(config.classifier, key))
+            if missing or not found:
+                raise FileNotFoundError(f"quality: classifier {key}: no document shards in {missing or found}")
+            shards.append(found)
+        console.print(f"quality: training the classifier on {len(shards[0])} positive and {len(shards[1])} "
+                      f"negative shards")
+        classifier.train_model(config.classifier, config.seed, client, *shards).save(path)
+    model = classifier.load_model(path)
+    auc = model.settings.get("training", {}).get("held_out_auc")
+    console.print(f"quality: classifier {path}" + (f" (held-out ROC AUC {auc:.3f})" if auc is not None else ""))
+    return str(path), {"model": str(path), **model.settings.get("training", {})}
+
+
+def _merge_dropped(out: Path, names: list[str], k: int, seed: int) -> int:
+    """Write `_dropped.parquet`: the `k` lowest-coin dropped documents of each reason over all shards' samples."""
+    merged = schema.empty_table("dropped")
+    for name in names:
+        part = out / DROPPED_PARTS / name
+        if part.exists():
+            merged = _lowest_per_reason(pa.concat_tables([merged, _as(pq.read_table(part), merged.schema)]), k, seed)
+    with runtime.ShardWriter(out / DROPPED_FILE, "dropped") as writer:
+        writer.write_table(merged)
+    return merged.num_rows
+
+
+def run(config: QualityConfig, output: str | Path | None = None, *, client: Any = None, scheduler: str | None = None,
+        workers: int | None = None, console: Any = None) -> runtime.StageSummary:
+    """Filter the shards of `config.inputs` into `output` (default `config.output`); see the module docstring.
+    Missing input folders are skipped with a warning (sources may land later); a damaged shard is reported in
+    `_errors.jsonl` and the documents read before the damage are judged."""
+    from rich.console import Console
+
+    console = console or Console(stderr=True)
+    config.validate()
+    t0 = time.perf_counter()
+    out = Path(output or config.output)
+    shards, missing = list_shards(config.inputs, exclude=out)
+    for spec in missing:
+        console.print(f"[yellow]quality: warning: input {spec} does not exist; skipped[/yellow]")
+    extra: dict[str, Any] = {"inputs": shards, "missing_inputs": missing,
+                             "rules": {r.name: t for r, t in config.heuristics.rules()},
+                             "heuristic_sources": config.heuristics.sources,
+                             "classifier_sources": config.classifier.sources}
+    with contextlib.ExitStack() as stack:
+        if client is None:
+            client = stack.enter_context(runtime.dask_client(scheduler, workers))
+        model = None
+        if config.classifier.sources and shards:
+            model, extra["classifier"] = _classifier_model(config, out, client, console)
+        job = _Job(rules=config.heuristics.rules(), stop_words=config.heuristics.stop_words,
+                   heuristic_sources=config.heuristics.sources, classifier_sources=config.classifier.sources,
+                   model=model, keep=config.classifier.keep, alpha=config.classifier.alpha, seed=config.seed,
+                   dropped_sample=config.dropped_sample)
+        summary, _ = runtime.map_files(filter_shard, shards, out, job, stage="quality", client=client,
+                                       console=console, kept_key="kept")
+    if config.dropped_sample:
+        extra["dropped_sample"] = _merge_dropped(out, [_output_name(s) for s in shards], config.dropped_sample,
+                                                 config.seed)
+    summary.extra.update(extra)
+    summary.seconds = time.perf_counter() - t0  # with the classifier's training
+    runtime.write_json_atomic(out / runtime.SUMMARY_FILE, summary.to_json())  # map_files wrote it without extra
+    return summary
+
+
+def run_stage(config: QualityConfig, ctx) -> runtime.StageSummary:
+    return run(config, config.output, client=ctx.client, console=ctx.console)
