@@ -7,20 +7,26 @@ pages of trafilatura's evaluation set wrapped as WARC records (real, full-size p
 For each it measures the CPU time of each stage in this process over the same records (read, decode, extract,
 language ID, write), runs the full path on a LocalCluster (`commoncrawl.run`, CPU time of all its processes) and
 scores the eval pages' text against their snippets. It compares trafilatura's modes (fast / balanced / precision /
-recall) for speed and F1 on the same pages, page by page. CPU time, not wall time, so that other work on the machine
+recall) for speed and F1 on the same pages, page by page, and reading the eval records as .warc.zst (a frame per
+record with a trained dictionary, as wget-at writes them) against reading them as .warc.gz. CPU time, not wall time, so that other work on the machine
 does not skew the comparison; everything compared is measured in this run. Results: bench/results/commoncrawl.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import io
 import json
 import os
 import platform
+import struct
 import tempfile
 import time
 from pathlib import Path
+
+import zstandard
+from warcio.archiveiterator import ArchiveIterator
 
 from corpusforge import extract_eval, language
 from corpusforge.documents import make_document
@@ -120,6 +126,40 @@ def stages_in_process(paths: list[str], modes: tuple[str, ...], out_dir: Path) -
             "extract_cpu_s_child_process": round(child_cpu, 2), "texts": texts}
 
 
+def write_warc_zst(gz_path: str, out_dir: Path, dictionary: zstandard.ZstdCompressionDict) -> tuple[str, int]:
+    """The records of a .warc.gz rewritten as a WARC-zstd file: the dictionary in its dictionary frame, then one zstd
+    frame per record (level 3, checksummed). Returns the path and the uncompressed size."""
+    data = gzip.decompress(Path(gz_path).read_bytes())
+    iterator = ArchiveIterator(io.BytesIO(data))
+    offsets = [iterator.offset for _ in iterator] + [len(data)]
+    compressor = zstandard.ZstdCompressor(level=3, dict_data=dictionary, write_checksum=True)
+    dictionary_bytes = dictionary.as_bytes()
+    out = struct.pack("<II", 0x184D2A5D, len(dictionary_bytes)) + dictionary_bytes
+    out += b"".join(compressor.compress(data[a:b]) for a, b in zip(offsets, offsets[1:]))
+    path = out_dir / (Path(gz_path).name.removesuffix(".gz") + ".zst")
+    path.write_bytes(out)
+    return str(path), len(data)
+
+
+def read_formats(gz_paths: list[str], out_dir: Path) -> dict:
+    """CPU time of reading every record (cc.read_records) of the same WARC files as .warc.gz and as .warc.zst, the
+    zstd dictionary trained on the first 200 records, as a crawler trains it on its first records."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = gzip.decompress(Path(gz_paths[0]).read_bytes())
+    iterator = ArchiveIterator(io.BytesIO(data))
+    offsets = [iterator.offset for _ in iterator][:201]
+    dictionary = zstandard.train_dictionary(112_640, [data[a:b] for a, b in zip(offsets, offsets[1:])],
+                                            dict_id=40_000)
+    written = [write_warc_zst(p, out_dir, dictionary) for p in gz_paths]
+    result = {"uncompressed_mb": round(sum(n for _, n in written) / 1e6, 1)}
+    for name, paths in (("gzip", gz_paths), ("zstd", [p for p, _ in written])):
+        t = time.process_time()
+        records = sum(1 for p in paths for _ in cc.read_records(p, FileReport(input=p), 5_000_000))
+        result[name] = {"records": records, "cpu_s": round(time.process_time() - t, 3),
+                        "compressed_mb": round(sum(os.path.getsize(p) for p in paths) / 1e6, 1)}
+    return result
+
+
 def full_path(paths: list[str], out_dir: Path, workers: int) -> dict:
     """The real thing: commoncrawl.run on a LocalCluster of `workers` processes (cluster start-up excluded). Wall
     time depends on what else runs on the machine; CPU time much less, so documents per CPU-second of all the
@@ -167,6 +207,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  in process, eval pages: {stages['cpu_s']}; extraction by mode {stages['extract_cpu_s']}; {quality}")
         caps = stages_in_process(captures(), MODES[:1], tmp)
         print(f"  in process, captures: {caps['documents']} documents, {caps['cpu_s']}")
+        formats = read_formats(eval_paths, tmp / "zstd")
+        print(f"  reading .warc.gz vs .warc.zst: {formats}")
         eval_run = full_path(eval_paths, tmp / "run-eval", args.workers)
         eval_run["quality"] = extract_eval.score((p, eval_run["texts"].get(p.record_id)) for p in pages)
         print(f"  full path, eval pages: {eval_run['docs_per_cpu_s']} docs/CPU-s, {eval_run['quality']}")
@@ -199,6 +241,13 @@ def main(argv: list[str] | None = None) -> dict:
          "baseline": f"trafilatura's own gate, fast on raw bytes: {floors['fast']}",
          "ratio": f"{eval_run['quality']['f1'] / floors['fast']:.3f}"},
     ]
+    mb_per_s = {name: formats["uncompressed_mb"] / formats[name]["cpu_s"] for name in ("gzip", "zstd")}
+    table.append({
+        "what": f"reading .warc.zst (a frame per record, trained dictionary) vs .warc.gz, the same "
+                f"{formats['zstd']['records']} eval records, CPU",
+        "result": f"{mb_per_s['zstd']:.0f} MB/s ({formats['zstd']['compressed_mb']} MB)",
+        "baseline": f"gzip: {mb_per_s['gzip']:.0f} MB/s ({formats['gzip']['compressed_mb']} MB)",
+        "ratio": f"{mb_per_s['zstd'] / mb_per_s['gzip']:.2f}"})
     for mode in MODES[1:]:
         table.append({
             "what": f"trafilatura mode {mode} vs fast (eval pages, extraction CPU)",
@@ -207,6 +256,7 @@ def main(argv: list[str] | None = None) -> dict:
             "ratio": f"speed {pps[mode] / pps['fast']:.2f}x, F1 {quality[mode]['f1'] - quality['fast']['f1']:+.4f}"})
     results = {
         "table": table, "quality_by_mode": quality, "stages_eval": stages, "stages_captures": caps,
+        "read_formats": formats,
         "full_path_eval": eval_run, "full_path_captures": caps_run, "trafilatura_floors": floors,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "load_average_before": [round(x, 2) for x in load_before],

@@ -160,7 +160,8 @@ def output_name(item: str, suffix: str = ".parquet") -> str:
 @dataclasses.dataclass
 class FileReport:
     """What one per-file task did: counters (records, documents, drop reasons...), documents written by language,
-    errors (each a dict with file, offset, stage, reason), the output written and the seconds taken."""
+    errors (each a dict with file, offset, stage, reason), warnings (the same, with `level: "warning"`: something odd
+    in the input that lost nothing), the output written and the seconds taken."""
 
     input: str
     output: str | None = None
@@ -170,12 +171,18 @@ class FileReport:
     seconds: float = 0.0
     bytes_in: int = 0
     resumed: bool = False
+    warnings: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def count(self, key: str, n: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + n
 
     def error(self, reason: str, *, offset: int | None = None, stage: str = "read", **extra: Any) -> None:
         self.errors.append({"file": self.input, "offset": offset, "stage": stage, "reason": reason, **extra})
+
+    def warn(self, reason: str, *, offset: int | None = None, stage: str = "read", **extra: Any) -> None:
+        # Beside the errors in `_errors.jsonl`, but not counted as errors (nor failing --fail-on-error).
+        self.warnings.append({"file": self.input, "offset": offset, "stage": stage, "reason": reason,
+                              "level": "warning", **extra})
 
 
 @dataclasses.dataclass
@@ -191,6 +198,7 @@ class StageSummary:
     bytes_in: int = 0
     seconds: float = 0.0
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    warnings: int = 0
 
     def add(self, report: FileReport) -> None:
         self.files += 1
@@ -198,6 +206,7 @@ class StageSummary:
         self.counts = dict(Counter(self.counts) + Counter(report.counts))
         self.by_lang = dict(Counter(self.by_lang) + Counter(report.by_lang))
         self.errors += len(report.errors)
+        self.warnings += len(report.warnings)
         self.bytes_in += report.bytes_in
 
     def to_json(self) -> dict[str, Any]:
@@ -230,6 +239,8 @@ def print_summary(summary: StageSummary, console: Any = None) -> None:
     for key, value in sorted(summary.counts.items()):
         table.add_row(key.replace("_", " "), f"{value:,}")
     table.add_row("errors", f"{summary.errors:,}")
+    if summary.warnings:
+        table.add_row("warnings", f"{summary.warnings:,}")
     table.add_row("bytes in", f"{summary.bytes_in:,}")
     table.add_row("seconds", f"{summary.seconds:.1f}")
     console.print(table)
@@ -308,7 +319,7 @@ def map_files(task: Callable[..., FileReport], items: Sequence[str], out_dir: st
                               highlight=False)
     summary.seconds = time.perf_counter() - t0
     ordered = [reports[i] for i in range(len(items))]
-    errors = [e for r in ordered for e in r.errors]
+    errors = [e for r in ordered for e in r.errors + r.warnings]
     finish_stage(out_dir, summary, errors, console=console)
     return summary, ordered
 

@@ -1,5 +1,6 @@
 """WARC fixtures for the CommonCrawl tests: real pages written for the purpose (readable text in several languages,
-wrapped in navigation and cookie boilerplate), written into WARC files with warcio, and ways to damage those files."""
+wrapped in navigation and cookie boilerplate), written into WARC files with warcio (plain, gzip, or zstd as the IIPC
+WARC-zstd format has it), and ways to damage those files."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import dataclasses
 import gzip
 import io
 import random
+import struct
 import uuid
 from pathlib import Path
 
+import zstandard
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
@@ -130,8 +133,8 @@ def pages(prefix: str = "http://example.org", langs=LANGS) -> list[Rec]:
     return [page(f"{prefix}/{lang}", lang) for lang in langs]
 
 
-def write_warc(path: Path, records: list[Rec], compress: bool = True) -> list[int]:
-    """Write `records` (one gzip member each when `compress`) and return each record's byte offset."""
+def warc_bytes(records: list[Rec], compress: bool = True) -> tuple[bytes, list[int]]:
+    """`records` as the bytes of a WARC file (one gzip member each when `compress`), and each record's offset."""
     buf = io.BytesIO()
     writer = WARCWriter(buf, gzip=compress)
     offsets = []
@@ -157,9 +160,57 @@ def write_warc(path: Path, records: list[Rec], compress: bool = True) -> list[in
                                                length=len(rec.body), warc_content_type="text/plain",
                                                warc_headers_dict=warc_headers)
         writer.write_record(record)
+    return buf.getvalue(), offsets
+
+
+def write_warc(path: Path, records: list[Rec], compress: bool = True) -> list[int]:
+    """Write `records` (one gzip member each when `compress`) and return each record's byte offset."""
+    data, offsets = warc_bytes(records, compress)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(buf.getvalue())
+    path.write_bytes(data)
     return offsets
+
+
+def record_bytes(records: list[Rec]) -> list[bytes]:
+    """Each record as uncompressed WARC bytes, its two trailing CRLFs included."""
+    data, offsets = warc_bytes(records, compress=False)
+    return [data[a:b] for a, b in zip(offsets, offsets[1:] + [len(data)])]
+
+
+def train_dictionary(records: list[Rec], dict_id: int = 40_000) -> zstandard.ZstdCompressionDict:
+    """A zstd dictionary trained on `records`, with the ID a WARC-zstd writer gives it."""
+    return zstandard.train_dictionary(4096, record_bytes(records), dict_id=dict_id)
+
+
+def skippable_frame(magic: int, data: bytes) -> bytes:
+    """A zstd skippable frame (RFC 8878 3.1.2): magic, little-endian size, data."""
+    return struct.pack("<II", magic, len(data)) + data
+
+
+def write_warc_zst(path: Path, records: list[Rec], dictionary: zstandard.ZstdCompressionDict | None = None,
+                   compress_dictionary: bool = False, extension_after: int | None = None) -> list[int]:
+    """Write `records` as the IIPC WARC-zstd format does: one zstd frame per record (with content size and checksum),
+    after a dictionary frame (skippable frame 0x184D2A5D) holding `dictionary`, itself zstd-compressed when
+    `compress_dictionary`, if one is given; an extension frame (another skippable frame) after record
+    `extension_after`. Returns each record's frame offset."""
+    out = b""
+    if dictionary is not None:
+        data = dictionary.as_bytes()
+        if compress_dictionary:
+            data = zstandard.ZstdCompressor(write_checksum=True).compress(data)
+        out = skippable_frame(0x184D2A5D, data)
+    compressor = zstandard.ZstdCompressor(level=9, dict_data=dictionary, write_checksum=True)
+    offsets = []
+    for i, record in enumerate(record_bytes(records)):
+        offsets.append(len(out))
+        out += compressor.compress(record)
+        if i == extension_after:
+            out += skippable_frame(0x184D2A50, b"an extension frame readers skip")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(out)
+    return offsets
+
+
 
 
 def gzip_whole(src: Path, dst: Path) -> None:

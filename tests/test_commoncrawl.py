@@ -1,6 +1,7 @@
-"""The CommonCrawl path over WARC files the tests write with warcio: record filtering, every kind of bad input,
-charsets, language filters, inputs from listings and globs over HTTP, Dask runs with atomic, resumable,
-byte-identical shards, the exit code, and what the user sees (progress, `_summary.json`, `_errors.jsonl`)."""
+"""The CommonCrawl path over WARC files the tests write with warcio (plain, gzip, and WARC-zstd with and without a
+dictionary): record filtering, every kind of bad input, warcio's warnings, charsets, language filters, inputs from
+listings and globs over HTTP, Dask runs with atomic, resumable, byte-identical shards, the exit code, and what the
+user sees (progress, `_summary.json`, `_errors.jsonl`)."""
 
 from __future__ import annotations
 
@@ -8,20 +9,26 @@ import functools
 import gzip
 import http.server
 import io
+import itertools
 import json
 import random
 import subprocess
 import sys
 import threading
 import time
+import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
 import pyarrow.parquet as pq
 import pytest
+import zstandard
 from cc_fixtures import (ARTICLES, LANGS, Rec, article_html, corrupt, gzip_whole, make_inputs, page, pages,
-                         slow_html, write_warc)
+                         record_bytes, skippable_frame, slow_html, train_dictionary, write_warc, write_warc_zst)
+from distributed import Client, LocalCluster
 from rich.console import Console
+from warcio.archiveiterator import ArchiveIterator
 
 from corpusforge import cli, schema
 from corpusforge.runtime import ERRORS_FILE, SUMMARY_FILE, FileReport, output_name
@@ -103,11 +110,13 @@ def test_garbage_file_is_reported_not_fatal(tmp_path):
     assert report.errors[0]["offset"] == 0 and "unreadable record or stream" in report.errors[0]["reason"]
 
 
-def test_unsupported_compression_is_named(tmp_path):
-    path = tmp_path / "crawl.warc.zst"
-    path.write_bytes(b"\x28\xb5\x2f\xfd" + bytes(100))
+@pytest.mark.parametrize("name, magic", [("lz4", b"\x04\x22\x4d\x18"), ("bzip2", b"BZh9"), ("xz", b"\xfd7zXZ\x00")])
+def test_unsupported_compression_is_named(tmp_path, name, magic):
+    path = tmp_path / f"crawl.warc.{name}"
+    path.write_bytes(magic + bytes(100))
     docs, report = read_file(path)
-    assert docs == [] and "zstd-compressed input is not supported" in report.errors[0]["reason"]
+    assert docs == [] and [e["reason"] for e in report.errors] == [
+        f"{name}-compressed input is not supported; decompress it, or recompress it as gzip or zstd"]
 
 
 def test_non_chunked_gzip_warc_is_read_as_one_stream(tmp_path):
@@ -161,6 +170,211 @@ def test_html_over_the_size_cap_is_cut_and_reported(tmp_path):
     assert [(e["offset"], e["stage"]) for e in report.errors] == [(offsets[0], "read")]
     assert "larger than 4000 bytes; cut" in report.errors[0]["reason"]
     assert len(docs) == 1 and len(docs[0]["text"]) < 4000  # what was inside the cap is still extracted
+
+
+# --------------------------------------------------------------------------------------------- warcio's warnings
+def warc_with_warnings(path: Path) -> tuple[list[int], list[int]]:
+    """An uncompressed WARC whose records warcio warns about: the 2nd is not followed by its blank lines at all (the
+    3rd record's header runs straight on), the 4th has stray bytes before them, and the 6th has spaces in its target
+    URI. Returns the records' offsets and the offsets of the records that draw a warning."""
+    parts = record_bytes(pages() + [page("http://example.org/a page", "es")])
+    parts[1] = parts[1].removesuffix(b"\r\n\r\n")
+    parts[3] = parts[3].removesuffix(b"\r\n\r\n") + b"stray\r\n\r\n"
+    path.write_bytes(b"".join(parts))
+    offsets = [sum(map(len, parts[:i])) for i in range(len(parts))]
+    return offsets, [offsets[1], offsets[3], offsets[5]]
+
+
+def test_warcio_warnings_go_to_errors_jsonl_not_stderr(tmp_path, capfd):
+    path = tmp_path / "in" / "odd.warc"
+    path.parent.mkdir()
+    offsets, warned = warc_with_warnings(path)
+    out = tmp_path / "out"
+    # Dask workers run tasks in threads: two threads in this process, so that stderr is this test's to check.
+    with (LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster,
+          Client(cluster) as client):
+        summary = cc.run(cc.CommonCrawlConfig(inputs=[str(path)]), out, client=client, console=quiet())
+    assert "Record not followed" not in capfd.readouterr().err
+    lines = [json.loads(line) for line in (out / ERRORS_FILE).read_text().splitlines()]
+    warnings = [e for e in lines if e.get("level") == "warning"]
+    assert [(e["file"], e["offset"], e["stage"]) for e in warnings] == [(str(path), off, "read") for off in warned]
+    assert [e["reason"] for e in warnings] == [
+        "warcio: Record not followed by newline, perhaps Content-Length is invalid; Remainder: b'WARC/1.0\\r\\n'",
+        "warcio: Record not followed by newline, perhaps Content-Length is invalid; Remainder: b'stray\\r\\n'",
+        "warcio: Replacing spaces in invalid WARC-Target-URI: http://example.org/a page"]
+    # Every page is still extracted: the header that ran on is found again (and where warcio broke is an error).
+    table = pq.read_table(out / output_name(str(path)))
+    assert table.column("lang").to_pylist() == LANGS + ["es"] and table.column("origin_offset").to_pylist() == offsets
+    assert table.column("url").to_pylist()[-1] == "http://example.org/a%20page"
+    errors = [e for e in lines if "level" not in e]
+    assert len(errors) == 1 and offsets[2] < errors[0]["offset"] < offsets[3]
+    saved = json.loads((out / SUMMARY_FILE).read_text())
+    assert saved["warnings"] == summary.warnings == 3 and saved["errors"] == summary.errors == 1
+
+
+def test_warcio_warnings_go_to_the_report_of_the_file_being_read(tmp_path, capfd):
+    odd = tmp_path / "odd.warc"
+    _, warned = warc_with_warnings(odd)
+    clean = tmp_path / "clean.warc"
+    write_warc(clean, pages(), compress=False)
+
+    def read_both() -> tuple[FileReport, FileReport]:
+        reports = FileReport(input=str(odd)), FileReport(input=str(clean))
+        readers = [cc.read_records(str(p), r, 10**6) for p, r in zip((odd, clean), reports)]
+        for _ in itertools.zip_longest(*readers):  # a record of each file in turn, in each of several threads
+            pass
+        return reports
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch all the time, in the middle of reading a record too
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda _: read_both(), range(128)))
+    finally:
+        sys.setswitchinterval(interval)
+    for odd_report, clean_report in results:
+        assert [w["offset"] for w in odd_report.warnings] == warned and clean_report.warnings == []
+    assert "Record not followed" not in capfd.readouterr().err
+
+
+def test_warnings_alone_do_not_fail_the_run(tmp_path, dask_client):
+    path = tmp_path / "spaces.warc.gz"
+    write_warc(path, [page("http://example.org/a page", "en")])
+    out = tmp_path / "out"
+    assert cli.main(["commoncrawl", str(path), "-o", str(out), "--fail-on-error",
+                     "--scheduler", dask_client.scheduler.address]) == 0
+    saved = json.loads((out / SUMMARY_FILE).read_text())
+    assert saved["errors"] == 0 and saved["warnings"] == 1 and saved["counts"]["documents"] == 1
+    [line] = [json.loads(line) for line in (out / ERRORS_FILE).read_text().splitlines()]
+    assert line["level"] == "warning" and line["offset"] == 0 and line["file"] == str(path)
+
+
+# -------------------------------------------------------------------------------------------------------- zstd
+def train_pages() -> list[Rec]:
+    """Other pages of the same kind: a dictionary is trained on a crawl's first records, not on what it compresses."""
+    return [r for site in ("a", "b", "c") for r in pages(f"http://{site}.train.example")]
+
+
+def frame_record(path: Path, offset: int, dictionary=None):
+    """What a user does with a document's lineage: seek to its offset, decompress that one frame, parse the record."""
+    with path.open("rb") as fh:
+        fh.seek(offset)
+        reader = zstandard.ZstdDecompressor(dict_data=dictionary).stream_reader(fh, read_across_frames=False)
+        return next(iter(ArchiveIterator(io.BytesIO(reader.read()))))
+
+
+@pytest.mark.parametrize("kind", ["plain", "dictionary", "compressed-dictionary"])
+def test_zstd_warc_gives_the_documents_of_the_same_records_as_gzip(tmp_path, kind):
+    records = [Rec("urn:warcinfo", b"software: tests\r\n", rec_type="warcinfo"), *pages(),
+               Rec("http://example.org/en", b"", rec_type="request")]
+    dictionary = train_dictionary(train_pages()) if kind != "plain" else None
+    gz, zst = tmp_path / "crawl.warc.gz", tmp_path / "crawl.warc.zst"
+    write_warc(gz, records)
+    offsets = write_warc_zst(zst, records, dictionary, compress_dictionary=kind == "compressed-dictionary",
+                             extension_after=2)  # an extension frame between two records is passed over
+    docs_gz, report_gz = read_file(gz)
+    docs, report = read_file(zst)
+    assert report.errors == [] and report.warnings == [] and report.counts == report_gz.counts
+    columns = ("id", "url", "title", "text", "lang", "lang_score", "origin_id", "crawl_time")
+    assert [{c: d[c] for c in columns} for d in docs] == [{c: d[c] for c in columns} for d in docs_gz]
+    assert [d["lang"] for d in docs] == LANGS and [d["origin_offset"] for d in docs] == offsets[1:6]
+    for doc in docs:  # each offset is where that record's frame starts
+        record = frame_record(zst, doc["origin_offset"], dictionary)
+        assert record.rec_headers.get_header("WARC-Target-URI") == doc["url"]
+        assert record.rec_headers.get_header("WARC-Record-ID") == doc["origin_id"]
+
+
+def test_zstd_warc_compressed_whole_is_read_as_one_stream(tmp_path):
+    plain = tmp_path / "plain.warc"
+    offsets = write_warc(plain, pages(), compress=False)
+    whole = tmp_path / "whole.warc.zst"  # `zstd plain.warc`: one frame for every record, against the spec
+    whole.write_bytes(zstandard.ZstdCompressor().compress(plain.read_bytes()))
+    docs, report = read_file(whole)
+    assert report.errors == [] and report.counts["nonchunked_zstd_frames"] == 1
+    # As for non-chunked gzip, offsets are those of the uncompressed stream (`zstdcat | tail -c +OFFSET+1`).
+    assert [(d["lang"], d["origin_offset"]) for d in docs] == list(zip(LANGS, offsets))
+
+
+@pytest.mark.parametrize("where", [5, 100], ids=["frame-header", "frame-data"])
+def test_zstd_damaged_frame_in_the_middle_loses_only_that_record(tmp_path, where):
+    dictionary = train_dictionary(train_pages())
+    path = tmp_path / "bad.warc.zst"
+    offsets = write_warc_zst(path, pages(), dictionary)
+    corrupt(path, offsets[2] + where, 40)
+    docs, report = read_file(path)
+    assert [(d["lang"], d["origin_offset"]) for d in docs] == [
+        (lang, off) for lang, off in zip(LANGS, offsets) if lang != "fr"]
+    assert [(e["file"], e["offset"], e["stage"]) for e in report.errors] == [(str(path), offsets[2], "read")]
+    assert "ZstdError" in report.errors[0]["reason"]
+
+
+def test_zstd_truncated_file_keeps_every_record_before_the_cut(tmp_path):
+    whole = tmp_path / "whole.warc.zst"
+    offsets = write_warc_zst(whole, pages())
+    cut = tmp_path / "cut.warc.zst"
+    cut.write_bytes(whole.read_bytes()[: offsets[4] + (whole.stat().st_size - offsets[4]) // 2])
+    docs, report = read_file(cut)
+    assert [d["lang"] for d in docs] == LANGS[:4]
+    assert [(e["file"], e["offset"], e["reason"]) for e in report.errors] == [
+        (str(cut), offsets[4], "the file ends inside a zstd frame (truncated file)")]
+
+
+def test_zstd_record_that_decompresses_a_thousandfold_is_read_in_bounded_memory(tmp_path):
+    zeros = Rec("http://example.org/disk.img", bytes(64 << 20), content_type="application/octet-stream")
+    path = tmp_path / "zeros.warc.zst"
+    offsets = write_warc_zst(path, [page("http://example.org/en", "en"), zeros, page("http://example.org/de", "de")])
+    assert path.stat().st_size < 20_000  # 64 MiB of zeros in a few KiB of RLE blocks
+    report = FileReport(input=str(path))
+    tracemalloc.start()
+    try:
+        records = [(r.url, r.offset) for r in cc.read_records(str(path), report, 10**6)]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert records == [("http://example.org/en", offsets[0]), ("http://example.org/disk.img", offsets[1]),
+                       ("http://example.org/de", offsets[2])] and report.errors == []
+    assert peak < 8 << 20  # reads of at most what warcio asks for, not the frame's 64 MiB at once
+
+
+@pytest.mark.parametrize("damage", ["missing", "garbled", "garbled-compressed", "another-dictionary"])
+def test_zstd_dictionary_that_cannot_be_used_is_a_clear_error(tmp_path, damage):
+    dictionary = train_dictionary(train_pages())
+    path = tmp_path / "crawl.warc.zst"
+    offsets = write_warc_zst(path, pages(), dictionary, compress_dictionary=damage == "garbled-compressed")
+    data = path.read_bytes()
+    if damage == "missing":  # the dictionary frame dropped (files with a dictionary cannot be concatenated)
+        path.write_bytes(data[offsets[0]:])
+    elif damage == "another-dictionary":
+        other = train_dictionary(train_pages()[::-1], dict_id=50_000)
+        path.write_bytes(skippable_frame(0x184D2A5D, other.as_bytes()) + data[offsets[0]:])
+    else:
+        corrupt(path, 20, 40)
+    docs, report = read_file(path)
+    assert docs == [] and len(report.errors) == 1
+    error = report.errors[0]
+    assert error["file"] == str(path) and error["offset"] == 0
+    assert error["reason"].startswith("zstd frames need dictionary 40000, but ")
+    assert error["reason"].endswith(": no record can be read")
+    assert {"missing": "the file has no dictionary frame", "another-dictionary": "holds dictionary 50000",
+            "garbled": "its dictionary frame is unreadable", "garbled-compressed": "its dictionary frame is unreadable",
+            }[damage] in error["reason"]
+
+
+def test_zstd_and_gzip_warcs_give_the_same_shards_on_dask(tmp_path, dask_client):
+    records = pages() + pages("http://two.example", ["nl", "es"])
+    dictionary = train_dictionary(train_pages())
+    write_warc(tmp_path / "in" / "crawl.warc.gz", records)
+    offsets = write_warc_zst(tmp_path / "in" / "crawl.warc.zst", records, dictionary, compress_dictionary=True)
+    out = tmp_path / "out"
+    summary = cc.run(cc.CommonCrawlConfig(inputs=[str(tmp_path / "in" / "crawl.warc.*")]), out, client=dask_client,
+                     console=quiet())
+    assert summary.files == 2 and summary.errors == 0 and summary.counts["documents"] == 14
+    gz, zst = (pq.read_table(out / output_name(str(tmp_path / "in" / name))) for name in ("crawl.warc.gz",
+                                                                                         "crawl.warc.zst"))
+    schema.check_table(zst)
+    lineage = ["origin_file", "origin_offset"]
+    assert zst.drop_columns(lineage).equals(gz.drop_columns(lineage))
+    assert zst.column("origin_offset").to_pylist() == offsets
 
 
 # ------------------------------------------------------------------------------------------ charsets and language

@@ -119,8 +119,8 @@ def length_histogram(counts: Counter[int], bins_per_octave: int = 2) -> dict[str
 
 def stage_reports(run_dir: Path) -> list[dict[str, Any]]:
     """For each stage folder in `run_dir` (one with a `_summary.json`), in pipeline order: files, documents (its
-    `kept` counter, else `documents`), seconds, removals by reason (`dropped_*`, `skipped_*`, `removed_*`... counters), errors by reason (from
-    `_errors.jsonl`) and duplicates by kind and source (from `_duplicates.parquet`)."""
+    `kept` counter, else `documents`), seconds, removals by reason (`dropped_*`, `skipped_*`, `removed_*`... counters), errors and warnings by reason
+    (from `_errors.jsonl`) and duplicates by kind and source (from `_duplicates.parquet`)."""
     order = {stage.name: i for i, stage in enumerate(recipe.STAGES)}
     found = []
     for path in sorted(run_dir.glob(f"*/{runtime.SUMMARY_FILE}")):
@@ -129,31 +129,33 @@ def stage_reports(run_dir: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue  # a summary is written atomically; an unparsable one is not ours
         counts = summary.get("counts", {})
+        errors, warnings = _error_reasons(path.parent / runtime.ERRORS_FILE)
         found.append({
             "stage": summary.get("stage", path.parent.name), "folder": path.parent.name,
             "files": summary.get("files", 0), "seconds": summary.get("seconds", 0.0),
             "documents": counts.get("kept", counts.get("documents")),
             "drops": {k: v for k, v in sorted(counts.items()) if DROP_COUNTER.match(k) and v},
             "errors": summary.get("errors", 0),
-            "errors_by_reason": _error_reasons(path.parent / runtime.ERRORS_FILE),
+            "errors_by_reason": errors, "warnings_by_reason": warnings,
             "duplicates": _duplicates(path.parent / DUPLICATES_FILE),
         })
     return sorted(found, key=lambda s: (order.get(s["stage"], len(order)), s["stage"], s["folder"]))
 
 
-def _error_reasons(path: Path) -> dict[str, int]:
-    """Errors per reason (the reason's text before its first ':', so 'truncated gzip stream: at byte 912' and
-    'truncated gzip stream: at byte 77' count together)."""
-    reasons: Counter[str] = Counter()
+def _error_reasons(path: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """Errors and warnings (lines with `"level": "warning"`: odd input that lost nothing) per reason: the reason's
+    text before its first ':', so 'truncated gzip stream: at byte 912' and '...: at byte 77' count together."""
+    reasons: dict[str, Counter[str]] = {"error": Counter(), "warning": Counter()}
     if path.exists():
         with path.open(encoding="utf-8") as f:
             for line in f:
                 try:
-                    reason = str(json.loads(line).get("reason", "unknown"))
+                    record = json.loads(line)
+                    reason, level = str(record.get("reason", "unknown")), record.get("level", "error")
                 except (json.JSONDecodeError, AttributeError):
-                    reason = "unparsable error line"
-                reasons[reason.split(":", 1)[0].strip()] += 1
-    return dict(reasons.most_common())
+                    reason, level = "unparsable error line", "error"
+                reasons["warning" if level == "warning" else "error"][reason.split(":", 1)[0].strip()] += 1
+    return dict(reasons["error"].most_common()), dict(reasons["warning"].most_common())
 
 
 def _duplicates(path: Path) -> dict[str, Any] | None:

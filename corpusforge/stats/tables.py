@@ -24,11 +24,12 @@ def length_summary(length: dict[str, Any]) -> str:
 
 
 def stage_reasons(stage: dict[str, Any]) -> list[tuple[str, int]]:
-    """A stage's removals, errors and duplicates as (reason, count) rows: 'dropped_language', 'error: truncated
-    gzip stream', and from a duplicates list 'duplicates from webtext2' (by source: its kinds are the stage's own
+    """A stage's removals, errors, warnings and duplicates as (reason, count) rows: 'dropped_language', 'error:
+    truncated gzip stream', 'warning: warcio', and from a duplicates list 'duplicates from webtext2' (by source: its kinds are the stage's own
     removed_* counters already)."""
     rows = list(stage["drops"].items())
     rows += [(f"error: {reason}", n) for reason, n in stage["errors_by_reason"].items()]
+    rows += [(f"warning: {reason}", n) for reason, n in stage.get("warnings_by_reason", {}).items()]
     if stage["duplicates"]:
         rows += [(f"duplicates from {source}", n) for source, n in stage["duplicates"]["by_source"].items()]
     return rows

@@ -145,3 +145,21 @@ def test_empty_and_single_length_histograms():
     assert hist["empty"] == 2 and sum(hist["counts"]) == 8 and hist["counts"][0] == 3
     assert collect.describe_lengths(Counter({10: 1, 20: 1, 30: 2}))["p50"] == 20
 
+
+
+def test_warnings_are_counted_apart_from_errors(tmp_path):
+    """`_errors.jsonl` lines marked `"level": "warning"` (odd input that lost nothing) are not errors."""
+    from corpusforge.stats import collect
+    from corpusforge.stats.tables import stage_reasons
+
+    stage = tmp_path / "commoncrawl"
+    stage.mkdir()
+    (stage / "_summary.json").write_text(json.dumps({"stage": "commoncrawl", "files": 1, "errors": 1, "counts": {}}))
+    lines = [{"file": "a.warc.gz", "offset": 0, "reason": "truncated gzip stream: at byte 912"},
+             {"file": "a.warc.gz", "offset": 77, "reason": "warcio: Record not followed by newline", "level": "warning"},
+             {"file": "a.warc.gz", "offset": 99, "reason": "warcio: Record not followed by newline", "level": "warning"}]
+    (stage / "_errors.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    [report] = collect.stage_reports(tmp_path)
+    assert report["errors_by_reason"] == {"truncated gzip stream": 1}
+    assert report["warnings_by_reason"] == {"warcio": 2}
+    assert stage_reasons(report) == [("error: truncated gzip stream", 1), ("warning: warcio", 2)]
