@@ -606,6 +606,10 @@ def _train(config: TrainConfig, out_dir: Path, dist: Distributed, stop: StopRequ
                 train_tokens += window_tokens
                 tok_s = window_tokens / seconds
                 mfu = flops_per_token * tok_s / dist.world_size / peak
+                if mfu > 1 and peak_source.startswith("measured"):
+                    # the peak was measured while other work had the cores: measure again, keep the higher
+                    peak = max(peak, measure_matmul_flops(str(device), amp_dtype))
+                    mfu = flops_per_token * tok_s / dist.world_size / peak
                 metrics.write({"kind": "train", "step": step, "tokens": step * tokens_per_step, "loss": last_loss,
                                "lr": lr, "grad_norm": None if grad_norm is None else float(grad_norm),
                                "tokens_per_s": tok_s, "mfu": mfu})
