@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from bench.timing import best_rate
 from corpusforge import language, runtime
 from corpusforge.documents import document_id, make_document
 from corpusforge.mix import manifest, mixer, tokenizer
@@ -92,16 +93,6 @@ def write_inputs(docs: list[dict], folder: Path, copies: int) -> None:
 
 
 # --------------------------------------------------------------------------------------------------- measuring
-def best_rate(fn, units: int, rounds: int) -> float:
-    """Units per second of the fastest of `rounds` calls."""
-    best = float("inf")
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return units / best
-
-
 def encoding(tok_path: Path, texts: list[str], rounds: int) -> dict:
     tok = tokenizer.load(tok_path)
     batches = [texts[i:i + 1024] for i in range(0, len(texts), 1024)]

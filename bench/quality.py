@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.timing import best_rate
 from corpusforge.quality import heuristics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,16 +148,6 @@ def real_shards(out: Path, client) -> dict[str, list[str]]:
 
 
 # ---------------------------------------------------------------------------------------------------- measuring
-def _best_rate(fn, n: int, rounds: int) -> float:
-    """Documents per CPU-second of `fn()` (which handles `n` documents), best of `rounds`."""
-    best = float("inf")
-    for _ in range(rounds):
-        t0 = time.process_time()
-        fn()
-        best = min(best, time.process_time() - t0)
-    return n / best
-
-
 def heuristics_throughput(docs: list[dict], rounds: int) -> dict:
     """Measures and the first failed rule of every document: the batch path against the plain one, alternating."""
     texts = [d["text"] for d in docs]
@@ -173,8 +164,8 @@ def heuristics_throughput(docs: list[dict], rounds: int) -> dict:
 
     fast, slow = [], []
     for _ in range(rounds):  # alternating, so both see the same machine load
-        fast.append(_best_rate(ours, len(texts), 1))
-        slow.append(_best_rate(plain, len(texts), 1))
+        fast.append(best_rate(ours, len(texts), 1, time.process_time))
+        slow.append(best_rate(plain, len(texts), 1, time.process_time))
     return {"documents": len(texts), "chars_per_doc": round(sum(map(len, texts)) / len(texts)),
             "ours_docs_per_cpu_s": max(fast), "plain_docs_per_cpu_s": max(slow)}
 
@@ -196,8 +187,8 @@ def classifier_results(out: Path, rounds: int) -> dict:
         model = classifier.train_model(config, 1234, client, shards["positives"], shards["negatives"])
         train_s = time.perf_counter() - t0
     web = [r["text"] for s in shards["negatives"] for r in pq.read_table(s, columns=["text"]).to_pylist()]
-    batch = _best_rate(lambda: model.score(web), len(web), rounds)
-    one = _best_rate(lambda: [model.score([t]) for t in web], len(web), rounds)
+    batch = best_rate(lambda: model.score(web), len(web), rounds, time.process_time)
+    one = best_rate(lambda: [model.score([t]) for t in web], len(web), rounds, time.process_time)
     kept = {}
     for kind, paths in shards.items():  # GPT-3's rule on the held-out documents of each kind
         rows = [r for s in paths for r in pq.read_table(s, columns=["id", "text"]).to_pylist()]
