@@ -175,13 +175,12 @@ def classifier_results(out: Path, rounds: int) -> dict:
     import pyarrow.parquet as pq
 
     from corpusforge import runtime
-    from corpusforge.dedup import list_shards
-    from corpusforge.mix.inputs import unit_hash
+    from corpusforge.documents import find_shards, unit_hash
     from corpusforge.quality import classifier
 
     with runtime.dask_client(workers=2) as client:
         sets = real_shards(out, client)
-        shards = {k: list_shards(v)[0] for k, v in sets.items()}
+        shards = {k: find_shards(v)[0] for k, v in sets.items()}
         config = classifier.ClassifierConfig(positives=sets["positives"], negatives=sets["negatives"], holdout=0.25)
         t0 = time.perf_counter()
         model = classifier.train_model(config, 1234, client, shards["positives"], shards["negatives"])

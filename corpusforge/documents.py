@@ -1,10 +1,25 @@
-"""Helpers every source uses to make document rows of the `document` contract (schemas/document.schema.json)."""
+"""Documents of the `document` contract (schemas/document.schema.json): making rows with stable ids (every
+source), finding and reading document shards (every stage after the sources), and seeded per-document coins, so
+every sample and split (tokenizer sample, set split, shuffle order, quality draws) is reproducible and needs no
+coordination between Dask tasks."""
 
 from __future__ import annotations
 
+import glob
 import hashlib
+import os
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import xxhash
+
+from corpusforge import runtime
+from corpusforge import schema as schema_mod
 
 
 def document_id(source: str, origin: str | None, text: str) -> str:
@@ -45,3 +60,69 @@ def make_document(*, source: str, text: str, lang: str, lang_score: float, origi
         "source": source, "url": url, "text": text, "lang": lang, "lang_score": float(lang_score),
         "origin_file": origin_file, "origin_id": origin_id, **fields,
     }
+
+
+# ------------------------------------------------------------------------------------------------ document shards
+def find_shards(inputs: Iterable[str], exclude: str | os.PathLike | None = None) -> tuple[list[str], list[str]]:
+    """The document shards named by `inputs` (folders: their `*.parquet`; globs; files), in a stable order without
+    duplicates, and the inputs that do not exist. In a folder or a glob, names starting with `_` or `.` are skipped:
+    a stage's side files (`_duplicates.parquet`, `_dropped.parquet`) and unfinished temporary files. Folders are not
+    searched below the top: a stage writes its shards there, and subfolders hold other things (webtext2's
+    `links/`, dedup's `_work/`). `exclude` is the caller's output folder, refused as an input."""
+    shards: list[str] = []
+    missing: list[str] = []
+    for spec in inputs:
+        path = Path(spec)
+        if path.is_dir():
+            if exclude is not None and path.resolve() == Path(exclude).resolve():
+                raise ValueError(f"input {spec} is the output folder itself")
+            found = sorted(str(p) for p in path.glob("*.parquet") if not p.name.startswith(("_", ".")))
+        elif path.is_file():
+            found = [str(path)]
+        else:
+            found = sorted(p for p in glob.glob(spec) if os.path.isfile(p)
+                           and not os.path.basename(p).startswith(("_", "."))) if glob.has_magic(spec) else []
+        if not found and not path.exists():
+            missing.append(spec)
+        shards.extend(f for f in found if f not in shards)
+    return shards, missing
+
+
+def read_batches(path: str, columns: list[str], report: runtime.FileReport,
+                 batch_rows: int = 1024) -> Iterator[pa.RecordBatch]:
+    """Record batches of `columns` from one document shard. A file that is not a document shard, or that breaks
+    while being read, is reported (with the row where it broke) and ends the iteration; rows read before stay.
+    An optional column the shard lacks (a shard written before the document contract gained it) reads as nulls."""
+    row = 0
+    try:
+        parquet = pq.ParquetFile(path)
+        missing = [c for c in columns if c not in parquet.schema_arrow.names]
+        document = schema_mod.document_schema()
+        required = [c for c in missing if c not in document.names or not document.field(c).nullable]
+        if required:
+            report.error(f"not a document shard: no column(s) {required}", offset=0)
+            return
+        present = [c for c in columns if c not in missing]
+        for batch in parquet.iter_batches(batch_size=batch_rows, columns=present):
+            if missing:
+                arrays = [batch.column(c) if c in present else pa.nulls(batch.num_rows, document.field(c).type)
+                          for c in columns]
+                batch = pa.RecordBatch.from_arrays(arrays, schema=pa.schema(
+                    [batch.schema.field(c) if c in present else document.field(c) for c in columns]))
+            yield batch
+            row += batch.num_rows
+    except (OSError, pa.ArrowException, ValueError) as exc:  # a damaged shard: keep what was read, say where
+        report.error(f"unreadable document shard: {type(exc).__name__}: {exc}", offset=row, unit="row")
+
+
+# ------------------------------------------------------------------------------------------ seeded document coins
+def hash64(values: Iterable[str | None], seed: int = 0, salt: str = "") -> np.ndarray:
+    """xxh64 of `salt + value` for each value (None hashes as the empty string), as uint64."""
+    prefix = salt.encode()
+    return np.fromiter((xxhash.xxh64_intdigest(prefix + (v or "").encode("utf-8", "surrogatepass"), seed)
+                        for v in values), dtype=np.uint64)
+
+
+def unit_hash(values: Iterable[str | None], seed: int = 0, salt: str = "") -> np.ndarray:
+    """`hash64` as a float in [0, 1): a seeded, uniform coin per value (53 bits, so it never rounds up to 1)."""
+    return (hash64(values, seed, salt) >> np.uint64(11)).astype(np.float64) / float(2**53)

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from scipy import stats
 
-from corpusforge.dedup import list_shards
+from corpusforge.documents import find_shards
 from corpusforge.quality import classifier
 from corpusforge.quality.classifier import ClassifierConfig, Model
 
@@ -73,7 +73,7 @@ def real(shared_data, tmp_path_factory, dask_client):
 
 
 def test_trained_on_real_text_it_tells_reference_from_web_text(real, dask_client, tmp_path):
-    positives, negatives = list_shards(real["positives"])[0], list_shards(real["negatives"])[0]
+    positives, negatives = find_shards(real["positives"])[0], find_shards(real["negatives"])[0]
     config = ClassifierConfig(positives=real["positives"], negatives=real["negatives"], holdout=0.25)
     model = classifier.train_model(config, 1234, dask_client, positives, negatives)
     training = model.settings["training"]

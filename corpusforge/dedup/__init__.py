@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import glob
 import json
 import math
 import time
@@ -30,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from corpusforge import runtime
+from corpusforge import documents, runtime
 from corpusforge.dedup import clusters, exact, lsh
 from corpusforge.dedup import exchange as ex
 from corpusforge.dedup.minhash import MinHashParams, SignatureMismatch
@@ -38,7 +37,7 @@ from corpusforge.dedup.priority import DEFAULT_PRIORITY, source_rank
 from corpusforge.dedup.scan import Shard, read_documents, scan, signature_matrix, signature_params
 from corpusforge.schema import document_schema
 
-__all__ = ["DEFAULT_PRIORITY", "DedupConfig", "MinHashParams", "SignatureMismatch", "list_shards", "run", "run_stage"]
+__all__ = ["DEFAULT_PRIORITY", "DedupConfig", "MinHashParams", "SignatureMismatch", "run", "run_stage"]
 
 DUPLICATES_FILE = "_duplicates.parquet"
 PARAMS_FILE = "_minhash.json"
@@ -84,26 +83,6 @@ class DedupConfig:
             raise ValueError(f"source_priority lists a source twice: {self.source_priority}")
         if self.partition_rows < 1000:
             raise ValueError(f"partition_rows must be >= 1000, got {self.partition_rows}")
-
-
-def list_shards(inputs: list[str], exclude: Path | None = None) -> tuple[list[str], list[str]]:
-    """The document shards named by `inputs` (folders: their `*.parquet` not starting with `_` or `.`; files; globs),
-    in a stable order, and the inputs that do not exist."""
-    shards, missing = [], []
-    for spec in inputs:
-        path = Path(spec)
-        if path.is_dir():
-            if exclude is not None and path.resolve() == exclude.resolve():
-                raise ValueError(f"input {spec} is the dedup output folder itself")
-            found = sorted(str(p) for p in path.glob("*.parquet") if not p.name.startswith(("_", ".")))
-        elif path.is_file():
-            found = [str(path)]
-        else:
-            found = sorted(glob.glob(spec)) if any(c in spec for c in "*?[") else []
-        if not found and not path.exists():
-            missing.append(spec)
-        shards.extend(f for f in found if f not in shards)
-    return shards, missing
 
 
 def _output_name(path: str) -> str:
@@ -196,7 +175,7 @@ def run(config: DedupConfig, output: str | Path | None = None, *, client: Any = 
     keys_dir, shuffle = work / "keys", work / "shuffle"
     params = config.params()
     params_json = json.dumps(params.to_json())
-    paths, missing = list_shards(config.inputs, exclude=out)
+    paths, missing = documents.find_shards(config.inputs, exclude=out)
     for spec in missing:
         console.print(f"[yellow]dedup: warning: input {spec} does not exist; skipped[/yellow]")
     keys_dir.mkdir(parents=True, exist_ok=True)

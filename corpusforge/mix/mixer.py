@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from corpusforge import runtime, schema
+from corpusforge import documents, runtime, schema
 from corpusforge.mix import inputs, manifest as manifest_mod, tokenizer as tok_mod
 
 KEY_SPACE = 2**63  # shuffle keys are 63-bit, so they fit Parquet's signed int64 and its statistics
@@ -131,7 +131,7 @@ class _ShardJob:
 # ------------------------------------------------------------------------------------------------------- tasks
 def shuffle_keys(ids: list[str], set_name: str, seed: int) -> np.ndarray:
     """Each document's place in its set's seeded shuffle: 63-bit keys as int64."""
-    return (inputs.hash64(ids, seed, salt=f"{set_name}\0") >> np.uint64(1)).astype(np.int64)
+    return (documents.hash64(ids, seed, salt=f"{set_name}\0") >> np.uint64(1)).astype(np.int64)
 
 
 def row_group_slices(n_tokens: np.ndarray, target: int) -> list[tuple[int, int]]:
@@ -169,7 +169,7 @@ def _set_rows(batch: pa.Table, mix_set: MixSet) -> np.ndarray:
     if (lo, hi) != (0.0, 1.0):
         keys = pc.coalesce(batch.column(mix_set.split_by), batch.column("id")).to_pylist()
         # Unseeded on purpose: which half of the books is books1 must not change with the shuffle seed.
-        coin = inputs.unit_hash(keys, salt=f"split:{mix_set.split_by}\0")
+        coin = documents.unit_hash(keys, salt=f"split:{mix_set.split_by}\0")
         member &= (coin >= lo) & (coin < hi)
     return member
 
@@ -186,7 +186,7 @@ def _encode_file(path: str, out_dir: str, job: _EncodeJob) -> runtime.FileReport
     sets = [job.sets[i] for i in job.sets_of[path]]
     doc_schema = schema.document_schema()
     parts: list[pa.Table] = []
-    for batch in inputs.read_batches(path, doc_schema.names, report):
+    for batch in documents.read_batches(path, doc_schema.names, report):
         table = pa.Table.from_batches([batch]).cast(doc_schema)
         report.count("documents", table.num_rows)
         members = {s.name: _set_rows(table, s) for s in sets}
@@ -302,7 +302,7 @@ def mix(config: MixConfig, out_dir: str | os.PathLike, *, client=None, scheduler
     console = console or Console(stderr=True)
     config.validate()
     out_dir = Path(out_dir)
-    set_files = {s.name: inputs.document_files(s.inputs) for s in config.sets}
+    set_files = {s.name: documents.find_shards(s.inputs)[0] for s in config.sets}
     files = sorted({f for fs in set_files.values() for f in fs})
     tokenizer_sha = inputs.file_sha256(config.tokenizer) if Path(config.tokenizer).exists() else None
     if tokenizer_sha is None:

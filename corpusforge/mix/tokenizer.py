@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from corpusforge import runtime
+from corpusforge import documents, runtime
 from corpusforge.mix import inputs
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|pad|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>")
@@ -127,7 +127,7 @@ def adopt(path: str | os.PathLike):
 def _measure(path: str, out_dir: str, config: TokenizerConfig) -> runtime.FileReport:
     """Dask task: characters each source has in one shard (each document counted up to max_chars_per_document)."""
     report = runtime.FileReport(input=path, bytes_in=os.path.getsize(path))
-    for batch in inputs.read_batches(path, ["source", "text"], report):
+    for batch in documents.read_batches(path, ["source", "text"], report):
         chars = pc.min_element_wise(pc.utf8_length(batch.column("text")), config.max_chars_per_document)
         table = pa.table({"source": batch.column("source"), "chars": chars})
         for row in table.group_by("source").aggregate([("chars", "sum"), ("chars", "count")]).to_pylist():
@@ -141,8 +141,8 @@ def _sample_file(path: str, config: TokenizerConfig, rates: dict[str, float]) ->
     """Dask task: the sampled texts of one shard (each cut to max_chars_per_document), in file order."""
     texts: list[str] = []
     ignored = runtime.FileReport(input=path)  # damage was already reported by _measure
-    for batch in inputs.read_batches(path, ["id", "source", "text"], ignored):
-        coins = inputs.unit_hash(batch.column("id").to_pylist(), config.seed, salt="tokenizer")
+    for batch in documents.read_batches(path, ["id", "source", "text"], ignored):
+        coins = documents.unit_hash(batch.column("id").to_pylist(), config.seed, salt="tokenizer")
         for coin, source, text in zip(coins, batch.column("source").to_pylist(), batch.column("text").to_pylist()):
             if coin < rates.get(source, 0.0):
                 texts.append(text[: config.max_chars_per_document])
@@ -170,7 +170,7 @@ def train(config: TokenizerConfig, out_dir: str | os.PathLike, *, client=None, s
     console = console or Console(stderr=True)
     config.validate()
     out_dir = Path(out_dir)
-    files = [] if config.existing else inputs.document_files(config.inputs)
+    files = [] if config.existing else documents.find_shards(config.inputs)[0]
     fp = inputs.fingerprint(config, files, *([config.existing] if config.existing else []))
     done = inputs.finished(out_dir, fp, TOKENIZER_FILE)
     if done is not None:

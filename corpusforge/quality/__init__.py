@@ -29,8 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpusforge import runtime, schema
-from corpusforge.dedup import list_shards
-from corpusforge.mix.inputs import read_batches, unit_hash
+from corpusforge.documents import find_shards, read_batches, unit_hash
 from corpusforge.quality import classifier, heuristics
 from corpusforge.quality.classifier import ClassifierConfig
 from corpusforge.quality.heuristics import HeuristicsConfig
@@ -188,7 +187,7 @@ def _classifier_model(config: QualityConfig, out: Path, client: Any, console: An
     if not path.exists():
         shards = []
         for key in ("positives", "negatives"):
-            found, missing = list_shards(getattr(config.classifier, key))
+            found, missing = find_shards(getattr(config.classifier, key))
             if missing or not found:
                 raise FileNotFoundError(f"quality: classifier {key}: no document shards in {missing or found}")
             shards.append(found)
@@ -224,7 +223,7 @@ def run(config: QualityConfig, output: str | Path | None = None, *, client: Any 
     config.validate()
     t0 = time.perf_counter()
     out = Path(output or config.output)
-    shards, missing = list_shards(config.inputs, exclude=out)
+    shards, missing = find_shards(config.inputs, exclude=out)
     for spec in missing:
         console.print(f"[yellow]quality: warning: input {spec} does not exist; skipped[/yellow]")
     extra: dict[str, Any] = {"inputs": shards, "missing_inputs": missing,

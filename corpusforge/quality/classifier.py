@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpusforge import runtime
-from corpusforge.mix.inputs import read_batches, unit_hash
+from corpusforge.documents import read_batches, unit_hash
 
 FORMAT = "corpusforge-quality-classifier/1"
 GPT3_ALPHA = 9.0

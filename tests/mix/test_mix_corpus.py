@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from corpusforge import cli, recipe, runtime, schema
+from corpusforge.documents import find_shards, read_batches
 from corpusforge.mix import inputs, manifest, mixer, tokenizer
 
 from mixdata import gpt3_config, read_corpus, write_documents
@@ -47,7 +48,7 @@ def test_manifest_valid_and_true_to_its_shards(corpus):
 
 
 def test_every_document_in_one_set_and_tokens_decode(corpus, documents):
-    inputs_table = pq.read_table(inputs.document_files([str(documents)]), columns=["id", "source", "book_id", "text"])
+    inputs_table = pq.read_table(find_shards([str(documents)])[0], columns=["id", "source", "book_id", "text"])
     expected = Counter((r["id"], r["source"]) for r in inputs_table.to_pylist() if r["text"])
     rows = read_corpus(corpus, ["id", "source", "set", "book_id", "text", "tokens", "n_tokens"])
     assert Counter(zip(rows.column("id").to_pylist(), rows.column("source").to_pylist())) == expected
@@ -209,7 +210,7 @@ def test_interrupted_work_is_resumed_not_redone(documents, tokenizer_file, tmp_p
     """A mix stopped midway keeps its finished spill files and shards (under _work/); the re-run takes them as
     they are. Here each task runs twice in a row, as a re-run would."""
     config = gpt3_config(documents, tokenizer_file)
-    files = inputs.document_files([str(documents)])
+    files = find_shards([str(documents)])[0]
     job = mixer._EncodeJob(sets=config.sets, sets_of={f: list(range(len(config.sets))) for f in files},
                            tokenizer=str(tokenizer_file), seed=config.seed, val_cutoff=0,
                            row_group_tokens=config.row_group_tokens)
@@ -236,10 +237,10 @@ def test_shards_from_before_an_optional_column_existed_read_with_nulls(documents
     pq.write_table(table.drop_columns(["text"]), tmp_path / "broken.parquet")
     columns = schema.document_schema().names
     report = runtime.FileReport(input="old.parquet")
-    old = pa.Table.from_batches(list(inputs.read_batches(str(tmp_path / "old.parquet"), columns, report)))
+    old = pa.Table.from_batches(list(read_batches(str(tmp_path / "old.parquet"), columns, report)))
     assert not report.errors and old.schema.names == columns and old.num_rows == table.num_rows
     assert old.column("quality_score").null_count == table.num_rows
     assert old.drop_columns(["quality_score"]).equals(table.drop_columns(["quality_score"]))
     report = runtime.FileReport(input="broken.parquet")
-    assert list(inputs.read_batches(str(tmp_path / "broken.parquet"), columns, report)) == []
+    assert list(read_batches(str(tmp_path / "broken.parquet"), columns, report)) == []
     assert "no column(s) ['text']" in report.errors[0]["reason"]

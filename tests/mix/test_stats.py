@@ -16,7 +16,8 @@ import pytest
 from rich.console import Console
 
 from corpusforge import cli, recipe, runtime, stats
-from corpusforge.mix import inputs, manifest, tokenizer
+from corpusforge.documents import find_shards
+from corpusforge.mix import manifest, tokenizer
 from corpusforge.dedup import DUPLICATES_FILE
 from corpusforge.stats import collect, report
 
@@ -45,7 +46,7 @@ def run_dir(corpus, documents, tmp_path):
 def test_numbers_agree_with_an_independent_count(run_dir, documents, tokenizer_file):
     result = stats.corpus_stats(run_dir / "corpus")
     tok = tokenizer.load(tokenizer_file)
-    table = pq.read_table(inputs.document_files([str(documents)]), columns=["source", "text", "lang"])
+    table = pq.read_table(find_shards([str(documents)])[0], columns=["source", "text", "lang"])
     rows = [r for r in table.to_pylist() if r["text"]]
     by_source: dict[str, list[dict]] = {}
     for r in rows:
