@@ -4,8 +4,9 @@
 #   1. the trainer's tests, where the CUDA test runs instead of skipping (bf16 autocast, torch.compile, resume);
 #   2. bench.trainer --device cuda: tokens/s and MFU of tiny and gpt2-124m against a plain loop, and nanoGPT's
 #      shakespeare-char GPU anchor (the `small` preset, 5000 steps), into bench/results/trainer-cuda.json.
-# Usage: bash bench/device_check.sh [OUT_DIR]   (tiny-shakespeare from CORPUSFORGE_SHARED_DATA, as bench.trainer)
-# About 8 minutes on one H200.
+# Usage: bash bench/device_check.sh [OUT_DIR]. The bench reads tiny-shakespeare from $CORPUSFORGE_SHARED_DATA
+# (books/tinyshakespeare/input.txt); on a machine without ../shared/data, copy just that file into a folder and
+# point the variable there. The tests run without real data (those that need it skip). About 8 minutes on one H200.
 set -uo pipefail
 out=${1:-${OUT:-build/device-check}}
 mkdir -p "$out"
@@ -14,7 +15,8 @@ python=${PYTHON:-python3}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 $python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())" \
   | tee -a "$out/gpu.txt"
-$python -m pytest -q -p no:cacheprovider tests/test_trainer_model.py tests/test_trainer.py 2>&1 | tee "$out/pytest.log"
+CORPUSFORGE_SHARED_DATA=/nonexistent $python -m pytest -q -p no:cacheprovider tests/test_trainer_model.py \
+  tests/test_trainer.py 2>&1 | tee "$out/pytest.log"
 tests=${PIPESTATUS[0]}
 $python -m bench.trainer --device cuda 2>&1 | tee "$out/bench.log"
 bench=${PIPESTATUS[0]}
