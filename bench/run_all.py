@@ -12,7 +12,8 @@ from bench import report
 
 def main(names: list[str]) -> None:
     here = Path(__file__).resolve().parent
-    modules = names or sorted(m.name for m in pkgutil.iter_modules([str(here)]) if m.name not in ("report", "run_all", "timing"))
+    helpers = ("report", "run_all", "timing")
+    modules = names or sorted(m.name for m in pkgutil.iter_modules([str(here)]) if m.name not in helpers)
     for name in modules:
         print(f"== bench.{name}", flush=True)
         sys.argv = [f"bench.{name}"]
