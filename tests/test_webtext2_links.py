@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pyarrow.parquet as pq
 import pytest
@@ -14,7 +15,7 @@ import zstandard
 
 from corpusforge import runtime, schema
 from corpusforge.sources.webtext2 import links, pushshift
-from corpusforge.sources.webtext2.urls import LinkFilter, LinkRules, normalize_url
+from corpusforge.sources.webtext2.urls import LinkFields, LinkFilter, LinkRules, normalize_url, split_url, url_host
 from webtext2_servers import submission
 
 
@@ -39,6 +40,8 @@ def read_links(links_dir: Path) -> list[dict]:
 ])
 def test_normalize_url(raw, expected):
     assert normalize_url(raw) == expected
+    # The link rules test the host and path split_url returns with the URL, instead of splitting it again.
+    assert split_url(raw) == (expected and (expected, url_host(expected), urlsplit(expected).path))
 
 
 def test_link_rules_say_why_they_drop():
@@ -68,6 +71,58 @@ def test_dumps_are_long_window_zstd(tmp_path):
     report = runtime.FileReport(input=str(path))
     assert [r["id"] for _, r in pushshift.read_submissions(str(path), report)] == ["s00000", "s00001", "s00002"]
     assert report.errors == []
+
+
+def test_fast_reader_reads_what_the_json_module_reads(tmp_path):
+    """The dump reader decodes only the fields the link rules read (msgspec) and falls back to the json module for
+    any line msgspec refuses, so its records, drop reasons, candidate rows and errors are those of reading every
+    line with json.loads, odd lines included."""
+    lines = [json.dumps(submission(i, 5 - i % 3, f"https://site{i % 4}.example/p{i}", selftext="x" * 500,
+                                   media={"oembed": {"html": "<iframe>", "list": [1, 2.5, None]}}),
+                        ensure_ascii=i % 2 == 0).encode() for i in range(30)]
+    lines += [
+        json.dumps(submission(40, "12", "https://a.example/texte-für-alle", subreddit="de")).encode(),  # score as text
+        b'{"id": "s41", "score": 9, "url": "https://a.example/nan", "is_self": false, "ratio": NaN}',  # json takes NaN
+        b'{"id": "s42", "score": 9, "url": "https://a.example/sur", "title": "\\ud800"}',  # a lone surrogate
+        b'{"id": "s43", "score": 9, "url": "https://a.example/bad-utf8", "title": "\xff"}',  # not UTF-8
+        b"\xef\xbb\xbf" + json.dumps(submission(44, 9, "https://a.example/bom")).encode(),  # a BOM
+        b'{"id": "s45", "score": 9, "url": "https://a.example/inf", "ratio": 1e999}',
+        b'{"id": "s46", "score": 9, "url": "https://a.example/', b"[1, 2]", b'"text"', b"", b"   \r",
+        b'{"id": "s47", "score": 9, "url": "https://a.example/dup", "score": 1}',  # the last key wins
+        json.dumps(submission(48, 30, "https://a.example/last-line-without-newline")).encode(),
+    ]
+    raw = b"\n".join(lines)
+    path = tmp_path / "RS_odd.zst"
+    path.write_bytes(zstandard.ZstdCompressor().compress(raw))
+
+    expected, expected_errors, offset = [], [], 0
+    for line in raw.split(b"\n"):
+        if line.strip():
+            try:
+                record = json.loads(line)
+            except ValueError as exc:
+                expected_errors.append((offset, f"malformed JSON line: {type(exc).__name__}: {exc}"[:300]))
+            else:
+                if isinstance(record, dict):
+                    expected.append((offset, record))
+                else:
+                    expected_errors.append((offset, f"JSON line is a {type(record).__name__}, not a submission object"))
+        offset += len(line) + 1
+
+    for fields in (None, LinkFields):
+        report = runtime.FileReport(input=str(path))
+        got = list(pushshift.read_submissions(str(path), report, fields))
+        assert [(e["offset"], e["reason"]) for e in report.errors] == expected_errors
+        assert [o for o, _ in got] == [o for o, _ in expected]
+        check = LinkFilter(LinkRules()).check
+        for (offset, record), (_, full) in zip(got, expected):
+            if fields is None:
+                assert record == full or record["id"] == "s41"  # NaN != NaN
+            assert check(record) == check(full)
+            if check(full)[0]:
+                url = check(full)[0]
+                assert links.candidate_row(record, url, "f", offset) == links.candidate_row(full, url, "f", offset)
+    assert len(expected) == 37 and len(expected_errors) == 4
 
 
 def test_pushshift_links_dedup_aggregate_and_report_damage(tmp_path, dask_client):

@@ -1,4 +1,4 @@
-"""The polite fetcher: the pages of a link table -> WARC files (request and response records, written with warcio).
+"""The polite fetcher: the pages of a link table -> WARC files (request and response records, as warcio writes them).
 
 One Dask task per link file. A link file holds every link of its hosts (links.bucket_of), so one task owns each host
 and can be polite to it without talking to other workers: one request at a time per host, at least
@@ -28,14 +28,17 @@ extraction makes a document of, and the latest outcome of a URL is the one that 
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import email.utils
-import io
+import hashlib
 import ipaddress
 import json
 import os
 import socket
 import time
+import uuid
+import zlib
 from collections.abc import Iterator
 from fnmatch import fnmatch
 from pathlib import Path
@@ -54,6 +57,8 @@ USER_AGENT = "corpusforge-webtext2/0.1 (research corpus crawler; obeys robots.tx
 FETCHED_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "application/octet-stream", "")
 REDIRECTS = (301, 302, 303, 307, 308)
 RETRIED = (429, 500, 502, 503, 504, 520, 521, 522, 523, 524)
+# zlib's default. On real pages (140 KB of HTML) warcio's level 9 takes 1.6x as long for files 0.6% smaller.
+WARC_GZIP_LEVEL = 6
 ROBOTS_MAX_BYTES = 500 * 1024  # RFC 9309: crawlers must read at least 500 KiB of robots.txt
 # Outcomes that mean the page could not be fetched as it should have been; they go to `_errors.jsonl`.
 ERROR_OUTCOMES = ("truncated", "redirect_loop", "too_many_redirects", "bad_redirect", "network_error", "failed")
@@ -399,8 +404,8 @@ class Crawler:
         (aiohttp may have released the connection by the time a short body is read, so it cannot be asked)."""
         async with self.session.get(url, allow_redirects=False) as resp:
             info = resp.request_info
-            path = urlsplit(str(info.url)).path or "/"
-            query = urlsplit(str(info.url)).query
+            sent = urlsplit(str(info.url))
+            path, query = sent.path or "/", sent.query
             exchange = Exchange(
                 url=url, status=resp.status, reason=resp.reason or "",
                 request_line=f"GET {path}{'?' + query if query else ''} HTTP/1.1",
@@ -447,10 +452,8 @@ def warc_records(exchanges: list[Exchange]) -> bytes:
     stored body: a de-chunked body loses Transfer-Encoding, and a cut body gets its real Content-Length (the sent
     values are kept as X-Crawler-Transfer-Encoding / X-Crawler-Content-Length, as Common Crawl does)."""
     from warcio.statusandheaders import StatusAndHeaders
-    from warcio.warcwriter import WARCWriter
 
-    buf = io.BytesIO()
-    writer = WARCWriter(buf, gzip=True)
+    out = []
     for ex in exchanges:
         headers = []
         for name, value in ex.headers:
@@ -461,19 +464,53 @@ def warc_records(exchanges: list[Exchange]) -> bytes:
                 headers.append((name, value))
         if ex.truncated or any(k.lower() == "x-crawler-content-length" for k, _ in headers):
             headers.append(("Content-Length", str(len(ex.body))))
-        warc_headers = {}
-        if ex.peer:
-            warc_headers["WARC-IP-Address"] = ex.peer
-        if ex.truncated:
-            warc_headers["WARC-Truncated"] = "length"
-        response = writer.create_warc_record(
-            ex.url, "response", payload=io.BytesIO(ex.body), length=len(ex.body), warc_headers_dict=warc_headers,
-            http_headers=StatusAndHeaders(f"{ex.status} {ex.reason}".strip(), headers, protocol="HTTP/1.1"))
-        request = writer.create_warc_record(
-            ex.url, "request", payload=io.BytesIO(b""), length=0,
-            http_headers=StatusAndHeaders(ex.request_line, ex.request_headers, is_http_request=True))
-        writer.write_request_response_pair(request, response)
-    return buf.getvalue()
+        # warcio's header blocks: non-ASCII header values percent-encoded as RFC 8187 says
+        response_http = StatusAndHeaders(f"{ex.status} {ex.reason}".strip(), headers,
+                                         protocol="HTTP/1.1").to_ascii_bytes()
+        request_http = StatusAndHeaders(ex.request_line, ex.request_headers, is_http_request=True).to_ascii_bytes()
+        response_id, date = _record_id(), _warc_date()
+        out.append(_warc_record([
+            *([("WARC-IP-Address", ex.peer)] if ex.peer else []),
+            *([("WARC-Truncated", "length")] if ex.truncated else []),
+            ("WARC-Type", "response"), ("WARC-Record-ID", response_id), ("WARC-Target-URI", ex.url),
+            ("WARC-Date", date), ("WARC-Payload-Digest", _sha1(hashlib.sha1(ex.body)))],
+            "application/http; msgtype=response", response_http, ex.body))
+        out.append(_warc_record([
+            ("WARC-Type", "request"), ("WARC-Record-ID", _record_id()), ("WARC-Target-URI", ex.url),
+            ("WARC-Date", date), ("WARC-Payload-Digest", EMPTY_DIGEST), ("WARC-Concurrent-To", response_id)],
+            "application/http; msgtype=request", request_http))
+    return b"".join(out)
+
+
+def _warc_record(headers: list[tuple[str, str]], content_type: str, *block: bytes) -> bytes:
+    """One WARC/1.0 record in a gzip member of its own, laid out as warcio writes it: `headers`, the block digest,
+    Content-Type and Content-Length, then the block (`block`'s parts). Not warcio's writer: it took half of the
+    fetch's CPU time (gzip level 9, header lists searched and rebuilt per record, payloads copied through streams);
+    a test holds these records to be warcio's, byte for byte."""
+    digest = hashlib.sha1()
+    for part in block:
+        digest.update(part)
+    headers = [*headers, ("WARC-Block-Digest", _sha1(digest)), ("Content-Type", content_type),
+               ("Content-Length", str(sum(map(len, block))))]
+    head = "WARC/1.0\r\n" + "".join(f"{name}: {value}\r\n" for name, value in headers) + "\r\n"
+    gz = zlib.compressobj(WARC_GZIP_LEVEL, zlib.DEFLATED, zlib.MAX_WBITS + 16)
+    return b"".join([gz.compress(head.encode()), *map(gz.compress, block), gz.compress(b"\r\n\r\n"), gz.flush()])
+
+
+def _sha1(digest: Any) -> str:
+    """A WARC digest header value from a fed hashlib.sha1 object: "sha1:" and the digest in base32."""
+    return "sha1:" + base64.b32encode(digest.digest()).decode("ascii")
+
+
+EMPTY_DIGEST = _sha1(hashlib.sha1())  # a request record's payload
+
+
+def _record_id() -> str:
+    return f"<urn:uuid:{uuid.uuid4()}>"
+
+
+def _warc_date() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # WARC/1.0: UTC, whole seconds
 
 
 class FetchLog:
@@ -533,19 +570,18 @@ class FetchLog:
 
     def _start(self) -> None:
         """Begin segment `index` with a warcinfo record describing the crawl."""
-        from warcio.warcwriter import WARCWriter
-
         warc_part, log_part = self._parts(self.index)
-        buf = io.BytesIO()
-        writer = WARCWriter(buf, gzip=True)
-        writer.write_record(writer.create_warcinfo_record(self.segment(self.index)[0].name, {
-            "software": "corpusforge webtext2 fetcher", "isPartOf": "webtext2", "robots": "obey",
-            "http-header-user-agent": self.config.user_agent, "format": "WARC File Format 1.0"}))
+        name = self.segment(self.index)[0].name
+        info = {"software": "corpusforge webtext2 fetcher", "isPartOf": "webtext2", "robots": "obey",
+                "http-header-user-agent": self.config.user_agent, "format": "WARC File Format 1.0"}
         self._warc = open(warc_part, "wb")
-        self._warc.write(buf.getvalue())
+        self._warc.write(_warc_record([
+            ("WARC-Type", "warcinfo"), ("WARC-Record-ID", _record_id()), ("WARC-Filename", name),
+            ("WARC-Date", _warc_date())], "application/warc-fields",
+            "".join(f"{key}: {value}\r\n" for key, value in info.items()).encode()))
         self._warc.flush()
         self._journal = open(log_part, "w", encoding="utf-8")
-        self._write_entry({"warcinfo": self.segment(self.index)[0].name, "end": self._warc.tell()})
+        self._write_entry({"warcinfo": name, "end": self._warc.tell()})
 
     def _write_entry(self, entry: dict[str, Any]) -> None:
         self._journal.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")

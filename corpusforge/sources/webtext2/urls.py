@@ -12,7 +12,7 @@ import dataclasses
 import html
 import posixpath
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from corpusforge.documents import parse_time
@@ -55,6 +55,13 @@ def normalize_url(url: Any) -> str | None:
     tracking parameters, makes an empty path "/", and percent-encodes unsafe characters. Angle brackets around the
     URL (as some WARC writers emit) and HTML escapes (as old Reddit dumps hold) are undone first.
     """
+    parts = split_url(url)
+    return parts[0] if parts else None
+
+
+def split_url(url: Any) -> tuple[str, str, str] | None:
+    """(normalize_url's result, its host, its path), or None: the parts the link rules test, without splitting the
+    normalized URL again."""
     if not isinstance(url, str):
         return None
     url = url.strip().strip("<>").strip()
@@ -77,7 +84,7 @@ def normalize_url(url: Any) -> str | None:
     path = quote(parts.path or "/", safe=_SAFE_PATH)
     kept = [p for p in parts.query.split("&") if p and not _is_tracking(p.split("=", 1)[0])]
     query = quote("&".join(kept), safe=_SAFE_QUERY)
-    return urlunsplit((scheme, netloc, path, query, ""))
+    return urlunsplit((scheme, netloc, path, query, "")), host, path
 
 
 def normalize_host(host: str) -> str | None:
@@ -109,10 +116,9 @@ def host_in(host: str, domains: frozenset[str]) -> bool:
     return any(".".join(labels[i:]) in domains for i in range(len(labels)))
 
 
-def has_extension(url: str, extensions: frozenset[str]) -> bool:
-    """True when the URL's path ends in one of `extensions` (lower-case, with the dot)."""
-    ext = posixpath.splitext(urlsplit(url).path)[1].lower()
-    return ext in extensions
+def has_extension(path: str, extensions: frozenset[str]) -> bool:
+    """True when a URL path ends in one of `extensions` (lower-case, with the dot)."""
+    return posixpath.splitext(path)[1].lower() in extensions
 
 
 @dataclasses.dataclass
@@ -149,6 +155,20 @@ class LinkRules:
             raise ValueError(f"non_html_extensions: each must start with a dot, got {bad}")
 
 
+class LinkFields(TypedDict, total=False):
+    """The submission fields that LinkFilter.check and links.candidate_row read. A dump reader that decodes only
+    these (pushshift.read_submissions) skips the rest of a record (selftext, media, previews, ...) unbuilt."""
+
+    id: Any
+    score: Any
+    is_self: Any
+    over_18: Any
+    created_utc: Any
+    url: Any
+    permalink: Any
+    subreddit: Any
+
+
 class LinkFilter:
     """Apply LinkRules to submission records (Pushshift lines or Reddit API objects as dicts)."""
 
@@ -172,12 +192,13 @@ class LinkFilter:
         if (self.since and (created is None or created < self.since)) or (
                 self.until and (created is None or created >= self.until)):
             return None, "out_of_time_range"
-        url = normalize_url(record.get("url"))
-        if url is None:
+        parts = split_url(record.get("url"))
+        if parts is None:
             return None, "bad_url"
-        if host_in(url_host(url), self.blocked):
+        url, host, path = parts
+        if host_in(host, self.blocked):
             return None, "blocked_domain"
-        if has_extension(url, self.extensions):
+        if has_extension(path, self.extensions):
             return None, "non_html"
         return url, None
 
