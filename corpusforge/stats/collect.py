@@ -1,9 +1,11 @@
 """The numbers behind `corpusforge stats`: per set and overall (documents, tokens, bytes, weights, epochs,
-languages, token-length percentiles and histogram), and what each stage of the run removed and why.
+languages, token-length percentiles and histogram), per set the quality stage's `quality_score` (quantiles and
+histogram), and what each stage of the run removed and why, with examples of what the quality rules dropped.
 
 Everything is read in a streaming way: document lengths from the shards' `n_tokens` column a row group at a time,
 kept as a count per distinct length (bounded by the longest document, not by the corpus), so percentiles are exact;
-drop reasons from each stage folder's `_summary.json`, `_errors.jsonl` and `_duplicates.parquet`.
+quality scores the same way, counted to 0.001 (at most 1,001 counts per set); drop reasons from each stage folder's
+`_summary.json`, `_errors.jsonl` and `_duplicates.parquet`, and examples from its `_dropped.parquet`.
 """
 
 from __future__ import annotations
@@ -17,13 +19,19 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from corpusforge import recipe, runtime
 from corpusforge.dedup import DUPLICATES_FILE
 from corpusforge.mix import manifest as manifest_mod
+from corpusforge.quality import DROPPED_FILE
 
 PERCENTILES = (10, 50, 90, 99)
+SCORE_STEPS = 1000  # quality scores are counted to 1/1000: exact enough to judge a threshold, and bounded memory
+SCORE_BINS = 20  # histogram bins over [0, 1]
+DROPPED_EXAMPLES = 3  # examples per reason from a stage's sample of dropped documents
+EXAMPLE_CHARS = 300  # of each example's text
 # A stage's counters with these prefixes are documents it removed, by reason (dropped_language, removed_near...).
 DROP_COUNTER = re.compile(r"^(dropped|skipped|removed|filtered|rejected)_[^:.]+$")
 
@@ -39,7 +47,7 @@ def corpus_stats(corpus_dir: str | Path, run_dir: str | Path | None = None, veri
     sets = []
     unreadable: list[dict[str, str]] = []
     for s in manifest["sets"]:
-        lengths = _length_counts(corpus_dir, s, unreadable)
+        lengths, scores = _set_counts(corpus_dir, s, unreadable)
         overall_lengths.update(lengths)
         overall_languages.update(s["languages"])
         sets.append({
@@ -51,6 +59,7 @@ def corpus_stats(corpus_dir: str | Path, run_dir: str | Path | None = None, veri
             "shards": len(s["train"]["shards"]) + len(s["val"]["shards"]),
             "languages": dict(sorted(s["languages"].items(), key=lambda kv: (-kv[1], kv[0]))),
             "length": describe_lengths(lengths), "length_histogram": length_histogram(lengths),
+            "quality_score": describe_scores(scores),
         })
     result = {
         "corpus": str(corpus_dir),
@@ -72,24 +81,37 @@ def corpus_stats(corpus_dir: str | Path, run_dir: str | Path | None = None, veri
     return result
 
 
-def _length_counts(corpus_dir: Path, manifest_set: dict[str, Any], unreadable: list[dict[str, str]]) -> Counter[int]:
-    """How many documents of the set have each token length (train and val shards). A shard that cannot be read
-    is left out and listed in `unreadable` (`--verify` says whether it is damaged or missing)."""
-    counts: Counter[int] = Counter()
+def _set_counts(corpus_dir: Path, manifest_set: dict[str, Any],
+                unreadable: list[dict[str, str]]) -> tuple[Counter[int], Counter[int]]:
+    """How many documents of the set (train and val shards) have each token length, and each quality score in
+    thousandths (documents with a score only; shards mixed before the quality stage existed have no such column).
+    A shard that cannot be read is left out and listed in `unreadable` (`--verify` says whether it is damaged or
+    missing)."""
+    lengths: Counter[int] = Counter()
+    scores: Counter[int] = Counter()
     for split in ("train", "val"):
         for shard in manifest_set[split]["shards"]:
             try:
                 parquet = pq.ParquetFile(corpus_dir / shard["path"])
-                for batch in parquet.iter_batches(columns=["n_tokens"], batch_size=65536):
-                    values, n = np.unique(batch.column("n_tokens").to_numpy(), return_counts=True)
-                    counts.update(dict(zip(values.tolist(), n.tolist())))
+                columns = [c for c in ("n_tokens", "quality_score") if c in parquet.schema_arrow.names]
+                for batch in parquet.iter_batches(columns=columns, batch_size=65536):
+                    _count(lengths, batch.column("n_tokens").to_numpy())
+                    if "quality_score" in columns:
+                        score = batch.column("quality_score").drop_null().to_numpy()
+                        _count(scores, np.rint(score * SCORE_STEPS).astype(np.int64))
             except (OSError, pa.ArrowException) as exc:
                 unreadable.append({"path": shard["path"], "problem": f"{type(exc).__name__}: {exc}"})
-    return counts
+    return lengths, scores
+
+
+def _count(counts: Counter[int], values: np.ndarray) -> None:
+    distinct, n = np.unique(values, return_counts=True)
+    counts.update(dict(zip(distinct.tolist(), n.tolist())))
 
 
 def describe_lengths(counts: Counter[int]) -> dict[str, float | int | None]:
-    """Mean, min, max and nearest-rank percentiles (p10..p99) of document lengths given as {length: documents}."""
+    """Mean, min, max and nearest-rank percentiles (p10..p99) of document lengths (or any integer measure) given
+    as {length: documents}."""
     n = sum(counts.values())
     if not n:
         return {"documents": 0, "mean": None, "min": None, "max": None, **{f"p{q}": None for q in PERCENTILES}}
@@ -100,6 +122,19 @@ def describe_lengths(counts: Counter[int]) -> dict[str, float | int | None]:
     for q in PERCENTILES:
         rank = max(1, math.ceil(q / 100 * n))
         out[f"p{q}"] = int(values[np.searchsorted(cumulative, rank)])
+    return out
+
+
+def describe_scores(counts: Counter[int]) -> dict[str, Any] | None:
+    """Quantiles (p10..p99), mean, min and max of quality scores given as {thousandths: documents}, and their
+    histogram over [0, 1] (`SCORE_BINS` equal bins, the last one closed); None without scores."""
+    if not counts:
+        return None
+    out: dict[str, Any] = {k: v if k == "documents" else v / SCORE_STEPS for k, v in describe_lengths(counts).items()}
+    hist = [0] * SCORE_BINS
+    for thousandths, n in counts.items():
+        hist[min(thousandths * SCORE_BINS // SCORE_STEPS, SCORE_BINS - 1)] += n
+    out["histogram"] = {"edges": [i / SCORE_BINS for i in range(SCORE_BINS + 1)], "counts": hist}
     return out
 
 
@@ -120,7 +155,8 @@ def length_histogram(counts: Counter[int], bins_per_octave: int = 2) -> dict[str
 def stage_reports(run_dir: Path) -> list[dict[str, Any]]:
     """For each stage folder in `run_dir` (one with a `_summary.json`), in pipeline order: files, documents (its
     `kept` counter, else `documents`), seconds, removals by reason (`dropped_*`, `skipped_*`, `removed_*`... counters), errors and warnings by reason
-    (from `_errors.jsonl`) and duplicates by kind and source (from `_duplicates.parquet`)."""
+    (from `_errors.jsonl`), duplicates by kind and source (from `_duplicates.parquet`) and examples of dropped
+    documents per reason (from `_dropped.parquet`)."""
     order = {stage.name: i for i, stage in enumerate(recipe.STAGES)}
     found = []
     for path in sorted(run_dir.glob(f"*/{runtime.SUMMARY_FILE}")):
@@ -138,6 +174,7 @@ def stage_reports(run_dir: Path) -> list[dict[str, Any]]:
             "errors": summary.get("errors", 0),
             "errors_by_reason": errors, "warnings_by_reason": warnings,
             "duplicates": _duplicates(path.parent / DUPLICATES_FILE),
+            "dropped_sample": dropped_sample(path.parent / DROPPED_FILE),
         })
     return sorted(found, key=lambda s: (order.get(s["stage"], len(order)), s["stage"], s["folder"]))
 
@@ -173,3 +210,22 @@ def _duplicates(path: Path) -> dict[str, Any] | None:
             by_source.update(batch.column("removed_source").to_pylist())
     rows = parquet.metadata.num_rows
     return {"rows": rows, "by_kind": dict(by_kind.most_common()), "by_source": dict(by_source.most_common())}
+
+
+def dropped_sample(path: Path, examples: int = DROPPED_EXAMPLES) -> dict[str, Any] | None:
+    """A stage's sample of dropped documents (the quality stage's `_dropped.parquet`) per reason, in the file's
+    order: how many documents of the reason the sample holds and its first `examples` (id, source, url, origin
+    file, offset and id, the value of the measure that failed, the text's first `EXAMPLE_CHARS` characters). Read
+    a batch at a time, the text cut in Arrow; None without the file."""
+    if not path.exists():
+        return None
+    columns = ["id", "source", "url", "origin_file", "origin_offset", "origin_id", "reason", "value"]
+    by_reason: dict[str, dict[str, Any]] = {}
+    for batch in pq.ParquetFile(path).iter_batches(columns=[*columns, "text"], batch_size=256):
+        texts = pc.utf8_slice_codeunits(batch.column("text"), 0, EXAMPLE_CHARS).to_pylist()
+        for row, text in zip(batch.select(columns).to_pylist(), texts):
+            reason = by_reason.setdefault(row.pop("reason"), {"sampled": 0, "examples": []})
+            reason["sampled"] += 1
+            if len(reason["examples"]) < examples:
+                reason["examples"].append({**row, "text": text})
+    return by_reason

@@ -1,6 +1,7 @@
 """`corpusforge stats --html`: one self-contained HTML page (plots as inline base64 PNG, inline CSS, no scripts,
-nothing fetched) with the corpus tables and four plots: source mix vs weights, languages, document lengths per
-set, and what each stage removed."""
+nothing fetched) with the corpus tables and five plots: source mix vs weights, languages, document lengths per
+set, quality scores per set, and what each stage removed; then examples of what the quality rules removed, one
+collapsed section per reason."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import html
 import io
 from typing import Any
 
-from corpusforge.stats.tables import length_summary, stage_reasons, top_languages
+from corpusforge.stats.tables import length_summary, score_summary, stage_reasons, top_languages
 
-PLOTS = ("source-mix", "languages", "lengths", "drops")
+PLOTS = ("source-mix", "languages", "lengths", "quality-scores", "drops")
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
@@ -21,6 +22,10 @@ th:first-child, td:first-child { text-align: left; }
 .bad { color: #b00; }
 figure { margin: 1.5em 0; }
 figure img { max-width: 100%; }
+details { margin: 0.4em 0; }
+summary { cursor: pointer; }
+.example { margin: 0.6em 0 0.6em 1.5em; }
+.example pre { white-space: pre-wrap; background: #f6f6f6; padding: 0.5em; margin: 0.2em 0; font-size: 0.85em; }
 """
 
 
@@ -97,6 +102,28 @@ def _lengths(stats: dict[str, Any]):
     return fig
 
 
+def _quality_scores(stats: dict[str, Any]):
+    from matplotlib.figure import Figure
+
+    sets = [s for s in stats["sets"] if s["quality_score"]]
+    fig = Figure(figsize=(8, 1.7 * max(len(sets), 1) + 0.5))
+    axes = fig.subplots(max(len(sets), 1), 1, sharex=True, squeeze=False)[:, 0]
+    if not sets:
+        axes[0].text(0.5, 0.5, "no document of the corpus has a quality_score", ha="center", va="center")
+        axes[0].set_axis_off()
+        return fig
+    for ax, s in zip(axes, sets):
+        score = s["quality_score"]
+        ax.stairs(score["histogram"]["counts"], score["histogram"]["edges"], fill=True)
+        ax.set_xlim(0, 1)
+        ax.set_ylabel("documents")
+        ax.set_title(f"{s['name']}: {score['documents']:,} of {s['documents']:,} documents scored, "
+                     f"p10 / p50 / p90 {score_summary(score)}", fontsize="medium")
+    axes[-1].set_xlabel("quality_score (the classifier's probability that a document is like the reference text)")
+    fig.tight_layout()
+    return fig
+
+
 def _drops(stats: dict[str, Any]):
     from matplotlib.figure import Figure
 
@@ -119,6 +146,27 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _dropped_examples(stats: dict[str, Any]) -> list[str]:
+    """Per stage with a sample of dropped documents, each reason as a collapsed <details> with its examples."""
+    parts = []
+    for stage in stats["stages"]:
+        for reason, sample in (stage.get("dropped_sample") or {}).items():
+            dropped = stage["drops"].get(f"dropped_{reason}")
+            head = (f"{stage['stage']}: {reason}: {'-' if dropped is None else f'{dropped:,}'} dropped; "
+                    f"{sample['sampled']:,} in the sample, {len(sample['examples'])} shown")
+            parts.append(f"<details><summary>{html.escape(head)}</summary>"
+                         + "".join(_example(e) for e in sample["examples"]) + "</details>")
+    return parts
+
+
+def _example(example: dict[str, Any]) -> str:
+    where = example["url"] or " ".join(str(v) for v in (example["origin_file"], example["origin_offset"],
+                                                         example["origin_id"]) if v is not None)
+    value = "-" if example["value"] is None else f"{example['value']:.4g}"
+    meta = f"{example['source']} · {where} · value {value} · id {example['id']}"
+    return f'<div class="example"><div>{html.escape(meta)}</div><pre>{html.escape(example["text"])}</pre></div>'
 
 
 def render(stats: dict[str, Any]) -> str:
@@ -158,9 +206,16 @@ def render(stats: dict[str, Any]) -> str:
         "<h2>Languages</h2>", _figure("languages", "language distribution per set (share of documents)",
                                       _languages(stats)),
         "<h2>Document lengths</h2>", _figure("lengths", "tokens per document, per set", _lengths(stats)),
+        "<h2>Quality scores</h2>", _figure("quality-scores", "quality_score per set", _quality_scores(stats)),
         "<h2>What each stage removed</h2>",
         _table(["stage", "files", "documents", "removed or failed (reason and count)"], stage_rows) if stage_rows else "<p>No stage summaries were found beside the corpus.</p>",
         _figure("drops", "drop reasons per stage", _drops(stats)),
-        "</body></html>",
     ]
+    examples = _dropped_examples(stats)
+    if examples:
+        parts += ['<h2 id="quality-dropped">What the quality rules removed</h2>',
+                  ("<p>Each reason's sample of dropped documents (<code>_dropped.parquet</code>, chosen by a seeded "
+                   "hash of their id): the value of the measure that failed (the classifier's score for "
+                   "<code>classifier</code>) and the start of the text.</p>"), *examples]
+    parts.append("</body></html>")
     return "\n".join(parts)

@@ -1,4 +1,5 @@
-"""`corpusforge stats` for people: rich tables of the sets, the stages and the checksum check."""
+"""`corpusforge stats` for people: rich tables of the sets, their quality scores, the stages and the checksum
+check."""
 
 from __future__ import annotations
 
@@ -23,6 +24,11 @@ def length_summary(length: dict[str, Any]) -> str:
     return f"{human(length['p50'])} ({human(length['p10'])}-{human(length['p90'])})"
 
 
+def score_summary(score: dict[str, Any] | None) -> str:
+    """'0.212 / 0.480 / 0.731': a set's quality_score p10 / p50 / p90, '-' without scores."""
+    return " / ".join(f"{score[f'p{q}']:.3f}" for q in (10, 50, 90)) if score else "-"
+
+
 def stage_reasons(stage: dict[str, Any]) -> list[tuple[str, int]]:
     """A stage's removals, errors, warnings and duplicates as (reason, count) rows: 'dropped_language', 'error:
     truncated gzip stream', 'warning: warcio', and from a duplicates list 'duplicates from webtext2' (by source: its kinds are the stage's own
@@ -36,7 +42,8 @@ def stage_reasons(stage: dict[str, Any]) -> list[tuple[str, int]]:
 
 
 def print_stats(stats: dict[str, Any], manifest: dict[str, Any], console) -> None:
-    """Print the sets table, what the sets hold, the stages table, the warnings and the verification result."""
+    """Print the sets table, what the sets hold, their quality scores (when the corpus has any), the stages table,
+    the warnings and the verification result."""
     from rich.table import Table
 
     console.print(manifest_mod.sets_table(manifest, title=f"corpus {stats['corpus']}"))
@@ -49,6 +56,16 @@ def print_stats(stats: dict[str, Any], manifest: dict[str, Any], console) -> Non
                       *(human(length[f"p{q}"]) for q in PERCENTILES), human(length["max"]),
                       style="bold" if name == "total" else None)
     console.print(table)
+
+    scored = [s for s in stats["sets"] if s["quality_score"]]
+    if scored:
+        table = Table(title="quality_score per set (documents the quality classifier judged)", header_style="bold")
+        for name in ("set", "scored", "of documents", "p10 / p50 / p90"):
+            table.add_column(name, justify="left" if name == "set" else "right", no_wrap=True)
+        for s in scored:
+            table.add_row(s["name"], human(s["quality_score"]["documents"]), human(s["documents"]),
+                          score_summary(s["quality_score"]))
+        console.print(table)
 
     if stats["stages"]:
         table = Table(title="what each stage removed, and why", header_style="bold")

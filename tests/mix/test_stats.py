@@ -1,10 +1,13 @@
 """`corpusforge stats`: numbers that agree with an independent count of the input documents, drop reasons read from
 real stage files, checksum verification that catches a damaged shard, and an HTML report that holds every plot and
-needs no network."""
+needs no network; after a real quality stage, its quality scores per set and (escaped) examples of what its rules
+dropped."""
 
 from __future__ import annotations
 
 import base64
+import html
+import io
 import json
 import shutil
 from collections import Counter
@@ -15,11 +18,14 @@ import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
-from corpusforge import cli, recipe, runtime, stats
-from corpusforge.documents import find_shards
-from corpusforge.mix import manifest, tokenizer
+from mixdata import commoncrawl_docs, read_corpus, webtext2_docs, wikipedia_docs, write_documents
+
+from corpusforge import cli, quality, recipe, runtime, stats
 from corpusforge.dedup import DUPLICATES_FILE
-from corpusforge.stats import collect, report
+from corpusforge.documents import find_shards, make_document
+from corpusforge.mix import manifest, mixer, tokenizer
+from corpusforge.sample import crawl
+from corpusforge.stats import collect, report, tables
 
 pytestmark = pytest.mark.shared_data
 
@@ -78,6 +84,11 @@ def test_stage_removals_errors_and_duplicates(run_dir):
     assert dedup["duplicates"] == {"rows": 5, "by_kind": {"exact": 3, "near": 2}, "by_source": {"books": 5}}
     assert stages["mix"]["drops"] == {"dropped_empty_text": 12}  # the sample's empty web pages
     assert stages["mix"]["documents"] == 644
+    # Without a quality stage: no dropped samples, no scores, and the report leaves the section out.
+    assert all(s["dropped_sample"] is None for s in stages.values())
+    result = stats.corpus_stats(run_dir / "corpus")
+    assert all(s["quality_score"] is None for s in result["sets"])
+    assert "What the quality rules removed" not in report.render(result)
 
 
 def test_verify_catches_a_damaged_shard(run_dir, capsys):
@@ -145,6 +156,10 @@ def test_empty_and_single_length_histograms():
     hist = collect.length_histogram(Counter({0: 2, 1: 3, 5: 1, 1000: 4}))
     assert hist["empty"] == 2 and sum(hist["counts"]) == 8 and hist["counts"][0] == 3
     assert collect.describe_lengths(Counter({10: 1, 20: 1, 30: 2}))["p50"] == 20
+    assert collect.describe_scores(Counter()) is None
+    scores = collect.describe_scores(Counter({0: 1, 500: 2, 1000: 1}))  # thousandths: 0.0, 0.5 twice, 1.0
+    assert scores["histogram"]["counts"][0] == scores["histogram"]["counts"][-1] == 1  # 1.0 is in the last bin
+    assert scores["histogram"]["counts"][10] == 2 and scores["p50"] == 0.5 and scores["max"] == 1.0
 
 
 
@@ -164,3 +179,90 @@ def test_warnings_are_counted_apart_from_errors(tmp_path):
     assert report["errors_by_reason"] == {"truncated gzip stream": 1}
     assert report["warnings_by_reason"] == {"warcio": 2}
     assert stage_reasons(report) == [("error: truncated gzip stream", 1), ("warning: warcio", 2)]
+
+
+SCRIPT = "<script>alert('owned')</script>"
+
+
+@pytest.fixture(scope="module")
+def quality_run(shared_data, tokenizer_file, tmp_path_factory, dask_client):
+    """A run folder as `corpusforge run` leaves it with a quality stage: real CommonCrawl and WebText2 documents,
+    plus the sample crawl's lorem-ipsum page with a `<script>` tag in its text, through the real quality stage
+    (Gopher's and C4's rules; a classifier trained on Wikipedia against CommonCrawl that scores commoncrawl only,
+    keep = "all"), then mixed. Returns the run folder and the input documents by id."""
+    root = tmp_path_factory.mktemp("quality-run")
+    [page] = [a for a in crawl.load_texts()["article"] if a.get("junk") == "c4_lorem_ipsum"]
+    junk = make_document(source="commoncrawl", text=f"{SCRIPT}\n{page['text'].strip()}", lang="en", lang_score=0.9,
+                         origin_file="crawl.warc.gz", origin_offset=0, url="https://www.kitchen-notes.example/x/")
+    cc, web = commoncrawl_docs(shared_data, 120) + [junk], webtext2_docs(shared_data, 40)
+    write_documents(root / "inputs" / "commoncrawl", "cc", cc)
+    write_documents(root / "inputs" / "webtext2", "web", web)
+    write_documents(root / "wikipedia", "wiki", wikipedia_docs(shared_data, 40))
+    run = root / "run"
+    classifier = quality.ClassifierConfig(positives=[str(root / "wikipedia")],
+                                          negatives=[str(root / "inputs" / "commoncrawl")], keep="all")
+    quality.run(quality.QualityConfig(inputs=[str(root / "inputs" / source) for source in ("commoncrawl", "webtext2")],
+                                      classifier=classifier, dropped_sample=5),
+                run / "quality", client=dask_client)
+    inputs = [str(run / "quality")]
+    sets = [mixer.MixSet("commoncrawl", "commoncrawl", inputs, 0.7), mixer.MixSet("webtext2", "webtext2", inputs, 0.3)]
+    mixer.mix(mixer.MixConfig(sets=sets, tokenizer=str(tokenizer_file), budget_tokens=1_000_000, shard_tokens=60_000,
+                              row_group_tokens=8_000, val_fraction=0.03, seed=7), run / "corpus", client=dask_client)
+    return run, {d["id"]: d for d in cc + web}
+
+
+def test_quality_drops_and_scores_in_the_json(quality_run, capsys):
+    run, docs = quality_run
+    assert cli.main(["stats", str(run / "corpus"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    [stage] = [s for s in result["stages"] if s["stage"] == "quality"]
+    sample = stage["dropped_sample"]
+    # Every reason the stage counted is in the sample, with as many documents as it keeps (5 per reason).
+    assert {f"dropped_{reason}" for reason in sample} == set(stage["drops"])
+    for reason, entry in sample.items():
+        assert entry["sampled"] == min(stage["drops"][f"dropped_{reason}"], 5)
+        assert 0 < len(entry["examples"]) == min(entry["sampled"], collect.DROPPED_EXAMPLES)
+        for example in entry["examples"]:
+            doc = docs[example["id"]]
+            assert example["text"] == doc["text"][:collect.EXAMPLE_CHARS]
+            assert (example["source"], example["url"], example["origin_file"]) == (doc["source"], doc["url"],
+                                                                                   doc["origin_file"])
+    [junk] = sample["c4_lorem_ipsum"]["examples"]
+    assert junk["text"].startswith(SCRIPT)
+    assert junk["value"] == docs[junk["id"]]["text"].lower().count("lorem ipsum") > 0
+
+    scored = read_corpus(run / "corpus", columns=["set", "quality_score"]).to_pylist()
+    cc_scores = np.array([r["quality_score"] for r in scored if r["set"] == "commoncrawl"])
+    sets = {s["name"]: s for s in result["sets"]}
+    assert sets["webtext2"]["quality_score"] is None, "the classifier scores commoncrawl only"
+    score = sets["commoncrawl"]["quality_score"]
+    assert score["documents"] == len(cc_scores) == sets["commoncrawl"]["documents"]
+    assert sum(score["histogram"]["counts"]) == len(cc_scores)
+    for q in (10, 50, 90):
+        assert score[f"p{q}"] == pytest.approx(np.percentile(np.rint(cc_scores * 1000) / 1000, q,
+                                                             method="inverted_cdf"))
+
+
+def test_quality_sections_of_the_html_and_the_console(quality_run, tmp_path):
+    run, _ = quality_run
+    console = Console(record=True, width=120, file=io.StringIO())
+    result = stats.run(stats.StatsConfig(corpus=str(run / "corpus"), html=str(tmp_path / "report.html"),
+                                         verify=False), console=console)
+    commoncrawl = next(s for s in result["sets"] if s["name"] == "commoncrawl")
+    text = console.export_text()
+    assert "quality_score per set" in text and tables.score_summary(commoncrawl["quality_score"]) in text
+
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    parser = _Page()
+    parser.feed(page)
+    assert not [tag for tag, _ in parser.tags if tag == "script"], "example text is escaped, never markup"
+    assert html.escape(SCRIPT) in page and "What the quality rules removed" in page
+    [stage] = [s for s in result["stages"] if s["stage"] == "quality"]
+    assert [tag for tag, _ in parser.tags].count("details") == len(stage["dropped_sample"])
+    for reason, entry in stage["dropped_sample"].items():
+        assert f"quality: {reason}:" in page
+        for example in entry["examples"]:
+            assert html.escape(example["text"]) in page
+    figures = [attrs["id"] for tag, attrs in parser.tags if tag == "figure"]
+    assert figures == [f"plot-{name}" for name in report.PLOTS] and "plot-quality-scores" in figures
+
