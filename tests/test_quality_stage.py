@@ -143,6 +143,17 @@ def test_rerun_resumes_and_other_workers_write_identical_files(inputs, filtered,
         assert (other / name).read_bytes() == (out / name).read_bytes(), name
 
 
+def test_a_cluster_of_separate_processes_writes_identical_files(inputs, filtered, tmp_path, separate_cluster):
+    """`--scheduler tcp://...`: a `dask scheduler` and `dask worker` processes started apart, as a user would, train
+    the same model and keep the same documents."""
+    out, _ = filtered
+    remote = tmp_path / "remote"
+    run(config(inputs), remote, scheduler=separate_cluster)
+    assert {p.name: p.read_bytes() for p in _shards(remote)} == {p.name: p.read_bytes() for p in _shards(out)}
+    for name in ("_classifier.npz", "_dropped.parquet"):
+        assert (remote / name).read_bytes() == (out / name).read_bytes(), name
+
+
 def test_damaged_shard_is_reported_and_the_others_filtered(inputs, tmp_path, dask_client):
     folder = tmp_path / "in"
     good, *_ = _shards(Path(inputs["inputs"][1]))
