@@ -29,7 +29,6 @@ import gzip
 import json
 import os
 import random
-import resource
 import shutil
 import tempfile
 import time
@@ -39,6 +38,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bench.timing import peak_rss_kib
 from corpusforge import documents, runtime, schema
 from corpusforge.dedup import DedupConfig, minhash, run
 from corpusforge.dedup.normalize import normalize_batch, normalize_text
@@ -205,18 +205,6 @@ def _complete(table: pa.Table) -> pa.Table:
                      for f in contract}, schema=contract)
 
 
-def _peak_rss_kib() -> int:
-    """This process's peak resident memory. VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over from the
-    parent a spawned worker was forked from, VmHWM starts afresh at exec."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
 def scaling(sizes: list[int], work: Path) -> list[dict]:
     from distributed import Client, LocalCluster
 
@@ -228,12 +216,12 @@ def scaling(sizes: list[int], work: Path) -> list[dict]:
         made = time.perf_counter() - t0
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                           silence_logs=40) as cluster, Client(cluster) as client:
-            idle = sorted(client.run(_peak_rss_kib).values())
+            idle = sorted(client.run(peak_rss_kib).values())
             t0 = time.perf_counter()
             summary = run(DedupConfig(inputs=[str(folder / "in")], partition_rows=200_000), folder / "out",
                           client=client)
             seconds = time.perf_counter() - t0
-            peak = sorted(client.run(_peak_rss_kib).values())
+            peak = sorted(client.run(peak_rss_kib).values())
         out.append({"documents": n, "seconds": seconds, "docs_per_s": n / seconds, "generate_seconds": made,
                     "worker_peak_rss_mib": [round(p / 1024) for p in peak],
                     "worker_idle_rss_mib": [round(p / 1024) for p in idle],

@@ -11,9 +11,14 @@
    Wikipedia articles (the enwiki dump chunk and the wtf_wikipedia articles) and Gutenberg book parts as positives
    and the dolma CommonCrawl documents as negatives, split by a seeded hash; ROC AUC on the held-out part, and
    the fraction of held-out documents of each kind GPT-3's Pareto rule keeps.
+4. Scaling: the whole stage (`quality.run`: classifier training on its bounded sample, rules, scoring, Pareto) on a
+   fresh 2-worker LocalCluster over 2,000 / 20,000 / 200,000 CommonCrawl documents in shards of 1,000, each the
+   real dolma document `i % 697` less one of its lines (so every copy is distinct and real text), trained against
+   the reference shards of 3. Wall time, each worker's peak RSS (VmHWM) and the client's peak RSS while the stage
+   runs. The training sample stops growing at `train_documents` (20,000), so memory should be flat past that.
 
-Run: `.venv/bin/python -m bench.quality [--rounds 3]`; writes bench/results/quality.json. Needs ../shared/data (or
-CORPUSFORGE_SHARED_DATA).
+Run: `.venv/bin/python -m bench.quality [--rounds 3] [--sizes 2000 20000 200000]`; writes
+bench/results/quality.json. Needs ../shared/data (or CORPUSFORGE_SHARED_DATA).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import gzip
 import json
 import os
 import re
+import shutil
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -30,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.timing import best_rate
+from bench.timing import best_rate, peak_rss_kib
 from corpusforge.quality import heuristics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -170,8 +176,9 @@ def heuristics_throughput(docs: list[dict], rounds: int) -> dict:
             "ours_docs_per_cpu_s": max(fast), "plain_docs_per_cpu_s": max(slow)}
 
 
-def classifier_results(out: Path, rounds: int) -> dict:
-    """Train on the real shards (a 2-worker LocalCluster), then time scoring and measure the held-out quality."""
+def classifier_results(out: Path, rounds: int) -> tuple[dict, dict[str, list[str]]]:
+    """Train on the real shards (a 2-worker LocalCluster), then time scoring and measure the held-out quality.
+    Returns the results and the real shard folders (left in `out`)."""
     import pyarrow.parquet as pq
 
     from corpusforge import runtime
@@ -199,7 +206,69 @@ def classifier_results(out: Path, rounds: int) -> dict:
                                                  .mean()), 4)}
     training = {k: v for k, v in model.settings["training"].items() if k not in ("positives", "negatives")}
     return {"training": training, "train_seconds": round(train_s, 2),
-            "score_batch_docs_per_cpu_s": batch, "score_one_by_one_docs_per_cpu_s": one, "held_out": kept}
+            "score_batch_docs_per_cpu_s": batch, "score_one_by_one_docs_per_cpu_s": one, "held_out": kept}, sets
+
+
+def web_copies(docs: list[dict], n: int, folder: Path, per_shard: int = 1_000) -> None:
+    """`n` CommonCrawl documents in shards of `per_shard` rows: copy `i` is the real document `i % len(docs)` (with
+    its language) less its line `i // len(docs)` (modulo its line count), under its own URL."""
+    from corpusforge import documents, runtime, schema
+
+    folder.mkdir(parents=True)
+    for s, lo in enumerate(range(0, n, per_shard)):
+        rows = []
+        for i in range(lo, min(lo + per_shard, n)):
+            doc = docs[i % len(docs)]
+            lines = doc["text"].split("\n")
+            del lines[(i // len(docs)) % len(lines)]
+            rows.append(documents.make_document(source="commoncrawl", url=f"{doc['metadata']['warc_url']}#copy{i}",
+                                                text="\n".join(lines) or doc["text"], lang=doc["lang"],
+                                                lang_score=1.0, origin_file=str(WEB), origin_offset=i))
+        with runtime.ShardWriter(folder / f"part-{s:05d}.parquet") as writer:
+            writer.write_table(schema.to_table(rows))
+
+
+def _reset_peak_rss() -> None:
+    """Start this process's VmHWM afresh from its current RSS (Linux: `5` to /proc/self/clear_refs)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def scaling(sizes: list[int], docs: list[dict], positives: list[str], work: Path) -> list[dict]:
+    """Wall time and peak RSS (each worker's, the client's) of `quality.run` on a fresh 2-worker LocalCluster per
+    size, over `web_copies` of `docs`, the classifier trained against `positives`."""
+    from distributed import Client, LocalCluster
+
+    from corpusforge import quality
+
+    out = []
+    for n in sizes:
+        folder = work / f"web-{n}"
+        t0 = time.perf_counter()
+        web_copies(docs, n, folder / "in")
+        made = time.perf_counter() - t0
+        config = quality.QualityConfig(inputs=[str(folder / "in")], classifier=quality.ClassifierConfig(
+            positives=positives, negatives=[str(folder / "in")]))
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                          silence_logs=40) as cluster, Client(cluster) as client:
+            idle = sorted(client.run(peak_rss_kib).values())
+            _reset_peak_rss()
+            client_idle = peak_rss_kib()
+            t0 = time.perf_counter()
+            summary = quality.run(config, folder / "out", client=client)
+            seconds = time.perf_counter() - t0
+            client_peak = peak_rss_kib()
+            peak = sorted(client.run(peak_rss_kib).values())
+        out.append({"documents": n, "shards": len(summary.extra["inputs"]), "seconds": seconds,
+                    "docs_per_s": n / seconds, "generate_seconds": made,
+                    "worker_peak_rss_mib": [round(p / 1024) for p in peak],
+                    "worker_idle_rss_mib": [round(p / 1024) for p in idle],
+                    "client_peak_rss_mib": round(client_peak / 1024),
+                    "client_idle_rss_mib": round(client_idle / 1024),
+                    "kept": summary.counts.get("kept", 0), "dropped_classifier": summary.counts.get(
+                        "dropped_classifier", 0), "trained_on": summary.extra["classifier"]["documents"]})
+        shutil.rmtree(folder)
+        print(json.dumps(out[-1]), flush=True)
+    return out
 
 
 def main() -> None:
@@ -209,15 +278,23 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2_000, 20_000, 200_000],
+                        help="documents per scaling run")
     args = parser.parse_args()
     docs = web_documents()
     for d in docs:
         d["lang"] = language.identify(d["text"])[0]
     rules = heuristics_throughput(docs, args.rounds)
     with tempfile.TemporaryDirectory() as tmp:
-        clf = classifier_results(Path(tmp), args.rounds)
+        clf, sets = classifier_results(Path(tmp), args.rounds)
+        scale = scaling(args.sizes, docs, sets["positives"], Path(tmp))
     auc = clf["training"]["held_out_auc"]
     held = clf["held_out"]
+    first, last = scale[0], scale[-1]
+    before = scale[-2] if len(scale) > 1 else first  # the last step: fixed costs no longer dominate
+    growth = (last["seconds"] / before["seconds"]) / (last["documents"] / before["documents"])
+    sizes = " / ".join(f"{s['documents']:,}" for s in scale)
+    step = f"({before['documents']:,} -> {last['documents']:,})"
     table = [
         {"what": f"heuristic rules ({len(heuristics.RULES)} Gopher + C4 rules), real CommonCrawl text "
                  f"({rules['chars_per_doc']:,} chars/doc), docs/s per core",
@@ -234,8 +311,22 @@ def main() -> None:
          "baseline": f"Pareto rule keeps {held['positives']['pareto_kept']:.0%} of reference, "
                      f"{held['negatives']['pareto_kept']:.1%} of web",
          "ratio": ""},
+        {"what": f"quality stage (training + rules + classifier + Pareto), {sizes} CommonCrawl docs in shards of "
+                 f"1,000 (2 workers)",
+         "result": " / ".join(f"{s['seconds']:.1f} s" for s in scale),
+         "baseline": "linear", "ratio": f"{growth:.2f}x of linear {step}"},
+        {"what": f"quality stage, peak RSS per worker, {sizes} docs",
+         "result": " / ".join(f"{max(s['worker_peak_rss_mib'])} MiB" for s in scale),
+         "baseline": f"{max(first['worker_idle_rss_mib'])} MiB idle worker",
+         "ratio": f"{max(last['worker_peak_rss_mib']) / max(before['worker_peak_rss_mib']):.2f}x {step}"},
+        {"what": f"quality stage, client peak RSS, {sizes} docs",
+         "result": " / ".join(f"{s['client_peak_rss_mib']} MiB" for s in scale),
+         "baseline": "rise during the run: " + " / ".join(
+             f"+{s['client_peak_rss_mib'] - s['client_idle_rss_mib']} MiB" for s in scale),
+         "ratio": f"{last['client_peak_rss_mib'] / before['client_peak_rss_mib']:.2f}x {step}"},
     ]
-    result = {"table": table, "heuristics": rules, "classifier": clf, "cpu_count": os.cpu_count()}
+    result = {"table": table, "heuristics": rules, "classifier": clf, "scaling": scale,
+              "cpu_count": os.cpu_count()}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(table, indent=2))

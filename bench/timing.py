@@ -1,10 +1,12 @@
 """What the benchmarks share: timing a function as the best of several rounds (on a shared machine the fastest
-round is the one least disturbed by other work)."""
+round is the one least disturbed by other work), and a process's peak memory."""
 
 from __future__ import annotations
 
+import resource
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 def best_rate(fn: Callable[[], object], units: int, rounds: int,
@@ -17,3 +19,15 @@ def best_rate(fn: Callable[[], object], units: int, rounds: int,
         fn()
         best = min(best, clock() - t0)
     return units / best
+
+
+def peak_rss_kib() -> int:
+    """This process's peak resident memory. VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over from the
+    parent a spawned worker was forked from, VmHWM starts afresh at exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
