@@ -173,8 +173,8 @@ def stage_reports(run_dir: Path) -> list[dict[str, Any]]:
             "drops": {k: v for k, v in sorted(counts.items()) if DROP_COUNTER.match(k) and v},
             "errors": summary.get("errors", 0),
             "errors_by_reason": errors, "warnings_by_reason": warnings,
-            "duplicates": _duplicates(path.parent / DUPLICATES_FILE),
-            "dropped_sample": dropped_sample(path.parent / DROPPED_FILE),
+            "duplicates": _side_file(_duplicates, path.parent / DUPLICATES_FILE, errors),
+            "dropped_sample": _side_file(dropped_sample, path.parent / DROPPED_FILE, errors),
         })
     return sorted(found, key=lambda s: (order.get(s["stage"], len(order)), s["stage"], s["folder"]))
 
@@ -193,6 +193,17 @@ def _error_reasons(path: Path) -> tuple[dict[str, int], dict[str, int]]:
                     reason, level = "unparsable error line", "error"
                 reasons["warning" if level == "warning" else "error"][reason.split(":", 1)[0].strip()] += 1
     return dict(reasons["error"].most_common()), dict(reasons["warning"].most_common())
+
+
+def _side_file(read, path: Path, errors: dict[str, int]) -> Any:
+    """`read(path)` for a stage's side file (`_duplicates.parquet`, `_dropped.parquet`); a damaged one is counted
+    among the stage's errors (reason "unreadable NAME") and read as absent, so the rest of the report stands."""
+    try:
+        return read(path)
+    except (OSError, pa.ArrowException, ValueError, KeyError):
+        reason = f"unreadable {path.name}"
+        errors[reason] = errors.get(reason, 0) + 1
+        return None
 
 
 def _duplicates(path: Path) -> dict[str, Any] | None:

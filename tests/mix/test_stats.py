@@ -266,3 +266,20 @@ def test_quality_sections_of_the_html_and_the_console(quality_run, tmp_path):
     figures = [attrs["id"] for tag, attrs in parser.tags if tag == "figure"]
     assert figures == [f"plot-{name}" for name in report.PLOTS] and "plot-quality-scores" in figures
 
+
+
+def test_damaged_side_files_are_reported_and_the_rest_of_the_report_stands(quality_run, tmp_path):
+    """A cut `_dropped.parquet` or `_duplicates.parquet` is one error of its stage, not a failed report."""
+    run = tmp_path / "run"
+    shutil.copytree(quality_run[0], run)
+    dropped = next(run.glob("*/_dropped.parquet"))
+    dropped.write_bytes(dropped.read_bytes()[:100])
+    (run / "dedup").mkdir(exist_ok=True)
+    (run / "dedup" / "_summary.json").write_text(json.dumps({"stage": "dedup", "files": 1, "counts": {}}))
+    (run / "dedup" / "_duplicates.parquet").write_bytes(b"PAR1 not really")
+    stages = {s["stage"]: s for s in stats.corpus_stats(run / "corpus")["stages"]}
+    quality = stages[dropped.parent.name]
+    assert quality["dropped_sample"] is None and quality["errors_by_reason"]["unreadable _dropped.parquet"] == 1
+    assert quality["drops"]  # the counters from _summary.json still stand
+    assert stages["dedup"]["duplicates"] is None
+    assert stages["dedup"]["errors_by_reason"] == {"unreadable _duplicates.parquet": 1}
