@@ -41,6 +41,17 @@ class _Server(ThreadingHTTPServer):
         return None  # a client that hangs up (a killed fetcher, a cut body) is part of the tests
 
 
+class _QuietHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive, no request log, and Nagle off (headers and body are separate writes: with Nagle each
+    answer waits ~40 ms for a delayed ACK)."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+
 class Site:
     """Virtual hosts by Host header: `routes[(host, path)]` is a Page or a list of Pages answered in turn (the last
     one repeats). Unknown paths get 404. Use as a context manager; `address` is "127.0.0.1:PORT"."""
@@ -51,12 +62,7 @@ class Site:
         self.lock = threading.Lock()
         site = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body are separate writes: no 40 ms delayed-ACK stall
-
-            def log_message(self, *args: Any) -> None:
-                return None
+        class Handler(_QuietHandler):
 
             def do_GET(self) -> None:
                 host = (self.headers.get("Host") or "").split(":")[0].lower()
@@ -139,12 +145,7 @@ class RedditAPI:
         self.token_calls = 0
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body are separate writes: no 40 ms delayed-ACK stall
-
-            def log_message(self, *args: Any) -> None:
-                return None
+        class Handler(_QuietHandler):
 
             def _send(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
                 body = json.dumps(obj).encode()
