@@ -57,12 +57,13 @@ class DedupConfig:
 
     inputs: list[str] = dataclasses.field(default_factory=list)
     output: str = "build/dedup"
-    ngram: int = 5
-    char_ngram: int = 5
-    permutations: int = 112
-    bands: int = 14
-    rows: int = 8
-    seed: int = 1
+    # the signature settings, defaulting to MinHashParams' (one place for the numbers); params() gathers them
+    ngram: int = MinHashParams.ngram
+    char_ngram: int = MinHashParams.char_ngram
+    permutations: int = MinHashParams.permutations
+    bands: int = MinHashParams.bands
+    rows: int = MinHashParams.rows
+    seed: int = MinHashParams.seed
     threshold: float = 0.7
     verify: Literal["signature", "shingles"] = "signature"
     url_dedup: bool = True
