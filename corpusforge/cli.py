@@ -248,6 +248,23 @@ def cmd_quality(args: argparse.Namespace) -> int:
     return _exit_code([summary], args.fail_on_error)
 
 
+def cmd_decontaminate(args: argparse.Namespace) -> int:
+    from corpusforge import decontaminate
+
+    names = args.name or []
+    if len(names) > len(args.evals):
+        raise ValueError(f"--name: {len(names)} names for {len(args.evals)} evaluation sets")
+    evals = [decontaminate.EvalSetConfig(path=path, name=names[i] if i < len(names) else None,
+                                         fields=args.field or [], **_given(args, split="split", id_field="id_field"))
+             for i, path in enumerate(args.evals)]
+    config = decontaminate.DecontaminateConfig(inputs=args.inputs, output=args.output, evals=evals, **_given(
+        args, ngram="ngram", min_ngram="min_ngram", short_percentile="short_percentile",
+        max_documents="max_documents", margin="margin", min_piece="min_piece", max_pieces="max_pieces"))
+    config.validate()
+    summary = decontaminate.run(config, args.output, scheduler=args.scheduler, workers=args.workers)
+    return _exit_code([summary], args.fail_on_error)
+
+
 # <commands: add new `cmd_*` functions above this line>
 
 
@@ -482,6 +499,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dropped documents kept per reason in _dropped.parquet (default 20; 0: none)")
     _add_dask(p)
     p.set_defaults(func=cmd_quality)
+
+    p = sub.add_parser("decontaminate", help="document shards -> the same without the n-grams of evaluation sets "
+                       "(GPT-3's rules, see docs/decontaminate.md)")
+    p.add_argument("inputs", nargs="+", help="folders of document shards (missing ones are skipped), files or globs")
+    p.add_argument("--evals", nargs="+", required=True, metavar="EVAL",
+                   help="evaluation sets: .jsonl/.ndjson/.json (optionally .gz), .parquet, or plain text")
+    p.add_argument("--output", "-o", required=True)
+    p.add_argument("--name", action="append", help="name of each evaluation set, in --evals order (default: the "
+                   "file name)")
+    p.add_argument("--field", action="append", help="JSON/Parquet field holding the text (repeatable, joined; "
+                   "default: text, or a conversation's messages)")
+    p.add_argument("--id-field", default=None, help="JSON/Parquet field identifying an example (default: its line "
+                   "or row number)")
+    p.add_argument("--split", choices=["line", "paragraph"], default=None,
+                   help="plain text: one example per line (default) or per blank-line paragraph")
+    p.add_argument("--ngram", type=int, default=None, help="tokens per n-gram (default 13)")
+    p.add_argument("--min-ngram", type=int, default=None,
+                   help="a set of short examples gets n = 5th percentile of their lengths, not below this (default 8)")
+    p.add_argument("--short-percentile", type=float, default=None, help="that percentile (default 5)")
+    p.add_argument("--max-documents", type=int, default=None,
+                   help="an n-gram in more training documents than this is a common phrase, ignored (default 10)")
+    p.add_argument("--margin", type=int, default=None, help="characters cut either side of an n-gram (default 200)")
+    p.add_argument("--min-piece", type=int, default=None, help="shorter pieces are dropped (default 200)")
+    p.add_argument("--max-pieces", type=int, default=None,
+                   help="a document cut into more pieces is dropped whole (default 10)")
+    _add_dask(p)
+    p.set_defaults(func=cmd_decontaminate)
 
     # <parsers: add new subcommands above this line>
     return parser

@@ -56,6 +56,7 @@ STAGES: list[Stage] = [
     Stage("books", "corpusforge.sources.books:BooksConfig", "corpusforge.sources.books:run_stage"),
     Stage("quality", "corpusforge.quality:QualityConfig", "corpusforge.quality:run_stage"),
     Stage("dedup", "corpusforge.dedup:DedupConfig", "corpusforge.dedup:run_stage"),
+    Stage("decontaminate", "corpusforge.decontaminate:DecontaminateConfig", "corpusforge.decontaminate:run_stage"),
     Stage("tokenizer", "corpusforge.mix.tokenizer:TokenizerConfig", "corpusforge.mix.tokenizer:run_stage"),
     Stage("mix", "corpusforge.mix.mixer:MixConfig", "corpusforge.mix.mixer:run_stage"),
     Stage("stats", "corpusforge.stats:StatsConfig", "corpusforge.stats:run_stage"),

@@ -73,7 +73,7 @@ def clear(root: str | os.PathLike) -> None:
 
 
 def run_phase(client: Any, label: str, fn: Callable[..., Any], items: Sequence[Any], *args: Any,
-              console: Any = None) -> list[Any]:
+              console: Any = None, stage: str = "dedup") -> list[Any]:
     """Run `fn(item, *args)` for every item as Dask tasks with a progress bar; return the results in item order.
 
     A task that raises stops the stage: unlike a damaged input file (which a task reports and survives), a failing
@@ -88,7 +88,7 @@ def run_phase(client: Any, label: str, fn: Callable[..., Any], items: Sequence[A
     futures = [client.submit(fn, item, *args, pure=False) for item in items]
     index = {f.key: i for i, f in enumerate(futures)}
     results: dict[int, Any] = {}
-    progress = Progress(TextColumn(f"[bold]dedup {label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    progress = Progress(TextColumn(f"[bold]{stage} {label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=console, transient=True,
                         disable=not console.is_terminal and not os.environ.get("CORPUSFORGE_PROGRESS"))
     with progress:
@@ -99,7 +99,7 @@ def run_phase(client: Any, label: str, fn: Callable[..., Any], items: Sequence[A
             except Exception as exc:
                 client.cancel(futures)
                 item = items[index[future.key]]
-                raise RuntimeError(f"dedup {label}: task for {item!r} failed: {type(exc).__name__}: {exc}") from exc
+                raise RuntimeError(f"{stage} {label}: task for {item!r} failed: {type(exc).__name__}: {exc}") from exc
             progress.update(bar, advance=1)
-    console.print(f"dedup {label}: {len(items)} task(s) in {time.perf_counter() - t0:.1f}s", highlight=False)
+    console.print(f"{stage} {label}: {len(items)} task(s) in {time.perf_counter() - t0:.1f}s", highlight=False)
     return [results[i] for i in range(len(items))]

@@ -425,6 +425,35 @@ def _ngrams(tokens: list[str], n: int, sep: str) -> list[bytes]:
     return [sep.join(tokens[i:i + n]).encode("utf-8") for i in range(len(tokens) - n + 1)]
 
 
+_WORD = re.compile("[^ ]+")
+
+
+def tokens(normalized: str) -> tuple[list[re.Match], list[re.Match]]:
+    """The tokens of one canonical text as matches (text and position): its word stream and its character stream
+    (the characters of scripts written without spaces), the tokens `shingles` joins into n-grams."""
+    if not _SPACELESS_SEARCH(normalized):
+        return list(_WORD.finditer(normalized)), []
+    words: list[re.Match] = []
+    chars: list[re.Match] = []
+    for token in _TOKEN.finditer(normalized):
+        (chars if token.group(1) else words).append(token)
+    return words, chars
+
+
+def shingle_spans(normalized: str, params: MinHashParams) -> list[tuple[int, int]]:
+    """Where each shingle of `shingles(normalized, params)` lies in `normalized`, in the same order (so also the
+    order of `shingle_hashes64`): the (start, end) character offsets from its first token's start to its last
+    token's end. The character stream's shingles span whatever lies between their characters."""
+    words, chars = tokens(normalized)
+    return _spans(words, params.ngram) + _spans(chars, params.char_ngram)
+
+
+def _spans(tokens: list[re.Match], n: int) -> list[tuple[int, int]]:
+    if 0 < len(tokens) < n:
+        return [(tokens[0].start(), tokens[-1].end())]
+    return [(tokens[i].start(), tokens[i + n - 1].end()) for i in range(len(tokens) - n + 1)]
+
+
 def datasketch_minhash(params: MinHashParams):
     """An empty datasketch MinHash that computes our signatures the slow way (`update` / `update_batch`)."""
     from datasketch import MinHash

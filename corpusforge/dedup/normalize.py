@@ -8,7 +8,8 @@ punctuation of U+FF01-U+FF65), runs of spaces collapsed to one, no leading or tr
 space-separated runs of that form; `minhash` builds the shingles from them, and its hash is the exact-duplicate key.
 
 `normalize_text` is that definition for one string; `normalize_batch` is the same code over a batch and also returns
-where each word starts and ends, which `minhash` needs. The byte pass is compiled with Numba (one loop instead of a
+where each word starts and ends, which `minhash` needs, and on request where each canonical byte came from in the
+text (what decontamination needs to cut a matched n-gram out of the original). The byte pass is compiled with Numba (one loop instead of a
 dozen NumPy passes over the batch).
 """
 
@@ -38,7 +39,9 @@ class NormalizedBatch:
 
     `data` holds the documents' canonical bytes separated by single spaces; document d spans
     `data[doc_start[d]:doc_end[d]]` (empty when start == end). Word w spans `data[word_start[w]:word_end[w]]` and
-    belongs to document `word_doc[w]`; words are in document order.
+    belongs to document `word_doc[w]`; words are in document order. With `sources` asked for, `source[p]` is the
+    index of the character (in the document's lower-cased text, `str.lower()` for non-ASCII text) that canonical byte
+    `p` was copied from; otherwise `source` is empty.
     """
 
     data: np.ndarray
@@ -47,6 +50,7 @@ class NormalizedBatch:
     word_start: np.ndarray
     word_end: np.ndarray
     word_doc: np.ndarray
+    source: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def __len__(self) -> int:
         return len(self.doc_start)
@@ -68,10 +72,13 @@ def _fullwidth_punctuation(b1: int, b2: int) -> bool:  # pragma: no cover - comp
 
 
 @numba.njit(cache=True, nogil=True)
-def _canonical(raw: np.ndarray, starts: np.ndarray, byte_map: np.ndarray):  # pragma: no cover - compiled
-    """One pass over the joined UTF-8 bytes: map, blank punctuation, collapse spaces, find words and documents."""
+def _canonical(raw: np.ndarray, starts: np.ndarray, byte_map: np.ndarray,
+               sources: bool):  # pragma: no cover - compiled
+    """One pass over the joined UTF-8 bytes: map, blank punctuation, collapse spaces, find words and documents
+    (and with `sources`, the document character each output byte comes from)."""
     n, ndocs = len(raw), len(starts)
     data = np.empty(n, dtype=np.uint8)
+    source = np.empty(n if sources else 0, dtype=np.int64)
     word_start = np.empty(n // 2 + 1, dtype=np.int64)
     word_end = np.empty(n // 2 + 1, dtype=np.int64)
     word_doc = np.empty(n // 2 + 1, dtype=np.int64)
@@ -80,8 +87,11 @@ def _canonical(raw: np.ndarray, starts: np.ndarray, byte_map: np.ndarray):  # pr
         i = starts[doc]
         stop = starts[doc + 1] - 1 if doc + 1 < ndocs else n  # the byte before the next document is the separator
         in_word = False
+        char = -1  # the index of the character byte i belongs to, in this document
         while i < stop:
             b = raw[i]
+            if (b & 0xC0) != 0x80:  # a lead byte starts a character; continuation bytes stay in it
+                char += 1
             width, blank = 1, False
             if b < 128:
                 b = byte_map[b]
@@ -102,12 +112,16 @@ def _canonical(raw: np.ndarray, starts: np.ndarray, byte_map: np.ndarray):  # pr
                 if not in_word:
                     if words:
                         data[out] = 0x20
+                        if sources:
+                            source[out] = char
                         out += 1
                     word_start[words] = out
                     word_doc[words] = doc
                     words += 1
                     in_word = True
                 data[out] = b
+                if sources:
+                    source[out] = char
                 out += 1
             i += width
         if in_word:
@@ -118,11 +132,12 @@ def _canonical(raw: np.ndarray, starts: np.ndarray, byte_map: np.ndarray):  # pr
         doc_start[word_doc[w]] = word_start[w]
     for w in range(words):
         doc_end[word_doc[w]] = word_end[w]
-    return data[:out], doc_start, doc_end, word_start[:words], word_end[:words], word_doc[:words]
+    return data[:out], doc_start, doc_end, word_start[:words], word_end[:words], word_doc[:words], source[:out]
 
 
-def normalize_batch(texts: Sequence[str]) -> NormalizedBatch:
-    """Canonical forms of `texts` (see the module docstring) with word boundaries, computed in bulk."""
+def normalize_batch(texts: Sequence[str], sources: bool = False) -> NormalizedBatch:
+    """Canonical forms of `texts` (see the module docstring) with word boundaries, computed in bulk; with `sources`,
+    also the text position of every canonical byte (`NormalizedBatch.source`)."""
     # ASCII is lower-cased by the byte map; only other text needs Python's Unicode-aware lower(). No NFKC: it costs
     # more than everything else here together, and what it would fold that matters for duplicates (no-break spaces,
     # ellipses, typographic quotes) is blanked as punctuation anyway.
@@ -132,9 +147,9 @@ def normalize_batch(texts: Sequence[str]) -> NormalizedBatch:
     if len(encoded) > 1:
         starts[1:] = np.cumsum(sizes[:-1] + 1)
     raw = np.frombuffer(b" ".join(encoded), dtype=np.uint8)
-    data, doc_start, doc_end, word_start, word_end, word_doc = _canonical(raw, starts, _BYTE_MAP)
+    data, doc_start, doc_end, word_start, word_end, word_doc, source = _canonical(raw, starts, _BYTE_MAP, sources)
     return NormalizedBatch(data=data, doc_start=doc_start, doc_end=doc_end, word_start=word_start,
-                           word_end=word_end, word_doc=word_doc)
+                           word_end=word_end, word_doc=word_doc, source=source)
 
 
 def normalize_text(text: str) -> str:

@@ -16,6 +16,7 @@ PARTS = {
     "reddit": "corpusforge.sample.reddit",
     "wikipedia": "corpusforge.sample.wikipedia",
     "books": "corpusforge.sample.books",
+    "evals": "corpusforge.sample.evals",
     # <sample-parts: add new parts above this line>
 }
 
