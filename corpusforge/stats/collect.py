@@ -1,6 +1,7 @@
 """The numbers behind `corpusforge stats`: per set and overall (documents, tokens, bytes, weights, epochs,
 languages, token-length percentiles and histogram), per set the quality stage's `quality_score` (quantiles and
-histogram), and what each stage of the run removed and why, with examples of what the quality rules dropped.
+histogram), and what each stage of the run removed and why, with examples of what the quality rules dropped and
+what decontamination cut for which evaluation set.
 
 Everything is read in a streaming way: document lengths from the shards' `n_tokens` column a row group at a time,
 kept as a count per distinct length (bounded by the longest document, not by the corpus), so percentiles are exact;
@@ -23,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from corpusforge import recipe, runtime
+from corpusforge.decontaminate import DECONTAMINATION_FILE
 from corpusforge.dedup import DUPLICATES_FILE
 from corpusforge.mix import manifest as manifest_mod
 from corpusforge.quality import DROPPED_FILE
@@ -31,6 +33,7 @@ PERCENTILES = (10, 50, 90, 99)
 SCORE_STEPS = 1000  # quality scores are counted to 1/1000: exact enough to judge a threshold, and bounded memory
 SCORE_BINS = 20  # histogram bins over [0, 1]
 DROPPED_EXAMPLES = 3  # examples per reason from a stage's sample of dropped documents
+CUT_EXAMPLES = 3  # examples per evaluation set of the n-grams decontamination cut
 EXAMPLE_CHARS = 300  # of each example's text
 # A stage's counters with these prefixes are documents it removed, by reason (dropped_language, removed_near...).
 DROP_COUNTER = re.compile(r"^(dropped|skipped|removed|filtered|rejected)_[^:.]+$")
@@ -175,6 +178,8 @@ def stage_reports(run_dir: Path) -> list[dict[str, Any]]:
             "errors_by_reason": errors, "warnings_by_reason": warnings,
             "duplicates": _side_file(_duplicates, path.parent / DUPLICATES_FILE, errors),
             "dropped_sample": _side_file(dropped_sample, path.parent / DROPPED_FILE, errors),
+            "decontamination": _side_file(decontamination, path.parent / DECONTAMINATION_FILE, errors,
+                                          summary.get("extra", {}).get("eval_sets")),
         })
     return sorted(found, key=lambda s: (order.get(s["stage"], len(order)), s["stage"], s["folder"]))
 
@@ -195,11 +200,12 @@ def _error_reasons(path: Path) -> tuple[dict[str, int], dict[str, int]]:
     return dict(reasons["error"].most_common()), dict(reasons["warning"].most_common())
 
 
-def _side_file(read, path: Path, errors: dict[str, int]) -> Any:
-    """`read(path)` for a stage's side file (`_duplicates.parquet`, `_dropped.parquet`); a damaged one is counted
-    among the stage's errors (reason "unreadable NAME") and read as absent, so the rest of the report stands."""
+def _side_file(read, path: Path, errors: dict[str, int], *args: Any) -> Any:
+    """`read(path, *args)` for a stage's side file (`_duplicates.parquet`, `_dropped.parquet`...); a damaged one is
+    counted among the stage's errors (reason "unreadable NAME") and read as absent, so the rest of the report
+    stands."""
     try:
-        return read(path)
+        return read(path, *args)
     except (OSError, pa.ArrowException, ValueError, KeyError):
         reason = f"unreadable {path.name}"
         errors[reason] = errors.get(reason, 0) + 1
@@ -240,3 +246,30 @@ def dropped_sample(path: Path, examples: int = DROPPED_EXAMPLES) -> dict[str, An
             if len(reason["examples"]) < examples:
                 reason["examples"].append({**row, "text": text})
     return by_reason
+
+
+def decontamination(path: Path, eval_sets: dict[str, dict[str, Any]] | None,
+                    examples: int = CUT_EXAMPLES) -> dict[str, Any] | None:
+    """What decontamination cut (`_decontamination.parquet`, read a batch at a time) per evaluation set: the
+    set's examples, n and dirty examples (from the stage's summary), the n-gram occurrences cut, the documents they
+    were in, by what became of the document, and the first `examples` occurrences; None without the file."""
+    if not path.exists():
+        return None
+    sets: dict[str, dict[str, Any]] = {name: {**{k: info.get(k) for k in ("examples", "ngram", "dirty", "clean")},
+                                              "occurrences": 0, "documents": set(), "actions": Counter(),
+                                              "cut": []} for name, info in (eval_sets or {}).items()}
+    columns = ["eval_set", "example_id", "document_id", "source", "ngram", "action"]
+    for batch in pq.ParquetFile(path).iter_batches(columns=columns, batch_size=65536):
+        for row in batch.to_pylist():
+            entry = sets.setdefault(row["eval_set"], {"examples": None, "ngram": None, "dirty": None,
+                                                      "clean": None, "occurrences": 0, "documents": set(),
+                                                      "actions": Counter(), "cut": []})
+            entry["occurrences"] += 1
+            entry["documents"].add(row["document_id"])
+            entry["actions"][row["action"]] += 1
+            if len(entry["cut"]) < examples:
+                entry["cut"].append({k: row[k] for k in ("example_id", "source", "document_id", "ngram", "action")})
+    for entry in sets.values():  # the documents of a set are bounded by the n-grams cut, not by the corpus
+        entry["documents"] = len(entry["documents"])
+        entry["actions"] = dict(entry["actions"].most_common())
+    return {"rows": pq.ParquetFile(path).metadata.num_rows, "eval_sets": sets}

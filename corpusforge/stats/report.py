@@ -1,7 +1,7 @@
 """`corpusforge stats --html`: one self-contained HTML page (plots as inline base64 PNG, inline CSS, no scripts,
 nothing fetched) with the corpus tables and five plots: source mix vs weights, languages, document lengths per
-set, quality scores per set, and what each stage removed; then examples of what the quality rules removed, one
-collapsed section per reason."""
+set, quality scores per set, and what each stage removed; then what decontamination cut per evaluation set, and
+examples of what the quality rules removed, one collapsed section per reason."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import html
 import io
 from typing import Any
 
-from corpusforge.stats.tables import length_summary, score_summary, stage_reasons, top_languages
+from corpusforge.stats.tables import (DECONTAMINATION_HEADERS, decontamination_rows, length_summary, score_summary,
+                                      stage_reasons, top_languages)
 
 PLOTS = ("source-mix", "languages", "lengths", "quality-scores", "drops")
 _STYLE = """
@@ -161,6 +162,30 @@ def _dropped_examples(stats: dict[str, Any]) -> list[str]:
     return parts
 
 
+def _decontamination(stats: dict[str, Any]) -> list[str]:
+    """The decontamination section: per evaluation set its dirty and clean examples and what was cut, then a few
+    of the n-grams cut, as the documents wrote them (escaped: they are corpus text)."""
+    rows = decontamination_rows(stats)
+    if not rows:
+        return []
+    parts = ['<h2 id="decontamination">Decontamination</h2>',
+             ("<p>Training text sharing an n-gram with an evaluation set was cut with its margins "
+              "(<code>_decontamination.parquet</code>); an example is dirty when one of its n-grams was found in "
+              "training (<code>_dirty_examples.parquet</code>): score the clean ones for an uncontaminated "
+              "result.</p>"), _table(DECONTAMINATION_HEADERS, rows)]
+    for stage in stats["stages"]:
+        for name, s in ((stage.get("decontamination") or {}).get("eval_sets") or {}).items():
+            if s["cut"]:
+                parts.append(f"<details><summary>{html.escape(name)}: n-grams cut</summary>"
+                             + "".join(_cut_example(c) for c in s["cut"]) + "</details>")
+    return parts
+
+
+def _cut_example(cut: dict[str, Any]) -> str:
+    meta = f"example {cut['example_id']} · {cut['source']} · document {cut['document_id']} · {cut['action']}"
+    return f'<div class="example"><div>{html.escape(meta)}</div><pre>{html.escape(cut["ngram"])}</pre></div>'
+
+
 def _example(example: dict[str, Any]) -> str:
     where = example["url"] or " ".join(str(v) for v in (example["origin_file"], example["origin_offset"],
                                                          example["origin_id"]) if v is not None)
@@ -211,6 +236,7 @@ def render(stats: dict[str, Any]) -> str:
         _table(["stage", "files", "documents", "removed or failed (reason and count)"], stage_rows) if stage_rows else "<p>No stage summaries were found beside the corpus.</p>",
         _figure("drops", "drop reasons per stage", _drops(stats)),
     ]
+    parts += _decontamination(stats)
     examples = _dropped_examples(stats)
     if examples:
         parts += ['<h2 id="quality-dropped">What the quality rules removed</h2>',

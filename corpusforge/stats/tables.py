@@ -41,6 +41,22 @@ def stage_reasons(stage: dict[str, Any]) -> list[tuple[str, int]]:
     return rows
 
 
+DECONTAMINATION_HEADERS = ["evaluation set", "examples", "n", "dirty", "clean", "n-grams cut", "documents",
+                           "became of them"]
+
+
+def decontamination_rows(stats: dict[str, Any]) -> list[list[Any]]:
+    """Per evaluation set of the decontamination stage: examples, n, dirty and clean examples, the n-gram
+    occurrences cut, the documents they were in and what became of those ('cut 3, dropped_no_piece_left 1')."""
+    rows = []
+    for stage in stats["stages"]:
+        for name, s in ((stage.get("decontamination") or {}).get("eval_sets") or {}).items():
+            rows.append([name, human(s["examples"]), s["ngram"] if s["ngram"] is not None else "-",
+                         human(s["dirty"]), human(s["clean"]), human(s["occurrences"]), human(s["documents"]),
+                         ", ".join(f"{action} {n:,}" for action, n in s["actions"].items()) or "-"])
+    return rows
+
+
 def print_stats(stats: dict[str, Any], manifest: dict[str, Any], console) -> None:
     """Print the sets table, what the sets hold, their quality scores (when the corpus has any), the stages table,
     the warnings and the verification result."""
@@ -81,6 +97,16 @@ def print_stats(stats: dict[str, Any], manifest: dict[str, Any], console) -> Non
         console.print(table)
     else:
         console.print("no stage summaries (_summary.json) found beside the corpus")
+
+    rows = decontamination_rows(stats)
+    if rows:
+        table = Table(title="decontamination: evaluation sets (dirty = an n-gram found in training)",
+                      header_style="bold")
+        for name in DECONTAMINATION_HEADERS:
+            table.add_column(name, justify="left" if name in ("evaluation set", "became of them") else "right")
+        for row in rows:
+            table.add_row(*(str(c) for c in row))
+        console.print(table)
 
     for warning in stats["warnings"]:
         console.print(f"[yellow]warning: {warning}")
