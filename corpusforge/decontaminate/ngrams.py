@@ -14,7 +14,6 @@ examples are short gets a smaller n: the `short_percentile` of its examples' len
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 
 import numpy as np
@@ -117,16 +116,6 @@ class Index:
     pair_start: np.ndarray
     pair_set: np.ndarray
     pair_example: np.ndarray
-
-    def digest(self) -> str:
-        """A digest of the n-grams and of which examples hold them: equal digests, equal decontamination."""
-        h = hashlib.sha256()
-        for array in (self.lookup.keys, self.lookup.bounds, np.asarray(self.lookup.ns), self.pair_start,
-                      self.pair_set, self.pair_example):
-            h.update(np.ascontiguousarray(array).tobytes())
-        for s in self.sets:
-            h.update(f"\0{s.name}\0{s.ngram}".encode())
-        return h.hexdigest()
 
 
 def choose_n(lengths: np.ndarray, ngram: int, min_ngram: int, percentile: float) -> tuple[int, int | None]:
