@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from bench.timing import best_rate, peak_rss_kib
+from bench.timing import best_rate, peak_rss_kib, reset_peak_rss
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("CORPUSFORGE_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -150,11 +150,6 @@ def synthetic(n: int, folder: Path, examples: list[str], seed: int = 1) -> None:
             writer.write_table(table)
 
 
-def _reset_peak_rss() -> None:
-    """Start this process's VmHWM afresh from its current RSS (Linux: `5` to /proc/self/clear_refs)."""
-    Path("/proc/self/clear_refs").write_text("5")
-
-
 def scaling(sizes: list[int], work: Path) -> list[dict]:
     from distributed import Client, LocalCluster
 
@@ -175,7 +170,7 @@ def scaling(sizes: list[int], work: Path) -> list[dict]:
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                           silence_logs=40) as cluster, Client(cluster) as client:
             idle = sorted(client.run(peak_rss_kib).values())
-            _reset_peak_rss()
+            reset_peak_rss()
             client_idle = peak_rss_kib()
             t0 = time.perf_counter()
             summary = decontaminate.run(config, folder / "out", client=client)

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.timing import best_rate, peak_rss_kib
+from bench.timing import best_rate, peak_rss_kib, reset_peak_rss
 from corpusforge.quality import heuristics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -228,11 +228,6 @@ def web_copies(docs: list[dict], n: int, folder: Path, per_shard: int = 1_000) -
             writer.write_table(schema.to_table(rows))
 
 
-def _reset_peak_rss() -> None:
-    """Start this process's VmHWM afresh from its current RSS (Linux: `5` to /proc/self/clear_refs)."""
-    Path("/proc/self/clear_refs").write_text("5")
-
-
 def scaling(sizes: list[int], docs: list[dict], positives: list[str], work: Path) -> list[dict]:
     """Wall time and peak RSS (each worker's, the client's) of `quality.run` on a fresh 2-worker LocalCluster per
     size, over `web_copies` of `docs`, the classifier trained against `positives`."""
@@ -251,7 +246,7 @@ def scaling(sizes: list[int], docs: list[dict], positives: list[str], work: Path
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                           silence_logs=40) as cluster, Client(cluster) as client:
             idle = sorted(client.run(peak_rss_kib).values())
-            _reset_peak_rss()
+            reset_peak_rss()
             client_idle = peak_rss_kib()
             t0 = time.perf_counter()
             summary = quality.run(config, folder / "out", client=client)

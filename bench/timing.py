@@ -31,3 +31,8 @@ def peak_rss_kib() -> int:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def reset_peak_rss() -> None:
+    """Start this process's VmHWM afresh from its current RSS (Linux: `5` to /proc/self/clear_refs)."""
+    Path("/proc/self/clear_refs").write_text("5")
