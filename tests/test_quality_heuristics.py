@@ -120,7 +120,7 @@ def test_word_rules_skip_languages_written_without_spaces():
     assert judge(chinese, "zh") is None  # one "word" by whitespace, yet not too short: word rules do not apply
     measures = heuristics.measure([chinese], ["zh"])
     assert np.isnan(measures["words"][0]) and np.isnan(measures["stop_words"][0])
-    assert measures["terminal_punctuation_line_fraction"][0] == 1.0  # line rules still apply ("。" ends it)
+    assert measures["terminal_punctuation_char_fraction"][0] == 1.0  # line rules still apply ("。" ends it)
     assert judge(chinese + "\n" + "\n".join(["点击这里购买"] * 3), "zh") == "gopher_dup_lines"
     assert judge("Short words here.", "en") == "gopher_min_words"
 
