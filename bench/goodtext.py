@@ -192,9 +192,10 @@ _PLACES = ["London", "Paris", "Berlin", "Madrid", "Rome", "New York", "Dubai", "
 
 
 def junk_pages(seed: int = 0) -> list[dict]:
-    """Junk by kind, several pages each: keyword stuffing, link farms, boilerplate-only pages, lorem ipsum templates
-    and machine-translated spam (word-salad sentences built from a phrase table, as spinners produce), plus the
-    sample crawl's four junk pages."""
+    """Junk by kind, five pages each: keyword stuffing, link farms, boilerplate-only pages, lorem ipsum templates,
+    machine-translated spam (word-salad sentences built from a phrase table, as spinners produce), stub pages (not
+    found, under construction), snippet listings, hashtag dumps and number dumps; plus the sample crawl's four junk
+    pages."""
     from corpusforge.sample import crawl
 
     rng = random.Random(seed)
@@ -222,6 +223,19 @@ def junk_pages(seed: int = 0) -> list[dict]:
         sentences = [rng.choice(phrases).format(p=product, c=rng.choice(_PLACES)).capitalize() + "."
                      for _ in range(30)]
         out.append({"kind": "machine-translated spam", "text": " ".join(sentences), "lang": "en"})
+        out.append({"kind": "stub page", "lang": "en", "text": rng.choice([
+            "Page not found. The page you are looking for might have been removed. Return to the home page.",
+            "Coming soon! Our new website is under construction. Check back later.",
+            "Access denied. Please log in to view this content.",
+            "This domain is for sale. Contact the owner for more information."])})
+        snippets = [f"{rng.choice(_PRODUCTS).title()} in {rng.choice(_PLACES)}: the best deals and offers for {p}..."
+                    for p in rng.sample(_PRODUCTS, 8)]
+        out.append({"kind": "snippet listing", "lang": "en", "text": "Search results\n" + "\n".join(
+            f"{s}\nRead more …" for s in snippets)})
+        tags = " ".join(f"#{p.replace(' ', '')}{rng.choice(_PLACES).replace(' ', '')}" for p in _PRODUCTS * 3)
+        out.append({"kind": "hashtag dump", "lang": "en", "text": f"Follow us for the best {product} deals! {tags}"})
+        numbers = "\n".join(" ".join(f"{rng.randint(0, 99999):05d}" for _ in range(12)) for _ in range(10))
+        out.append({"kind": "number dump", "lang": "en", "text": f"Lottery results {product}\n{numbers}"})
     texts = crawl.load_texts()
     for art in texts["article"]:
         if art.get("junk"):

@@ -90,30 +90,40 @@ RULES: tuple[Rule, ...] = (
          "C4's policy and javascript line rules as a page fraction, NeMo Curator's threshold"),
 )
 RULE_NAMES = tuple(r.name for r in RULES)
+# Off unless `enable`d: on real good text each drops more than 0.5% of some set and catches no junk that the rules
+# left on miss (bench/quality_rules.py chooses them; docs/quality.md gives the numbers).
+OFF_BY_DEFAULT = ("gopher_min_mean_word_length", "gopher_alpha_words", "gopher_dup_lines",
+                  *(f"gopher_dup_{n}gram" for n in DUP_NGRAMS))
 
 
 @dataclasses.dataclass
 class HeuristicsConfig:
     """`[quality.heuristics]`: which sources the rules apply to, and changes to the table's defaults.
 
-    `thresholds` replaces a rule's default threshold (rule name -> number); `disable` lists rules not to apply;
+    `thresholds` replaces a rule's default threshold (rule name -> number); `disable` lists rules not to apply and
+    `enable` rules to apply that are off by default (`OFF_BY_DEFAULT`);
     `stop_words` maps a language code to the words `gopher_stop_words` counts (documents in other languages are not
     judged by that rule)."""
 
     sources: list[str] = dataclasses.field(default_factory=lambda: ["commoncrawl", "webtext2"])
     thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
     disable: list[str] = dataclasses.field(default_factory=list)
+    enable: list[str] = dataclasses.field(default_factory=list)
     stop_words: dict[str, list[str]] = dataclasses.field(default_factory=lambda: {"en": list(GOPHER_STOP_WORDS)})
 
     def validate(self) -> None:
-        for key, names in (("thresholds", self.thresholds), ("disable", self.disable)):
+        for key, names in (("thresholds", self.thresholds), ("disable", self.disable), ("enable", self.enable)):
             unknown = sorted(set(names) - set(RULE_NAMES))
             if unknown:
                 raise ValueError(f"{key}: unknown rule(s) {unknown}; known: {', '.join(RULE_NAMES)}")
 
     def rules(self) -> list[tuple[Rule, float]]:
         """The rules to apply, in table order, each with its threshold."""
-        return [(r, float(self.thresholds.get(r.name, r.default))) for r in RULES if r.name not in self.disable]
+        return [(r, float(self.thresholds.get(r.name, r.default))) for r in RULES if r.name not in self.off()]
+
+    def off(self) -> set[str]:
+        """The rules not applied: `disable`d ones and those off by default that are not `enable`d."""
+        return set(self.disable) | (set(OFF_BY_DEFAULT) - set(self.enable))
 
 
 # ------------------------------------------------------------------------------------------------------ measures
@@ -352,9 +362,15 @@ def measure(texts: pa.Array | Sequence[str], langs: pa.Array | Sequence[str], ne
     return {k: v for k, v in out.items() if k in needed}
 
 
+def failures(measures: dict[str, np.ndarray], rules: Sequence[tuple[Rule, float]], n_docs: int) -> np.ndarray:
+    """Which documents each rule drops on its own: a (rules, documents) boolean array."""
+    out = np.zeros((len(rules), n_docs), dtype=bool)
+    for i, (rule, threshold) in enumerate(rules):
+        out[i] = rule.fails(measures[rule.measure], threshold)
+    return out
+
+
 def first_failed(measures: dict[str, np.ndarray], rules: Sequence[tuple[Rule, float]], n_docs: int) -> np.ndarray:
     """For each document the index in `rules` of the first rule it fails, or -1 if it passes them all."""
-    failed = np.full(n_docs, -1, dtype=np.int64)
-    for i, (rule, threshold) in reversed(list(enumerate(rules))):  # the earliest failing rule is written last
-        failed[rule.fails(measures[rule.measure], threshold)] = i
-    return failed
+    failed = failures(measures, rules, n_docs)
+    return np.where(failed.any(axis=0), failed.argmax(axis=0), -1)
