@@ -84,3 +84,25 @@ def test_rules_off_by_default_can_be_enabled():
     assert "gopher_alpha_words" in names and "c4_curly_bracket" not in names
     with pytest.raises(ValueError, match="enable: unknown rule"):
         HeuristicsConfig(enable=["gopher_alpah_words"]).validate()
+
+
+def test_report_shows_each_rules_drops_per_source_and_language_beside_its_measured_false_drops():
+    from corpusforge.quality import false_drops
+    from corpusforge.stats.collect import drops_by_source_lang, rule_costs
+    from corpusforge.stats.tables import measured_cost, rule_shares
+
+    counts = {"documents": 30, "kept": 26, "dropped_c4_curly_bracket": 3, "dropped_gopher_stop_words": 1,
+              "commoncrawl:en:documents": 20, "commoncrawl:en:dropped_c4_curly_bracket": 2,
+              "commoncrawl:de:documents": 5, "commoncrawl:de:dropped_c4_curly_bracket": 1,
+              "webtext2:en:documents": 5, "webtext2:en:dropped_gopher_stop_words": 1, "commoncrawl:kept": 22}
+    stage = {"stage": "quality", "drops": {k: v for k, v in counts.items() if k.startswith("dropped_")},
+             "drops_by_source_lang": drops_by_source_lang(counts)}
+    rows = {r["rule"]: r for r in rule_costs([stage])}
+    assert rows["c4_curly_bracket"]["shares"] == {"commoncrawl:en": 0.1, "commoncrawl:de": 0.2}
+    assert rule_shares(rows["c4_curly_bracket"]) == "commoncrawl:de 20.0%, commoncrawl:en 10.0%"
+    measured = false_drops.load()
+    assert measured is not None, "run bench/quality_rules.py: it writes corpusforge/quality/false_drops.json"
+    worst = max(s["rules"]["c4_curly_bracket"] for s in measured["sets"].values())
+    assert rows["c4_curly_bracket"]["good_max"] == worst  # the measured number, read from the benchmark's file
+    good, junk = measured_cost(rows["c4_curly_bracket"])
+    assert good.startswith(f"{worst:.1%}") and junk.endswith("%")
