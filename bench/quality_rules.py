@@ -179,7 +179,8 @@ def main() -> None:
          "ratio": f"{rate['after_docs_per_cpu_s'] / rate['before_docs_per_cpu_s']:.2f}x"},
     ]
     result = {"table": table, "defaults": measured, "every_rule": every_rule, "before": before, "speed": rate,
-              "off_by_default": list(heuristics.OFF_BY_DEFAULT), "chosen_by_the_measure": chosen, "seconds": round(time.perf_counter() - t0, 1)}
+              "off_by_default": list(heuristics.OFF_BY_DEFAULT), "chosen_by_the_measure": chosen,
+              "seconds": round(time.perf_counter() - t0, 1)}
     RESULTS.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     package = {"source": "bench/quality_rules.py", "sets": {
         n: {"documents": s["documents"], "all": s["all"], "rules": s["rules"]} for n, s in sets.items()},

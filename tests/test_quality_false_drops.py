@@ -70,7 +70,7 @@ def test_documentation_with_config_and_command_listing_is_kept_by_default():
 
 
 def test_a_lone_code_line_in_prose_is_judged_as_prose():
-    text = ("You are welcome to share this recipe on your own website. Copy the code below and paste it into your page.\n"
+    text = ("You are welcome to share this recipe on your own website. Copy the code below and paste it here.\n"
             '<script>recipeCard({"recipe": "soup"});</script>\n'
             "The card is free to use for personal and community websites, and it links back to the recipe.")
     assert heuristics.measure([text], ["en"])["curly_brackets"][0] == 1

@@ -169,8 +169,8 @@ def _duplicates(values: pa.Array, doc: np.ndarray, n_docs: int, chars: np.ndarra
 
 # Lines that are code, configuration, a table row or a command rather than prose: block delimiters and statement
 # ends, JSON keys, markup, prompts and comments, ini sections, assignments, YAML keys, table rows (trafilatura writes
-# "| a | b |") and tab-separated columns, command-line options. `prose_lines` adds short indented lines (extractors keep a
-# code block's indentation), short lowercase lines without terminal punctuation (a
+# "| a | b |") and tab-separated columns, command-line options. `prose_lines` adds short indented lines
+# (extractors keep a code block's indentation), short lowercase lines without terminal punctuation (a
 # command: "sudo nginx -t") and lines mostly of symbols and digits.
 NOT_PROSE = "|".join((r"[{};]$", r"[}\]],?$", r"^[{}]", r"^\"[^\"]*\"\s?:", r"^</?[A-Za-z][\w-]*[\s/>]",
                       r"^(\$|#|%|>>>|>)\s", r"^\[[^\]]*\]$", r"^[\w.\-\[\]\"']+\s?=", r"^[\w.\-]+:(\s+\S+)?$",
@@ -205,6 +205,8 @@ def _line_measures(lines: pa.Array, doc: np.ndarray, texts: pa.Array, n_docs: in
     """The line measures over prose `lines` (`doc`: their documents), and the paragraph measures over `texts`."""
     n_lines = _per_doc(doc, n_docs)
     line_chars = pc.utf8_length(lines).to_numpy(zero_copy_only=False).astype(np.float64)
+    punctuated = pc.match_substring_regex(lines, f"[{re.escape(TERMINAL_PUNCTUATION)}]$").to_numpy(
+        zero_copy_only=False)
 
     def fraction(pattern: str, ignore_case: bool = False) -> np.ndarray:
         hits = pc.match_substring_regex(lines, pattern, ignore_case=ignore_case).to_numpy(zero_copy_only=False)
@@ -214,8 +216,8 @@ def _line_measures(lines: pa.Array, doc: np.ndarray, texts: pa.Array, n_docs: in
         "curly_brackets": _per_doc(doc, n_docs, pc.count_substring(lines, "{").to_numpy(zero_copy_only=False)),
         "bullet_line_fraction": fraction(f"^[{re.escape(BULLETS)}]"),
         "ellipsis_line_fraction": fraction(r"(\.\.\.|…)$"),
-        "terminal_punctuation_char_fraction": _ratio(_per_doc(doc, n_docs, line_chars * pc.match_substring_regex(
-            lines, f"[{re.escape(TERMINAL_PUNCTUATION)}]$").to_numpy(zero_copy_only=False)), _per_doc(doc, n_docs, line_chars)),
+        "terminal_punctuation_char_fraction": _ratio(_per_doc(doc, n_docs, line_chars * punctuated),
+                                                     _per_doc(doc, n_docs, line_chars)),
         "boilerplate_line_fraction": fraction("|".join(map(re.escape, BOILERPLATE_PHRASES)), ignore_case=True),
     }
     out["dup_line_fraction"], out["dup_line_char_fraction"] = _duplicates(lines, doc, n_docs, chars)
@@ -329,7 +331,8 @@ def measure(texts: pa.Array | Sequence[str], langs: pa.Array | Sequence[str], ne
     raw, ldoc = _flatten(pc.split_pattern(texts, "\n"))
     nonblank = pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(raw)), 0).to_numpy(zero_copy_only=False)
     # indented and short: a line of a code block (long indented lines are wrapped prose, as in a plain-text RFC)
-    indented = pc.match_substring_regex(raw, r"^( {2,}|\t)\S+(\s+\S+){0,5}\s*$").to_numpy(zero_copy_only=False)[nonblank]
+    indented = pc.match_substring_regex(raw, r"^( {2,}|\t)\S+(\s+\S+){0,5}\s*$").to_numpy(
+        zero_copy_only=False)[nonblank]
     lines, ldoc = pc.utf8_trim_whitespace(raw.filter(pa.array(nonblank))), ldoc[nonblank]
     prose = prose_lines(lines, ldoc, indented)
     if needed & LINE_MEASURES:
