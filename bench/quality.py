@@ -30,6 +30,7 @@ import os
 import re
 import shutil
 import time
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,32 +66,47 @@ def plain_measures(text: str, lang: str, stop_words: dict[str, Sequence[str]] | 
     def ratio(num: float, den: float) -> float:
         return num / den if den > 0 else nan
 
-    lines = [line.strip() for line in text.split("\n") if line.strip()]
+    raw = [line for line in text.split("\n") if line.strip()]
+    lines = [line.strip() for line in raw]
+
+    def other(i: int) -> bool:  # heuristics.prose_lines, with RE2's ASCII \w and \s and Unicode letters
+        line = lines[i]
+        visible = sum(c not in "\t\n\f\r " for c in line)
+        letters = sum(unicodedata.category(c).startswith("L") for c in line)
+        return (re.search(heuristics.NOT_PROSE, line, flags=re.ASCII) is not None
+                or re.match(r"( {2,}|\t)\S+(\s+\S+){0,5}\s*$", raw[i], flags=re.ASCII) is not None
+                or re.search(heuristics.COMMAND, line, flags=re.ASCII) is not None
+                and not line.endswith(tuple(heuristics.TERMINAL_PUNCTUATION)) or 2 * letters < visible)
+
+    not_prose = [other(i) for i in range(len(lines))]
+    prose = [line for i, line in enumerate(lines) if not (not_prose[i] and (
+        i > 0 and not_prose[i - 1] or i + 1 < len(lines) and not_prose[i + 1]))]
     paragraphs = [p.strip() for p in re.split(r"\n[ \t\r\f\v]*\n", text) if p.strip()]
+    punctuated = sum(len(line) for line in prose if line.endswith(tuple(heuristics.TERMINAL_PUNCTUATION)))
     out = {
         "lorem_ipsum": float(len(re.findall("lorem ipsum", text, flags=re.IGNORECASE))),
-        "curly_brackets": float(text.count("{")),
-        "bullet_line_fraction": ratio(sum(line.startswith(tuple(heuristics.BULLETS)) for line in lines), len(lines)),
-        "ellipsis_line_fraction": ratio(sum(line.endswith(("...", "…")) for line in lines), len(lines)),
-        "terminal_punctuation_line_fraction": ratio(
-            sum(line.endswith(tuple(heuristics.TERMINAL_PUNCTUATION)) for line in lines), len(lines)),
+        "curly_brackets": float(sum(line.count("{") for line in prose)),
+        "bullet_line_fraction": ratio(sum(line.startswith(tuple(heuristics.BULLETS)) for line in prose), len(prose)),
+        "ellipsis_line_fraction": ratio(sum(line.endswith(("...", "…")) for line in prose), len(prose)),
+        "terminal_punctuation_char_fraction": ratio(punctuated, sum(map(len, prose))),
         "boilerplate_line_fraction": ratio(
-            sum(any(p in line.lower() for p in heuristics.BOILERPLATE_PHRASES) for line in lines), len(lines)),
+            sum(any(p in line.lower() for p in heuristics.BOILERPLATE_PHRASES) for line in prose), len(prose)),
     }
-    for name, items in (("line", lines), ("paragraph", paragraphs)):
+    for name, items in (("line", prose), ("paragraph", paragraphs)):
         repeats = _repeats(items)
         out[f"dup_{name}_fraction"] = ratio(sum(repeats), len(items))
         out[f"dup_{name}_char_fraction"] = ratio(sum(len(x) for x, r in zip(items, repeats) if r), chars)
-    words = text.split()
     if lang in heuristics.SPACELESS_LANGUAGES:
         return {**out, **{k: nan for k in heuristics.WORD_MEASURES}}
-    out["words"] = float(len(words))
+    every = text.split()
+    words = [w for line in prose for w in line.split()]  # the word measures but the count judge prose
+    out["words"] = float(len(every))
     out["mean_word_length"] = ratio(sum(map(len, words)), len(words))
-    out["hashes_per_word"] = ratio(text.count("#"), len(words))
-    out["ellipses_per_word"] = ratio(len(re.findall(r"\.\.\.|…", text)), len(words))
+    out["hashes_per_word"] = ratio(sum(line.count("#") for line in prose), len(words))
+    out["ellipses_per_word"] = ratio(sum(len(re.findall(r"\.\.\.|…", line)) for line in prose), len(words))
     out["alpha_word_fraction"] = ratio(sum(any(c.isalpha() for c in w) for w in words), len(words))
     listed = stop_words.get(lang)
-    out["stop_words"] = (float(sum(w.strip(heuristics.PUNCTUATION).lower() in set(listed) for w in words))
+    out["stop_words"] = (float(sum(w.strip(heuristics.PUNCTUATION).lower() in set(listed) for w in every))
                          if listed is not None else nan)
     for n in heuristics.TOP_NGRAMS:
         grams = Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1))

@@ -237,7 +237,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
         except ValueError:
             raise ValueError(f"--threshold: expected RULE=NUMBER, got {spec!r}") from None
     heuristics = quality.HeuristicsConfig(thresholds=thresholds, disable=args.disable or [],
-                                          **_given(args, sources="heuristic_sources"))
+                                          enable=args.enable or [], **_given(args, sources="heuristic_sources"))
     classifier = quality.ClassifierConfig(**_given(
         args, sources="classifier_sources", positives="positives", negatives="negatives", model="model",
         keep="keep", alpha="alpha", train_documents="train_documents"))
@@ -482,6 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heuristic-sources", nargs="*", default=None, metavar="SOURCE",
                    help="sources the rules judge (default: commoncrawl webtext2; none: no rules)")
     p.add_argument("--disable", action="append", metavar="RULE", help="do not apply this rule (repeatable)")
+    p.add_argument("--enable", action="append", metavar="RULE",
+                   help="apply this rule that is off by default, e.g. gopher_alpha_words (repeatable)")
     p.add_argument("--threshold", action="append", metavar="RULE=NUMBER",
                    help="replace a rule's threshold, e.g. gopher_min_words=100 (repeatable)")
     p.add_argument("--classifier-sources", nargs="*", default=None, metavar="SOURCE",

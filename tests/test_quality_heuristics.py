@@ -101,6 +101,7 @@ def test_ordinary_prose_is_kept():
 
 @pytest.mark.parametrize("rule, text, changes", CASES, ids=[c[0] for c in CASES])
 def test_rule_drops_its_case_with_its_name(rule, text, changes):
+    changes = {"enable": list(heuristics.RULE_NAMES), **changes}  # the rules off by default too
     config = HeuristicsConfig(**changes)
     assert judge(text, config=config) == rule
     # bounds are strict, as in the papers ("more than 90% of lines"): at exactly its own value the rule passes it
@@ -120,8 +121,9 @@ def test_word_rules_skip_languages_written_without_spaces():
     assert judge(chinese, "zh") is None  # one "word" by whitespace, yet not too short: word rules do not apply
     measures = heuristics.measure([chinese], ["zh"])
     assert np.isnan(measures["words"][0]) and np.isnan(measures["stop_words"][0])
-    assert measures["terminal_punctuation_line_fraction"][0] == 1.0  # line rules still apply ("。" ends it)
-    assert judge(chinese + "\n" + "\n".join(["点击这里购买"] * 3), "zh") == "gopher_dup_lines"
+    assert measures["terminal_punctuation_char_fraction"][0] == 1.0  # line rules still apply ("。" ends it)
+    with_dup_lines = HeuristicsConfig(enable=["gopher_dup_lines"])  # off by default
+    assert judge(chinese + "\n" + "\n".join(["点击这里购买"] * 3), "zh", with_dup_lines) == "gopher_dup_lines"
     assert judge("Short words here.", "en") == "gopher_min_words"
 
 

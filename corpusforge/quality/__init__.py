@@ -166,8 +166,11 @@ def filter_shard(item: str, out_dir: str, job: _Job) -> runtime.FileReport:
             for source, lang in zip(out.column("source").to_pylist(), out.column("lang").to_pylist()):
                 report.count(f"{source}:kept")
                 report.by_lang[lang] = report.by_lang.get(lang, 0) + 1
-            for why in reason[~kept]:
-                report.count(f"dropped_{why}")
+            for source, lang, why in zip(table.column("source").to_pylist(), table.column("lang").to_pylist(), reason):
+                report.count(f"{source}:{lang}:documents")  # per source and language, for the report's shares
+                if why:
+                    report.count(f"dropped_{why}")
+                    report.count(f"{source}:{lang}:dropped_{why}")
             if job.dropped_sample:
                 rows = _dropped_rows(table, reason, value)
                 dropped = _lowest_per_reason(pa.concat_tables([dropped, _as(rows, dropped.schema)]),

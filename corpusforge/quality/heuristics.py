@@ -84,36 +84,46 @@ RULES: tuple[Rule, ...] = (
       for n in DUP_NGRAMS),
     Rule("c4_lorem_ipsum", "lorem_ipsum", "max", 0, "C4 (Raffel et al. 2020): pages with 'lorem ipsum'"),
     Rule("c4_curly_bracket", "curly_brackets", "max", 0, "C4 (Raffel et al. 2020): pages with a curly bracket"),
-    Rule("c4_terminal_punctuation", "terminal_punctuation_line_fraction", "min", 0.12,
-         "C4's terminal-punctuation line rule as a page fraction, FineWeb's threshold (Penedo et al. 2024)"),
+    Rule("c4_terminal_punctuation", "terminal_punctuation_char_fraction", "min", 0.12,
+         "C4's terminal-punctuation line rule as the share of prose in such lines, FineWeb's threshold"),
     Rule("c4_boilerplate_lines", "boilerplate_line_fraction", "max", 0.4,
          "C4's policy and javascript line rules as a page fraction, NeMo Curator's threshold"),
 )
 RULE_NAMES = tuple(r.name for r in RULES)
+# Off unless `enable`d: on real good text each drops more than 0.5% of some set and catches no junk that the rules
+# left on miss (bench/quality_rules.py chooses them; docs/quality.md gives the numbers).
+OFF_BY_DEFAULT = ("gopher_min_mean_word_length", "gopher_alpha_words", "gopher_dup_lines",
+                  *(f"gopher_dup_{n}gram" for n in DUP_NGRAMS))
 
 
 @dataclasses.dataclass
 class HeuristicsConfig:
     """`[quality.heuristics]`: which sources the rules apply to, and changes to the table's defaults.
 
-    `thresholds` replaces a rule's default threshold (rule name -> number); `disable` lists rules not to apply;
+    `thresholds` replaces a rule's default threshold (rule name -> number); `disable` lists rules not to apply and
+    `enable` rules to apply that are off by default (`OFF_BY_DEFAULT`);
     `stop_words` maps a language code to the words `gopher_stop_words` counts (documents in other languages are not
     judged by that rule)."""
 
     sources: list[str] = dataclasses.field(default_factory=lambda: ["commoncrawl", "webtext2"])
     thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
     disable: list[str] = dataclasses.field(default_factory=list)
+    enable: list[str] = dataclasses.field(default_factory=list)
     stop_words: dict[str, list[str]] = dataclasses.field(default_factory=lambda: {"en": list(GOPHER_STOP_WORDS)})
 
     def validate(self) -> None:
-        for key, names in (("thresholds", self.thresholds), ("disable", self.disable)):
+        for key, names in (("thresholds", self.thresholds), ("disable", self.disable), ("enable", self.enable)):
             unknown = sorted(set(names) - set(RULE_NAMES))
             if unknown:
                 raise ValueError(f"{key}: unknown rule(s) {unknown}; known: {', '.join(RULE_NAMES)}")
 
     def rules(self) -> list[tuple[Rule, float]]:
         """The rules to apply, in table order, each with its threshold."""
-        return [(r, float(self.thresholds.get(r.name, r.default))) for r in RULES if r.name not in self.disable]
+        return [(r, float(self.thresholds.get(r.name, r.default))) for r in RULES if r.name not in self.off()]
+
+    def off(self) -> set[str]:
+        """The rules not applied: `disable`d ones and those off by default that are not `enable`d."""
+        return set(self.disable) | (set(OFF_BY_DEFAULT) - set(self.enable))
 
 
 # ------------------------------------------------------------------------------------------------------ measures
@@ -157,18 +167,57 @@ def _duplicates(values: pa.Array, doc: np.ndarray, n_docs: int, chars: np.ndarra
             _ratio(_per_doc(doc, n_docs, lengths * repeat), chars))
 
 
-def _line_measures(texts: pa.Array, n_docs: int, chars: np.ndarray) -> dict[str, np.ndarray]:
-    lines, doc = _nonblank(*_flatten(pc.split_pattern(texts, "\n")))
+# Lines that are code, configuration, a table row or a command rather than prose: block delimiters and statement
+# ends, JSON keys, markup, prompts and comments, ini sections, assignments, YAML keys, table rows (trafilatura writes
+# "| a | b |") and tab-separated columns, command-line options. `prose_lines` adds short indented lines
+# (extractors keep a code block's indentation), short lowercase lines without terminal punctuation (a
+# command: "sudo nginx -t") and lines mostly of symbols and digits.
+NOT_PROSE = "|".join((r"[{};]$", r"[}\]],?$", r"^[{}]", r"^\"[^\"]*\"\s?:", r"^</?[A-Za-z][\w-]*[\s/>]",
+                      r"^(\$|#|%|>>>|>)\s", r"^\[[^\]]*\]$", r"^[\w.\-\[\]\"']+\s?=", r"^[\w.\-]+:(\s+\S+)?$",
+                      r"^\|.*\|$", r"\t", r"^--?\w"))
+COMMAND = r"^(sudo\s+)?[a-z][\w.+-]*(\s+\S+){0,7}$"
+
+
+def prose_lines(lines: pa.Array, doc: np.ndarray, indented: np.ndarray) -> np.ndarray:
+    """Which of `lines` (stripped, non-blank; `doc`: each line's document, in order; `indented`: whether it was) are
+    prose. A line is not prose when it looks like code, configuration, a table row or a command (`NOT_PROSE`,
+    indented, `COMMAND` without terminal punctuation, or fewer letters than other characters) and so does a line
+    next to it in its document: blocks of
+    such lines are what manuals and documentation show, while one such line alone among prose is judged as prose
+    (an embed snippet or a stray script line)."""
+    def matches(pattern: str) -> np.ndarray:
+        return pc.match_substring_regex(lines, pattern).to_numpy(zero_copy_only=False)
+
+    visible = pc.utf8_length(pc.replace_substring_regex(lines, r"\s", "")).to_numpy(zero_copy_only=False)
+    letters = pc.utf8_length(pc.replace_substring_regex(lines, r"[^\pL]", "")).to_numpy(zero_copy_only=False)
+    other = (matches(NOT_PROSE) | (matches(COMMAND) & ~matches(f"[{re.escape(TERMINAL_PUNCTUATION)}]$"))
+             | (2 * letters < visible) | indented)
+    same_doc = doc[1:] == doc[:-1]
+    after = np.zeros(len(other), dtype=bool)  # the line before is in the same document and not prose either
+    after[1:] = other[:-1] & same_doc
+    before = np.zeros(len(other), dtype=bool)
+    before[:-1] = other[1:] & same_doc
+    return ~(other & (after | before))
+
+
+def _line_measures(lines: pa.Array, doc: np.ndarray, texts: pa.Array, n_docs: int,
+                   chars: np.ndarray) -> dict[str, np.ndarray]:
+    """The line measures over prose `lines` (`doc`: their documents), and the paragraph measures over `texts`."""
     n_lines = _per_doc(doc, n_docs)
+    line_chars = pc.utf8_length(lines).to_numpy(zero_copy_only=False).astype(np.float64)
+    punctuated = pc.match_substring_regex(lines, f"[{re.escape(TERMINAL_PUNCTUATION)}]$").to_numpy(
+        zero_copy_only=False)
 
     def fraction(pattern: str, ignore_case: bool = False) -> np.ndarray:
         hits = pc.match_substring_regex(lines, pattern, ignore_case=ignore_case).to_numpy(zero_copy_only=False)
         return _ratio(_per_doc(doc, n_docs, hits), n_lines)
 
     out = {
+        "curly_brackets": _per_doc(doc, n_docs, pc.count_substring(lines, "{").to_numpy(zero_copy_only=False)),
         "bullet_line_fraction": fraction(f"^[{re.escape(BULLETS)}]"),
         "ellipsis_line_fraction": fraction(r"(\.\.\.|…)$"),
-        "terminal_punctuation_line_fraction": fraction(f"[{re.escape(TERMINAL_PUNCTUATION)}]$"),
+        "terminal_punctuation_char_fraction": _ratio(_per_doc(doc, n_docs, line_chars * punctuated),
+                                                     _per_doc(doc, n_docs, line_chars)),
         "boilerplate_line_fraction": fraction("|".join(map(re.escape, BOILERPLATE_PHRASES)), ignore_case=True),
     }
     out["dup_line_fraction"], out["dup_line_char_fraction"] = _duplicates(lines, doc, n_docs, chars)
@@ -249,10 +298,10 @@ def _ngram_measures(codes: np.ndarray, doc: np.ndarray, lengths: np.ndarray, n_d
     return out
 
 
-TEXT_MEASURES = frozenset({"lorem_ipsum", "curly_brackets"})
-LINE_MEASURES = frozenset({"bullet_line_fraction", "ellipsis_line_fraction", "terminal_punctuation_line_fraction",
-                            "boilerplate_line_fraction", "dup_line_fraction", "dup_line_char_fraction",
-                            "dup_paragraph_fraction", "dup_paragraph_char_fraction"})
+TEXT_MEASURES = frozenset({"lorem_ipsum"})
+LINE_MEASURES = frozenset({"curly_brackets", "bullet_line_fraction", "ellipsis_line_fraction",
+                           "terminal_punctuation_char_fraction", "boilerplate_line_fraction", "dup_line_fraction",
+                           "dup_line_char_fraction", "dup_paragraph_fraction", "dup_paragraph_char_fraction"})
 WORD_MEASURES = frozenset({"words", "mean_word_length", "hashes_per_word", "ellipses_per_word", "alpha_word_fraction",
                             "stop_words", *(f"top_{n}gram_char_fraction" for n in TOP_NGRAMS),
                             *(f"dup_{n}gram_char_fraction" for n in DUP_NGRAMS)})
@@ -277,22 +326,34 @@ def measure(texts: pa.Array | Sequence[str], langs: pa.Array | Sequence[str], ne
 
     if needed & TEXT_MEASURES:
         out["lorem_ipsum"] = counts(pc.count_substring_regex(texts, "lorem ipsum", ignore_case=True))
-        out["curly_brackets"] = counts(pc.count_substring(texts, "{"))
+    if not needed & (LINE_MEASURES | WORD_MEASURES):
+        return {k: v for k, v in out.items() if k in needed}
+    raw, ldoc = _flatten(pc.split_pattern(texts, "\n"))
+    nonblank = pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(raw)), 0).to_numpy(zero_copy_only=False)
+    # indented and short: a line of a code block (long indented lines are wrapped prose, as in a plain-text RFC)
+    indented = pc.match_substring_regex(raw, r"^( {2,}|\t)\S+(\s+\S+){0,5}\s*$").to_numpy(
+        zero_copy_only=False)[nonblank]
+    lines, ldoc = pc.utf8_trim_whitespace(raw.filter(pa.array(nonblank))), ldoc[nonblank]
+    prose = prose_lines(lines, ldoc, indented)
     if needed & LINE_MEASURES:
-        out.update(_line_measures(texts, n_docs, chars))
+        out.update(_line_measures(lines.filter(pa.array(prose)), ldoc[prose], texts, n_docs, chars))
     if needed & WORD_MEASURES:
-        words, doc = _flatten(pc.utf8_split_whitespace(pc.utf8_trim_whitespace(texts)))
-        nonempty = pc.greater(pc.utf8_length(words), 0)  # an empty text splits into one empty word
-        words, doc = words.filter(nonempty), doc[nonempty.to_numpy(zero_copy_only=False)]
+        words, line = _flatten(pc.utf8_split_whitespace(lines))
+        doc, in_prose = ldoc[line], prose[line]
         lengths = counts(pc.utf8_length(words))
+        out["words"] = _per_doc(doc, n_docs)
+        out["stop_words"] = _stop_words(words, doc, langs, stop_words, n_docs)
+        # the other word measures judge prose: a path, an option or a number in a listing is not a bad word
+        words, doc, lengths = words.filter(pa.array(in_prose)), doc[in_prose], lengths[in_prose]
         n_words = _per_doc(doc, n_docs)
-        out["words"] = n_words
+        prose_text = lines.filter(pa.array(prose))
+        pdoc = ldoc[prose]
         out["mean_word_length"] = _ratio(_per_doc(doc, n_docs, lengths), n_words)
-        out["hashes_per_word"] = _ratio(counts(pc.count_substring(texts, "#")), n_words)
-        out["ellipses_per_word"] = _ratio(counts(pc.count_substring_regex(texts, r"\.\.\.|…")), n_words)
+        out["hashes_per_word"] = _ratio(_per_doc(pdoc, n_docs, counts(pc.count_substring(prose_text, "#"))), n_words)
+        out["ellipses_per_word"] = _ratio(_per_doc(pdoc, n_docs, counts(
+            pc.count_substring_regex(prose_text, r"\.\.\.|…"))), n_words)
         alpha = pc.match_substring_regex(words, r"\pL").to_numpy(zero_copy_only=False)
         out["alpha_word_fraction"] = _ratio(_per_doc(doc, n_docs, alpha), n_words)
-        out["stop_words"] = _stop_words(words, doc, langs, stop_words, n_docs)
         top = [n for n in TOP_NGRAMS if f"top_{n}gram_char_fraction" in needed]
         dup = [n for n in DUP_NGRAMS if f"dup_{n}gram_char_fraction" in needed]
         if top or dup:
@@ -304,9 +365,15 @@ def measure(texts: pa.Array | Sequence[str], langs: pa.Array | Sequence[str], ne
     return {k: v for k, v in out.items() if k in needed}
 
 
+def failures(measures: dict[str, np.ndarray], rules: Sequence[tuple[Rule, float]], n_docs: int) -> np.ndarray:
+    """Which documents each rule drops on its own: a (rules, documents) boolean array."""
+    out = np.zeros((len(rules), n_docs), dtype=bool)
+    for i, (rule, threshold) in enumerate(rules):
+        out[i] = rule.fails(measures[rule.measure], threshold)
+    return out
+
+
 def first_failed(measures: dict[str, np.ndarray], rules: Sequence[tuple[Rule, float]], n_docs: int) -> np.ndarray:
     """For each document the index in `rules` of the first rule it fails, or -1 if it passes them all."""
-    failed = np.full(n_docs, -1, dtype=np.int64)
-    for i, (rule, threshold) in reversed(list(enumerate(rules))):  # the earliest failing rule is written last
-        failed[rule.fails(measures[rule.measure], threshold)] = i
-    return failed
+    failed = failures(measures, rules, n_docs)
+    return np.where(failed.any(axis=0), failed.argmax(axis=0), -1)

@@ -73,7 +73,8 @@ def corpus_stats(corpus_dir: str | Path, run_dir: str | Path | None = None, veri
         "overall": {**manifest["totals"],
                     "languages": dict(sorted(overall_languages.items(), key=lambda kv: (-kv[1], kv[0]))),
                     "length": describe_lengths(overall_lengths)},
-        "stages": stage_reports(Path(run_dir) if run_dir else corpus_dir.parent),
+        "stages": (stages := stage_reports(Path(run_dir) if run_dir else corpus_dir.parent)),
+        "quality_rules": rule_costs(stages),
         "warnings": manifest["warnings"],
         "unreadable_shards": unreadable,
     }
@@ -174,6 +175,7 @@ def stage_reports(run_dir: Path) -> list[dict[str, Any]]:
             "files": summary.get("files", 0), "seconds": summary.get("seconds", 0.0),
             "documents": counts.get("kept", counts.get("documents")),
             "drops": {k: v for k, v in sorted(counts.items()) if DROP_COUNTER.match(k) and v},
+            "drops_by_source_lang": drops_by_source_lang(counts),
             "errors": summary.get("errors", 0),
             "errors_by_reason": errors, "warnings_by_reason": warnings,
             "duplicates": _side_file(_duplicates, path.parent / DUPLICATES_FILE, errors),
@@ -182,6 +184,45 @@ def stage_reports(run_dir: Path) -> list[dict[str, Any]]:
                                           summary.get("extra", {}).get("eval_sets")),
         })
     return sorted(found, key=lambda s: (order.get(s["stage"], len(order)), s["stage"], s["folder"]))
+
+
+def drops_by_source_lang(counts: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """From a stage's `SOURCE:LANG:documents` and `SOURCE:LANG:dropped_REASON` counters (the quality stage writes
+    them): per "SOURCE:LANG", its documents and per reason the share of them dropped."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, n in sorted(counts.items()):
+        source_lang, _, what = key.rpartition(":")
+        if source_lang.count(":") != 1:
+            continue
+        entry = out.setdefault(source_lang, {"documents": 0, "dropped": {}})
+        if what == "documents":
+            entry["documents"] = n
+        elif DROP_COUNTER.match(what):
+            entry["dropped"][what.split("_", 1)[1]] = n
+    for entry in out.values():
+        entry["shares"] = {r: n / entry["documents"] for r, n in entry["dropped"].items() if entry["documents"]}
+    return {k: v for k, v in out.items() if v["documents"]}
+
+
+def rule_costs(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per quality rule that dropped documents in the run: how many, the share per source and language, and beside
+    it the share of real good text it drops and of junk it catches as measured (`quality.false_drops`)."""
+    from corpusforge.quality import false_drops
+    from corpusforge.quality.heuristics import RULE_NAMES
+
+    measured = false_drops.per_rule(false_drops.load())
+    rows = []
+    for stage in stages:
+        by = stage.get("drops_by_source_lang") or {}
+        for rule in RULE_NAMES:
+            dropped = stage["drops"].get(f"dropped_{rule}")
+            if not dropped:
+                continue
+            m = measured.get(rule, {})
+            rows.append({"stage": stage["stage"], "rule": rule, "dropped": dropped,
+                         "shares": {k: v["shares"][rule] for k, v in by.items() if rule in v["shares"]},
+                         "good_max": m.get("good_max"), "good_set": m.get("good_set"), "junk": m.get("junk")})
+    return rows
 
 
 def _error_reasons(path: Path) -> tuple[dict[str, int], dict[str, int]]:

@@ -10,8 +10,8 @@ import html
 import io
 from typing import Any
 
-from corpusforge.stats.tables import (DECONTAMINATION_HEADERS, decontamination_rows, length_summary, score_summary,
-                                      stage_reasons, top_languages)
+from corpusforge.stats.tables import (DECONTAMINATION_HEADERS, decontamination_rows, length_summary, measured_cost,
+                                      rule_shares, score_summary, stage_reasons, top_languages)
 
 PLOTS = ("source-mix", "languages", "lengths", "quality-scores", "drops")
 _STYLE = """
@@ -236,6 +236,15 @@ def render(stats: dict[str, Any]) -> str:
         _table(["stage", "files", "documents", "removed or failed (reason and count)"], stage_rows) if stage_rows else "<p>No stage summaries were found beside the corpus.</p>",
         _figure("drops", "drop reasons per stage", _drops(stats)),
     ]
+    if stats.get("quality_rules"):
+        parts += ['<h2 id="quality-rules">What each quality rule dropped, and what it costs</h2>',
+                  ("<p>The share of each source and language a rule dropped in this run, beside the share of real "
+                   "good text it drops and of junk it catches, as <code>bench/quality_rules.py</code> measured them "
+                   "(see docs/quality.md).</p>"),
+                  _table(["rule", "dropped", "share per source:language", "good text dropped (worst set)",
+                          "junk caught"],
+                         [[r["rule"], num(r["dropped"]), rule_shares(r, 8), *measured_cost(r)]
+                          for r in stats["quality_rules"]])]
     parts += _decontamination(stats)
     examples = _dropped_examples(stats)
     if examples:

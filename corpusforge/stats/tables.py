@@ -57,6 +57,20 @@ def decontamination_rows(stats: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
+def rule_shares(row: dict[str, Any], n: int = 4) -> str:
+    """'commoncrawl:en 4.1%, webtext2:en 1.0%': the share of each source and language a rule dropped, highest
+    first."""
+    common = sorted(row["shares"].items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+    return ", ".join(f"{k} {v:.1%}" for k, v in common) or "-"
+
+
+def measured_cost(row: dict[str, Any]) -> tuple[str, str]:
+    """The rule's measured false drops on real good text (its worst set) and its catch on junk, or '-'."""
+    if row["good_max"] is None:
+        return "-", "-"
+    return f"{row['good_max']:.1%} ({row['good_set']})", "-" if row["junk"] is None else f"{row['junk']:.0%}"
+
+
 def print_stats(stats: dict[str, Any], manifest: dict[str, Any], console) -> None:
     """Print the sets table, what the sets hold, their quality scores (when the corpus has any), the stages table,
     the warnings and the verification result."""
@@ -97,6 +111,15 @@ def print_stats(stats: dict[str, Any], manifest: dict[str, Any], console) -> Non
         console.print(table)
     else:
         console.print("no stage summaries (_summary.json) found beside the corpus")
+
+    if stats.get("quality_rules"):
+        table = Table(title="quality rules: what each dropped here, and what it costs on real good text "
+                            "(bench/quality_rules.py)", header_style="bold")
+        for name in ("rule", "dropped", "share per source:language", "good text dropped (worst set)", "junk caught"):
+            table.add_column(name, justify="right" if name in ("dropped", "junk caught") else "left")
+        for row in stats["quality_rules"]:
+            table.add_row(row["rule"], human(row["dropped"]), rule_shares(row), *measured_cost(row))
+        console.print(table)
 
     rows = decontamination_rows(stats)
     if rows:
