@@ -309,10 +309,22 @@ def _read_message(stream, deadline_s: float | None) -> bytes:
     return _read_exact(stream, size, deadline_s)
 
 
+# A page with what sets off trafilatura's lazily loaded parts: title, date, author, a short main text.
+_WARM_UP_PAGE = ('<html lang="en"><head><title>Warm-up page</title><meta name="author" content="A. Writer">'
+                 '<meta property="article:published_time" content="2024-01-02"></head><body><nav><a href="/">Home</a>'
+                 '</nav><article><h1>Warm-up page</h1><p>A sentence to warm up the extractors, on 2 January 2024.</p>'
+                 '</article><footer><p>Footer</p></footer></body></html>')
+
+
 def _serve() -> None:
     """Child-process loop: read (html, url, options), answer ("ok", (title, text)) or ("error", message)."""
-    import trafilatura  # noqa: F401  (imported before "ready", see Extractor._start)
+    # Before "ready" (see Extractor._start): trafilatura's default mode loads its fallback extractors' word lists on
+    # first use (seconds), which must not count against the first page that falls back.
+    from tld import get_tld  # courlan's public-suffix list, read on the first page's URL (a second or more)
 
+    get_tld("https://www.example.com/", fail_silently=True)
+    for mode in ("fast", "balanced"):
+        _trafilatura(_WARM_UP_PAGE, "https://www.example.com/2024/01/page.html", mode, ExtractOptions())
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     _write_message(stdout, b"ready")
     while True:
