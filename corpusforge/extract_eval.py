@@ -1,8 +1,11 @@
-"""Extraction quality on an evaluation set in trafilatura's format (`evaldata.json`: pages keyed by URL, each with
-`file`, `with` snippets the main text must contain and `without` snippets of boilerplate it must not).
+"""Extraction quality, two ways. Snippets: an evaluation set in trafilatura's format (`evaldata.json`: pages keyed by
+URL, each with `file`, `with` snippets the main text must contain and `without` snippets of boilerplate it must not),
+scored with trafilatura's own measure. Full text: pages with their whole expected main text (mozilla's readability
+test pages), scored by token precision/recall/F1 and the share of pages that keep under half of a reference text, so
+that a cut-off extraction shows even where every snippet is found.
 
-The tests and `bench/commoncrawl.py` use it to wrap the pages into WARC records (so the whole CommonCrawl path runs
-over them) and to score what comes out with trafilatura's own measure.
+The tests, `bench/commoncrawl.py` and `bench/extraction.py` use it, the first two also to wrap the pages into WARC
+records so that the whole CommonCrawl path runs over them.
 """
 
 from __future__ import annotations
@@ -112,7 +115,7 @@ def html_text(html: str) -> str:
     import lxml.html
 
     root = lxml.html.fromstring(html)
-    for el in root.iter("script", "style"):
+    for el in list(root.iter("script", "style")):
         el.drop_tree()
     for el in root.iter(*_BLOCK_TAGS):
         el.tail = "\n" + (el.tail or "")
