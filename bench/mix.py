@@ -84,7 +84,7 @@ def real_documents() -> list[dict]:
 
 def write_inputs(docs: list[dict], folder: Path, copies: int) -> None:
     """`copies` copies of the documents (distinct ids: the copy number is part of the origin) in shuffled shards."""
-    rows = [{**d, "origin_id": f"{d.get('origin_id')}#{c}", "id": document_id(d["source"], f"{d['id']}#{c}", d["text"])}
+    rows = [{**d, "origin_id": f"{d.get('origin_id')}#{c}", "id": document_id(d["source"], d["text"], d["id"], c)}
             for c in range(copies) for d in docs]
     random.Random(0).shuffle(rows)
     for i in range(0, len(rows), 1000):

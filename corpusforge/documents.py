@@ -1,7 +1,7 @@
-"""Documents of the `document` contract (schemas/document.schema.json): making rows with stable ids (every
-source), finding and reading document shards (every stage after the sources), and seeded per-document coins, so
-every sample and split (tokenizer sample, set split, shuffle order, quality draws) is reproducible and needs no
-coordination between Dask tasks."""
+"""Documents of the `document` contract (schemas/document.schema.json): making rows with stable, per-row ids and
+content hashes (every source), finding and reading document shards (every stage after the sources), and seeded
+per-document coins, so every sample and split (tokenizer sample, set split, shuffle order, quality draws) is
+reproducible and needs no coordination between Dask tasks."""
 
 from __future__ import annotations
 
@@ -22,16 +22,21 @@ from corpusforge import runtime
 from corpusforge import schema as schema_mod
 
 
-def document_id(source: str, origin: str | None, text: str) -> str:
-    """Stable id from source, origin (URL, or origin id when there is no URL) and text: 32 hex digits.
-
-    The same page captured twice with the same text gets the same id; an edited page or another URL gets another.
-    """
+def document_id(source: str, text: str, *origin: object) -> str:
+    """A row's id (32 hex digits): a hash of its source, where it came from (`origin`: file name, byte offset,
+    record/page/book id, part, URL) and its text. Two captures of the same page are two rows with two ids (their
+    offsets or record ids differ); the same input read again gives the same ids. Equal texts are found by
+    `content_hash`, not by id."""
     h = hashlib.blake2b(digest_size=16)
-    for part in (source, origin or "", text):
+    for part in (source, *("" if o is None else str(o) for o in origin), text):
         h.update(part.encode("utf-8", "surrogatepass"))
         h.update(b"\x00")
     return h.hexdigest()
+
+
+def content_hash(text: str) -> str:
+    """Hash of a document's text (32 hex digits): equal texts, equal hash, whatever their source or capture."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -52,11 +57,14 @@ def parse_time(value: Any) -> datetime | None:
 
 def make_document(*, source: str, text: str, lang: str, lang_score: float, origin_file: str,
                   url: str | None = None, origin_id: str | None = None, **fields: Any) -> dict[str, Any]:
-    """A document row with its id computed; extra keyword fields are other columns of the contract."""
+    """A document row with its id and content hash computed; extra keyword fields are other columns of the
+    contract. The id takes the input file's name, not its path, so it does not depend on where the input lies."""
     if "crawl_time" in fields:
         fields["crawl_time"] = parse_time(fields["crawl_time"])
+    origin = (os.path.basename(origin_file.rstrip("/")), fields.get("origin_offset"), origin_id, fields.get("part"),
+              url)
     return {
-        "id": document_id(source, url or origin_id or origin_file, text),
+        "id": document_id(source, text, *origin), "content_hash": content_hash(text),
         "source": source, "url": url, "text": text, "lang": lang, "lang_score": float(lang_score),
         "origin_file": origin_file, "origin_id": origin_id, **fields,
     }

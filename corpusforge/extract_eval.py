@@ -1,8 +1,11 @@
-"""Extraction quality on an evaluation set in trafilatura's format (`evaldata.json`: pages keyed by URL, each with
-`file`, `with` snippets the main text must contain and `without` snippets of boilerplate it must not).
+"""Extraction quality, two ways. Snippets: an evaluation set in trafilatura's format (`evaldata.json`: pages keyed by
+URL, each with `file`, `with` snippets the main text must contain and `without` snippets of boilerplate it must not),
+scored with trafilatura's own measure. Full text: pages with their whole expected main text (mozilla's readability
+test pages), scored by token precision/recall/F1 and the share of pages that keep under half of a reference text, so
+that a cut-off extraction shows even where every snippet is found.
 
-The tests and `bench/commoncrawl.py` use it to wrap the pages into WARC records (so the whole CommonCrawl path runs
-over them) and to score what comes out with trafilatura's own measure.
+The tests, `bench/commoncrawl.py` and `bench/extraction.py` use it, the first two also to wrap the pages into WARC
+records so that the whole CommonCrawl path runs over them.
 """
 
 from __future__ import annotations
@@ -85,3 +88,87 @@ def score(results: Iterable[tuple[EvalPage, str | None]]) -> dict[str, float]:
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
     return {"pages": pages, "precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4)}
+
+
+# ------------------------------------------------------------------------------------------- full-text measure
+# Scripts written without spaces count a character per token, as word tokens would make one token of a sentence.
+_TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u0e00-\u0e7f]|[^\W_]+")
+_BLOCK_TAGS = frozenset("address article aside blockquote br dd div dl dt figcaption figure footer h1 h2 h3 h4 h5 "
+                        "h6 header hr li main nav ol p pre section table td th tr ul".split())
+
+
+def tokens(text: str | None) -> list[str]:
+    """The word tokens of a text, lower-cased (one per character in Chinese, Japanese and Thai)."""
+    return _TOKEN.findall((text or "").lower())
+
+
+def token_scores(extracted: str | None, reference: str | None) -> tuple[int, int, int]:
+    """(tokens in common, tokens extracted, tokens in the reference), counting tokens as a multiset."""
+    from collections import Counter
+
+    got, want = Counter(tokens(extracted)), Counter(tokens(reference))
+    return sum((got & want).values()), sum(got.values()), sum(want.values())
+
+
+def html_text(html: str) -> str:
+    """The visible text of an HTML fragment, a line per block element (the readability pages' expected output)."""
+    import lxml.html
+
+    root = lxml.html.fromstring(html)
+    for el in list(root.iter("script", "style")):
+        el.drop_tree()
+    for el in root.iter(*_BLOCK_TAGS):
+        el.tail = "\n" + (el.tail or "")
+        el.text = "\n" + (el.text or "")
+    return _norm_lines(root.text_content())
+
+
+def _norm_lines(text: str) -> str:
+    return "\n".join(line for line in (" ".join(raw.split()) for raw in text.splitlines()) if line)
+
+
+@dataclasses.dataclass(frozen=True)
+class FullTextPage:
+    """A page with its whole main text: `html` (raw bytes) and `expected` (plain text), `lang` where known."""
+
+    name: str
+    url: str
+    html: bytes
+    expected: str
+    lang: str | None
+
+
+def load_readability_pages(root: str | Path) -> list[FullTextPage]:
+    """Mozilla readability's test pages (`pages/NAME/source.html.gz`, `expected.html.gz`,
+    `expected-metadata.json`): the expected article's text is the reference, its metadata `lang` the language."""
+    pages = []
+    for folder in sorted(Path(root, "pages").iterdir()):
+        meta = json.loads((folder / "expected-metadata.json").read_text(encoding="utf-8"))
+        expected = html_text(gzip.decompress((folder / "expected.html.gz").read_bytes()).decode("utf-8"))
+        pages.append(FullTextPage(name=folder.name, url=f"http://readability.invalid/{quote(folder.name)}/",
+                                  html=gzip.decompress((folder / "source.html.gz").read_bytes()), expected=expected,
+                                  lang=(meta.get("lang") or None)))
+    return pages
+
+
+def full_text_score(results: Iterable[tuple[str | None, str | None]],
+                    reference: Iterable[str | None] | None = None) -> dict[str, float]:
+    """Token precision, recall and F1 of extracted texts against their full expected texts (`results`: pairs of
+    extracted, expected), micro-averaged over tokens, plus the page-averaged F1 and the share of pages keeping
+    under half the tokens of `reference` (a reference extraction, one per page; by default the expected text)."""
+    results = list(results)
+    refs = list(reference) if reference is not None else [expected for _, expected in results]
+    common = got = want = 0
+    page_f1, under_half = [], 0
+    for (extracted, expected), ref in zip(results, refs, strict=True):
+        c, g, w = token_scores(extracted, expected)
+        common, got, want = common + c, got + g, want + w
+        page_f1.append(2 * c / (g + w) if g + w else 1.0)
+        under_half += len(tokens(extracted)) < 0.5 * len(tokens(ref))
+    precision = common / got if got else 0.0
+    recall = common / want if want else 0.0
+    f1 = 2 * common / (got + want) if got + want else 0.0
+    n = len(results)
+    return {"pages": n, "precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
+            "page_f1": round(sum(page_f1) / n, 4) if n else 0.0,
+            "under_half": round(under_half / n, 4) if n else 0.0}

@@ -44,11 +44,39 @@ def identify(text: str, model_path: str | None = None, max_chars: int = 4000) ->
     fastText reads one line, so newlines become spaces; only the first `max_chars` characters are looked at, which
     is plenty for the language and keeps long books cheap.
     """
+    return candidates(text, model_path, max_chars, k=1)[0]
+
+
+def candidates(text: str, model_path: str | None = None, max_chars: int = 4000,
+               k: int = 5) -> list[tuple[str, float]]:
+    """lid.176's `k` most likely languages of `text` with their probabilities, best first; [("und", 0.0)] for
+    empty text."""
     line = " ".join(text[:max_chars].split())
     if not line:
-        return "und", 0.0
-    labels, probs = load_model(model_path).predict(line, k=1)
-    return labels[0][len(_LABEL):], min(float(probs[0]), 1.0)
+        return [("und", 0.0)]
+    labels, probs = load_model(model_path).predict(line, k=k)
+    return [(label[len(_LABEL):], min(float(prob), 1.0)) for label, prob in zip(labels, probs)]
+
+
+# Where lid.176 is unsure of a short text, the page's own `<html lang>` breaks the tie: on short texts its top label
+# is often a neighbour (nn for no, gl for pt) or the language of a few English menu words.
+SHORT_TEXT_CHARS = 500
+UNSURE_SCORE = 0.5
+HINT_CANDIDATES = 5
+
+
+def identify_page(text: str, html_lang: str | None, model_path: str | None = None) -> tuple[str, float, str]:
+    """(language, probability, how it was chosen) of a web page's extracted text. "text": lid.176's top label.
+    "html_lang": the page's `<html lang>` primary subtag, chosen instead where the text is short (under
+    SHORT_TEXT_CHARS characters) and lid.176 is unsure (top probability under UNSURE_SCORE), provided lid.176 ranks
+    that language among its HINT_CANDIDATES best; the probability is then lid.176's for it."""
+    ranked = candidates(text, model_path, k=HINT_CANDIDATES)
+    lang, score = ranked[0]
+    if html_lang and html_lang != lang and len(text) < SHORT_TEXT_CHARS and score < UNSURE_SCORE:
+        for label, prob in ranked[1:]:
+            if label == html_lang:
+                return label, prob, "html_lang"
+    return lang, score, "text"
 
 
 def identify_batch(texts: list[str], model_path: str | None = None) -> list[tuple[str, float]]:

@@ -275,7 +275,7 @@ def test_zstd_warc_gives_the_documents_of_the_same_records_as_gzip(tmp_path, kin
     docs_gz, report_gz = read_file(gz)
     docs, report = read_file(zst)
     assert report.errors == [] and report.warnings == [] and report.counts == report_gz.counts
-    columns = ("id", "url", "title", "text", "lang", "lang_score", "origin_id", "crawl_time")
+    columns = ("content_hash", "url", "title", "text", "lang", "lang_score", "origin_id", "crawl_time")
     assert [{c: d[c] for c in columns} for d in docs] == [{c: d[c] for c in columns} for d in docs_gz]
     assert [d["lang"] for d in docs] == LANGS and [d["origin_offset"] for d in docs] == offsets[1:6]
     for doc in docs:  # each offset is where that record's frame starts
@@ -372,7 +372,7 @@ def test_zstd_and_gzip_warcs_give_the_same_shards_on_dask(tmp_path, dask_client)
     gz, zst = (pq.read_table(out / output_name(str(tmp_path / "in" / name))) for name in ("crawl.warc.gz",
                                                                                          "crawl.warc.zst"))
     schema.check_table(zst)
-    lineage = ["origin_file", "origin_offset"]
+    lineage = ["id", "origin_file", "origin_offset"]  # a row's id names its file and offset
     assert zst.drop_columns(lineage).equals(gz.drop_columns(lineage))
     assert zst.column("origin_offset").to_pylist() == offsets
 

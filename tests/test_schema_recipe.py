@@ -27,7 +27,7 @@ def test_shipped_recipes_validate(name, capsys):
 
 
 @pytest.mark.parametrize("body, message", [
-    ("[commoncrawl]\ninputs = ['a.warc.gz']\nmode = 'fastest'\n", "[commoncrawl]: mode: must be fast, balanced"),
+    ("[commoncrawl]\ninputs = ['a.warc.gz']\nmode = 'fastest'\n", "[commoncrawl]: mode: must be one of fallback, fast, balanced"),
     ("[commoncrawl]\ninputs = ['a.warc.gz']\nmin_lang_score = 1.5\n", "[commoncrawl]: min_lang_score: must be within"),
     ("[commoncrawl]\ninputs = ['a.warc.gz']\ntimeout_s = 0\n", "[commoncrawl]: timeout_s: must be positive"),
     ("[commoncrawl]\ninputs = ['a.warc.gz']\ntimeout_s = 'ten'\n", "[commoncrawl] timeout_s: expected a number"),

@@ -160,7 +160,8 @@ def _document_cut(row: dict[str, Any], keys: np.ndarray, lookup: Lookup, rules: 
         start, end = plan.pieces[k]
         piece = text[start:end]
         pieces.append({**row, "text": piece, "cut_from": row["id"], "piece": k, "piece_offset": start,
-                       "id": documents.document_id(row["source"], f"{row['id']}:{k}", piece)})
+                       "id": documents.document_id(row["source"], piece, row["id"], k),
+                       "content_hash": documents.content_hash(piece)})
     return pieces, cuts
 
 

@@ -29,13 +29,14 @@ import zstandard
 
 from corpusforge import language
 from corpusforge.documents import make_document
-from corpusforge.extract import (DecodeError, ExtractionFailed, ExtractionTimeout, ExtractOptions, decode_html,
-                                 shared_extractor)
+from corpusforge.extract import (MODES, DecodeError, ExtractionFailed, ExtractionTimeout, ExtractOptions,
+                                 decode_html, html_lang, shared_extractor)
 from corpusforge.runtime import FileReport, ShardWriter, StageSummary, map_files, output_name, resume_or_none
 
 SOURCE = "commoncrawl"
 _HTML_TYPES = ("text/html", "application/xhtml+xml", "application/xml+html")
 _GENERIC_TYPES = ("", "application/octet-stream", "text/plain", "unk", "unknown")
+_XML_TYPES = ("application/xml", "text/xml")  # XHTML is sometimes served as plain XML: sniffed like generic types
 _SCAN_CHUNK = 1 << 20
 _SCAN_OVERLAP = 4096
 _READ_CHUNK = 1 << 16  # compressed bytes read at a time
@@ -63,7 +64,7 @@ class CommonCrawlConfig:
     min_lang_score: float = 0.0
     lid_model: str | None = None
     timeout_s: float = 10.0
-    mode: str = "fast"
+    mode: str = "fallback"
     min_text_chars: int = 20
     max_html_bytes: int = 5_000_000
     limit_files: int | None = None
@@ -71,8 +72,8 @@ class CommonCrawlConfig:
     def validate(self) -> None:
         if not self.inputs:
             raise ValueError("inputs: give at least one WARC path, glob or warc.paths listing")
-        if self.mode not in ("fast", "balanced", "precision", "recall"):
-            raise ValueError(f"mode: must be fast, balanced, precision or recall, got {self.mode!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode: must be one of {', '.join(MODES)}, got {self.mode!r}")
         if not 0.0 <= self.min_lang_score <= 1.0:
             raise ValueError(f"min_lang_score: must be within [0, 1], got {self.min_lang_score}")
         if self.timeout_s <= 0:
@@ -582,16 +583,17 @@ def _missing_bytes(raw_stream) -> int:
 
 
 def _maybe_html(content_type: str | None) -> bool:
-    return (content_type or "").split(";")[0].strip().lower() in _HTML_TYPES + _GENERIC_TYPES
+    return (content_type or "").split(";")[0].strip().lower() in _HTML_TYPES + _GENERIC_TYPES + _XML_TYPES
 
 
 def is_html(content_type: str | None, body: bytes | None) -> bool:
-    """HTML by its Content-Type, or by sniffing the body when the type is missing or generic."""
+    """HTML by its Content-Type, or by sniffing the body when the type is missing, generic or XML (XHTML: an XML
+    declaration, comments and a DOCTYPE may come before `<html`)."""
     ctype = (content_type or "").split(";")[0].strip().lower()
     if ctype in _HTML_TYPES:
         return True
-    if ctype in _GENERIC_TYPES:
-        head = (body or b"")[:1024].lstrip().lower()
+    if ctype in _GENERIC_TYPES + _XML_TYPES:
+        head = (body or b"")[:4096].lstrip().lower()
         return head.startswith((b"<!doctype html", b"<html")) or b"<html" in head
     return False
 
@@ -635,7 +637,7 @@ def documents_from_records(records: Iterator[Response], origin_file: str, config
         if not text or len(text) < config.min_text_chars:
             report.count("dropped_empty_extraction")
             continue
-        lang, score = language.identify(text, config.lid_model)
+        lang, score, lang_from = language.identify_page(text, html_lang(html), config.lid_model)
         if allowed and lang not in allowed:
             report.count("dropped_language")
             continue
@@ -646,8 +648,8 @@ def documents_from_records(records: Iterator[Response], origin_file: str, config
         report.by_lang[lang] = report.by_lang.get(lang, 0) + 1
         extra = (extra_columns or {}).get(rec.url or "", {})
         yield make_document(source=source, url=rec.url, title=title, text=text, lang=lang, lang_score=score,
-                            origin_file=origin_file, origin_offset=rec.offset, origin_id=rec.record_id,
-                            crawl_time=rec.date, **extra)
+                            lang_from=lang_from, origin_file=origin_file, origin_offset=rec.offset,
+                            origin_id=rec.record_id, crawl_time=rec.date, **extra)
 
 
 def warc_to_shard(item: str, out_dir: str, config: CommonCrawlConfig, *, source: str = SOURCE,
