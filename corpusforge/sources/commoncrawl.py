@@ -27,7 +27,7 @@ from typing import Any
 
 import zstandard
 
-from corpusforge import language
+from corpusforge import decompress, language
 from corpusforge.documents import make_document
 from corpusforge.extract import (DecodeError, ExtractionFailed, ExtractionTimeout, ExtractOptions, decode_html,
                                  shared_extractor)
@@ -163,17 +163,26 @@ def _looks_like_record(fh, offset: int, codec: _Codec) -> bool:
 
 class _BrotliDecompressor:
     """`Content-Encoding: br` for warcio, which expects zlib's interface (`decompress`, `unused_data`); the brotli
-    package's Decompressor has neither, so warcio's own hook fails on it."""
+    package's Decompressor has neither, so warcio's own hook fails on it. A few hundred bytes of brotli can hold
+    gigabytes, so a record gives out no more than the body limit of the file being read (plus one byte, so that the
+    body reads as cut and is reported so); warcio reads no further than that anyway."""
 
     unused_data = None
 
     def __init__(self) -> None:
-        import brotli
-
-        self._decompressor = brotli.Decompressor()
+        self._stream = decompress.stepper("br")
+        reading = _WARCIO.reading
+        self._left = (reading.max_body if reading is not None else CommonCrawlConfig.max_html_bytes) + 1
 
     def decompress(self, data: bytes) -> bytes:
-        return self._decompressor.process(data)
+        if self._left <= 0:
+            return b""  # past the limit: the body is cut there
+        self._stream.feed(data)
+        out = bytearray()
+        while self._left > len(out) and (piece := self._stream.pull(self._left - len(out))):
+            out += piece
+        self._left -= len(out)
+        return bytes(out)
 
 
 class _WarcioMessages(threading.local):
@@ -249,7 +258,7 @@ def read_records(path: str, report: FileReport, max_body: int) -> Iterator[Respo
     refuses, or a whole file compressed as one zstd frame) is read as one stream, and its records' offsets are the
     unit's start plus their offset in its uncompressed data.
     """
-    reading = _Reading(report)
+    reading = _Reading(report, max_body)
     records = _read_records(path, reading, max_body)
     with contextlib.closing(records):
         while True:
@@ -265,6 +274,7 @@ class _Reading:
     """A file being read: its report, and the offset of the record warcio is on (for its warnings)."""
 
     report: FileReport
+    max_body: int
     where: Callable[[], int | None] = lambda: None
 
 
