@@ -30,7 +30,7 @@ import zstandard
 from corpusforge import decompress, language
 from corpusforge.documents import make_document
 from corpusforge.extract import (DecodeError, ExtractionFailed, ExtractionTimeout, ExtractOptions, decode_html,
-                                 shared_extractor)
+                                 http_charset, shared_extractor)
 from corpusforge.runtime import FileReport, ShardWriter, StageSummary, map_files, output_name, resume_or_none
 
 SOURCE = "commoncrawl"
@@ -292,6 +292,9 @@ def _read_records(path: str, reading: _Reading, max_body: int) -> Iterator[Respo
                              "or zstd", offset=0, stage="read")
                 return
         size = fh.seek(0, 2)
+        if size == 0:
+            report.error("empty file (0 bytes): no record in it", offset=0, stage="read")
+            return
         # gzip and plain files go to warcio as they are; zstd frames (and non-chunked gzip) through a _FrameStream.
         if magic.startswith((_ZSTD_FRAME, _ZSTD_DICTIONARY_FRAME)):
             codec, pos = _zstd_codec(fh, report)
@@ -328,6 +331,16 @@ def _read_records(path: str, reading: _Reading, max_body: int) -> Iterator[Respo
                 elif iterator.offset < (stream.tell() if framed else size):  # warcio stops quietly at a cut record
                     _report_cut(report, sum(locate(iterator.offset)),
                                 "the file ends inside a record, or its last bytes are no record (truncated?)")
+                elif codec is _GZIP and not framed and not _member_complete(fh, frame, size):
+                    # warcio reads a cut member as far as it goes: a cut warcinfo, request or HTTP header is quiet
+                    _report_cut(report, frame, "the file ends inside a gzip member (truncated file)")
+                if codec is None and last != already_read and (nxt := _next_record_start(fh, last + 1, None)):
+                    # A plain record whose Content-Length runs past the records after it swallowed them as its
+                    # block (warcio reads to the end of the file): read on from the next record header.
+                    report.error("record block runs over the next WARC record (wrong Content-Length?); reading "
+                                 "resumes at the next record header", offset=last, stage="read")
+                    pos, already_read = nxt, None
+                    continue
                 pos = None
             except Exception as exc:  # damaged input: report it, find the next record, go on
                 if not framed and codec is _GZIP and "non-chunked gzip" in str(exc):
@@ -343,6 +356,18 @@ def _read_records(path: str, reading: _Reading, max_body: int) -> Iterator[Respo
                 if nxt == where:  # the place that just failed
                     nxt = _next_record_start(fh, where + 1, codec)
                 pos = nxt if nxt is not None and nxt > frame else None
+
+
+def _member_complete(fh, start: int, size: int) -> bool:
+    """Whether the gzip member at `start` ends before the end of the file (read through, a bounded piece at a
+    time)."""
+    member = _GzipMember(fh, start, size)
+    try:
+        while member.read(_READ_CHUNK):
+            pass
+    except zlib.error:
+        return False
+    return member.end is not None
 
 
 def _report_cut(report: FileReport, offset: int, reason: str) -> None:
@@ -607,6 +632,30 @@ def is_html(content_type: str | None, body: bytes | None) -> bool:
 
 
 # --------------------------------------------------------------------------------------------------------- documents
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xf4][\x80-\xbf]+")
+_UTF8_META = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?\s*utf-?8", re.I)
+
+
+def _decode_page(rec: Response, report: FileReport) -> str:
+    """The page as text (extract.decode_html), except that a UTF-8 page with a few invalid bytes (a stray byte, a
+    character cut by the crawler) is decoded as UTF-8 with those bytes replaced, and the count reported as a
+    warning: otherwise no declared charset decodes it strictly and it is dropped, or read as another code page."""
+    body = rec.body or b""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = body.decode("utf-8", errors="replace")
+        bad = text.count("\ufffd") - body.count("\ufffd".encode())
+        utf8 = (http_charset(rec.content_type) == "utf-8" or _UTF8_META.search(body[:8192])
+                or _UTF8_SEQUENCE.search(body))
+        if utf8 and bad <= max(8, len(body) // 1000):
+            report.warn(f"{bad} invalid UTF-8 byte sequence(s) replaced with U+FFFD", offset=rec.offset,
+                        stage="decode", url=rec.url)
+            report.count("pages_with_invalid_bytes")
+            return text
+    return decode_html(body, rec.content_type)[0]
+
+
 def documents_from_records(records: Iterator[Response], origin_file: str, config: CommonCrawlConfig,
                            report: FileReport, source: str = SOURCE,
                            extra_columns: dict[str, dict[str, Any]] | None = None) -> Iterator[dict[str, Any]]:
@@ -634,7 +683,7 @@ def documents_from_records(records: Iterator[Response], origin_file: str, config
             report.error(f"record truncated: the file ends {rec.missing_bytes} bytes before its Content-Length; "
                          "extracting what is there", offset=rec.offset, stage="read", url=rec.url)
         try:
-            html, _codec = decode_html(rec.body or b"", rec.content_type)
+            html = _decode_page(rec, report)
             title, text = extractor.extract(html, rec.url, options)
         except DecodeError as exc:
             report.error(str(exc), offset=rec.offset, stage="decode", url=rec.url)
