@@ -33,7 +33,7 @@ from typing import Any, Literal
 from corpusforge import decompress, language
 from corpusforge.documents import make_document
 from corpusforge.extract import DecodeError, decode_html
-from corpusforge.runtime import FileReport, ShardWriter, StageSummary, map_files, output_name, resume_or_none
+from corpusforge.runtime import FileReport, ShardWriter, StageSummary, map_files, output_name, resume
 
 SOURCE = "books"
 BOOK_SUFFIXES = (".txt", ".txt.gz", ".txt.bz2", ".txt.xz", ".txt.zst", ".epub")
@@ -484,12 +484,12 @@ def books_to_shard(item: str, out_dir: str, config: BooksConfig) -> FileReport:
     paths = item.split("\n")
     # Named after its first book and how many follow; the hash of the whole item keeps groups apart.
     out_path = Path(out_dir) / output_name(paths[0]).replace(".parquet", f"+{len(paths) - 1}-{_digest(item)}.parquet")
-    done = resume_or_none(out_path, item)
-    if done is not None:
-        return done
+    fp = resume(out_path, item, config)
+    if fp.done is not None:
+        return fp.done
     t0 = time.perf_counter()
-    report = FileReport(input=item, output=str(out_path))
-    with ShardWriter(out_path, row_group_rows=64) as writer:
+    report = FileReport(input=item, output=str(out_path), redone=fp.redone)
+    with ShardWriter(out_path, row_group_rows=64, fingerprint=fp) as writer:
         for path in paths:
             report.count("book_files")
             try:

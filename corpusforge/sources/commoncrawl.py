@@ -31,7 +31,9 @@ from corpusforge import decompress, language
 from corpusforge.documents import make_document
 from corpusforge.extract import (DecodeError, ExtractionFailed, ExtractionTimeout, ExtractOptions, decode_html,
                                  http_charset, shared_extractor)
-from corpusforge.runtime import FileReport, ShardWriter, StageSummary, map_files, output_name, resume_or_none
+from corpusforge.errors import UserError
+from corpusforge.runtime import (FileReport, ShardWriter, StageSummary, check_protocols, map_files, output_name,
+                                 resume)
 
 SOURCE = "commoncrawl"
 _HTML_TYPES = ("text/html", "application/xhtml+xml", "application/xml+html")
@@ -99,12 +101,20 @@ def expand_inputs(inputs: list[str], base_url: str = "https://data.commoncrawl.o
                         out.append(line if "://" in line or line.startswith("/") else base_url.rstrip("/") + "/" + line)
         elif any(c in spec for c in "*?["):
             if "://" in spec:
+                check_protocols([spec])
                 fs, _, _ = fsspec.get_fs_token_paths(spec)
                 protocol = spec.split("://", 1)[0]
                 # s3/gcs globs return bare "bucket/key" paths, http globs return full URLs
-                out.extend(p if "://" in p else f"{protocol}://{p}" for p in sorted(fs.glob(spec)))
+                found = [p if "://" in p else f"{protocol}://{p}" for p in sorted(fs.glob(spec))]
             else:
-                out.extend(sorted(globlib.glob(spec)))
+                found = sorted(p for p in globlib.glob(spec) if not Path(p).is_dir())
+            if not found:
+                raise UserError(f"no input matches {spec!r}")
+            out.extend(found)
+        elif "://" not in spec and Path(spec).is_dir():
+            raise UserError(f"{spec} is a folder; give the WARC files in it, e.g. '{spec.rstrip('/')}/*.warc.gz'")
+        elif "://" not in spec and not Path(spec).exists():
+            raise UserError(f"no such input: {spec}")
         else:
             out.append(spec)
     return list(dict.fromkeys(out))
@@ -716,10 +726,10 @@ def warc_to_shard(item: str, out_dir: str, config: CommonCrawlConfig, *, source:
 
     `extra_columns` maps a record's target URL to extra document columns (WebText2 adds the Reddit score)."""
     out_path = Path(out_dir) / output_name(item)
-    done = resume_or_none(out_path, item)
-    if done is not None:
-        return done
-    report = FileReport(input=item, output=str(out_path))
+    fp = resume(out_path, item, [config, source, extra_columns])
+    if fp.done is not None:
+        return fp.done
+    report = FileReport(input=item, output=str(out_path), redone=fp.redone)
     t0 = time.perf_counter()
     try:
         import fsspec
@@ -730,7 +740,7 @@ def warc_to_shard(item: str, out_dir: str, config: CommonCrawlConfig, *, source:
         report.error(f"cannot open input: {type(exc).__name__}: {exc}", stage="read")
         report.output = None
         return report
-    with ShardWriter(out_path) as writer:
+    with ShardWriter(out_path, fingerprint=fp) as writer:
         records = read_records(item, report, config.max_html_bytes)
         for doc in documents_from_records(records, item, config, report, source=source, extra_columns=extra_columns):
             writer.write_rows([doc])

@@ -34,7 +34,7 @@ from urllib.parse import quote
 
 from corpusforge import bzip2, language, wikitemplates, wikitext
 from corpusforge.documents import make_document
-from corpusforge.runtime import FileReport, ShardWriter, StageSummary, map_files, output_name, resume_or_none
+from corpusforge.runtime import FileReport, ShardWriter, StageSummary, map_files, output_name, resume
 
 SOURCE = "wikipedia"
 _CHUNK = 1 << 20
@@ -430,6 +430,8 @@ def expand_inputs(inputs: list[str]) -> list[str]:
             found = sorted(globlib.glob(spec))
         else:
             found = [spec]
+        if not found:
+            raise FileNotFoundError(f"no dump matches {spec!r}")
         out.extend(p for p in found if "-index" not in Path(p).name)
     return list(dict.fromkeys(out))
 
@@ -490,12 +492,12 @@ def dump_to_shard(item: str, out_dir: str, config: WikipediaConfig) -> FileRepor
     """The per-range task: the articles of one dump (range) -> one Parquet shard in `out_dir`, and its report.
     A shard finished by an earlier run is kept and its report reused (resume)."""
     out_path = Path(out_dir) / output_name(item)
-    done = resume_or_none(out_path, item)
-    if done is not None:
-        return done
-    t0 = time.perf_counter()
     path, start, end = parse_item(item)
-    report = FileReport(input=item, output=str(out_path))
+    fp = resume(out_path, item, config, files=[path])
+    if fp.done is not None:
+        return fp.done
+    t0 = time.perf_counter()
+    report = FileReport(input=item, output=str(out_path), redone=fp.redone)
     try:
         if os.path.getsize(path) == 0:
             raise ValueError("empty file (0 bytes)")
@@ -509,7 +511,7 @@ def dump_to_shard(item: str, out_dir: str, config: WikipediaConfig) -> FileRepor
         report.warn(f"dump header unreadable ({site.problem}); using the built-in namespace names and language "
                     f"{site.lang or 'unknown'}", offset=0, stage="read", file=path)
     vocab = site.vocabulary(config)
-    with ShardWriter(out_path, row_group_rows=256) as writer:
+    with ShardWriter(out_path, row_group_rows=256, fingerprint=fp) as writer:
         for page in iter_pages(path, start, end, encoding=site.encoding, report=report,
                                max_page_bytes=config.max_page_bytes):
             doc = page_document(page, path, site, vocab, config, report)

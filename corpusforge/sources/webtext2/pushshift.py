@@ -36,6 +36,8 @@ def expand_inputs(patterns: list[str]) -> list[str]:
         matched = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
         if not matched or not all(Path(p).exists() for p in matched):
             raise FileNotFoundError(f"no Pushshift dump matches {pattern!r}")
+        if any(Path(p).is_dir() for p in matched):
+            raise IsADirectoryError(f"{pattern} is a folder; give the dumps in it, e.g. '{pattern}/RS_*.zst'")
         paths.extend(matched)
     return list(dict.fromkeys(paths))
 
