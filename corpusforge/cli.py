@@ -3,25 +3,61 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from pathlib import Path
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (`error: ...`) and exit 2, like every other user error."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _add_dask(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes (default: one per core)")
+    p.add_argument("--workers", type=_positive_int, default=None,
+                   help="LocalCluster worker processes (default: one per core)")
     p.add_argument("--scheduler", default=None, help="run on an existing Dask cluster, e.g. tcp://host:8786")
     p.add_argument("--fail-on-error", action="store_true", help="exit 1 if any input was damaged (default: 0)")
+    p.add_argument("--force", action="store_true",
+                   help="make every output again, even those whose inputs and settings did not change")
+
+
+_KEPT = ("documents", "kept", "candidates", "fetched", "links", "shards", "tokens")
 
 
 def _exit_code(summaries, fail_on_error: bool) -> int:
-    errors = sum(s.errors for s in summaries if s is not None)
-    return 1 if (fail_on_error and errors) else 0
+    """1 when a stage had inputs and every one of them failed (nothing kept, an error per input), or with
+    `fail_on_error` when any input was damaged; else 0."""
+    done = [s for s in summaries if s is not None]
+    for s in done:
+        if s.files and s.errors >= s.files and not any(s.counts.get(k) for k in _KEPT):
+            print(f"error: {s.stage}: every input failed (see its _errors.jsonl)", file=sys.stderr)
+            return 1
+    return 1 if (fail_on_error and sum(s.errors for s in done)) else 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from corpusforge import pipeline, recipe
 
     rec = recipe.load(args.recipe)
+    names = [s.name for s, _ in rec.stage_configs()]
+    unknown = [name for name in args.only or [] if name not in names]
+    if unknown:
+        raise recipe.RecipeError(f"--only {', '.join(unknown)}: no such stage in {args.recipe}; its stages: "
+                                 f"{', '.join(names)}")
     if args.scheduler:
         rec.run.scheduler = args.scheduler
     if args.workers:
@@ -34,7 +70,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from corpusforge import recipe
 
     rec = recipe.load(args.recipe)
-    print(f"{args.recipe}: valid; stages: {', '.join(s.name for s, _ in rec.stage_configs())}")
+    if args.check_inputs:
+        problems = recipe.check_inputs(rec)
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        if problems:
+            return 1
+    print(f"{args.recipe}: valid{'; inputs found' if args.check_inputs else ''}; stages: "
+          f"{', '.join(s.name for s, _ in rec.stage_configs())}")
     return 0
 
 
@@ -271,7 +314,7 @@ def cmd_decontaminate(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from corpusforge.extract import MODES  # a tuple; the module imports no extraction library
 
-    parser = argparse.ArgumentParser(prog="corpusforge", description=__doc__)
+    parser = _Parser(prog="corpusforge", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run a recipe (pipelines/*.toml): every stage it configures, in order")
@@ -282,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check a recipe without running it")
     p.add_argument("recipe", type=Path)
+    p.add_argument("--check-inputs", action="store_true",
+                   help="also check that every input the recipe reads (and no earlier stage writes) exists or "
+                        "answers")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("commoncrawl", help="WARC files -> language-tagged document shards")
@@ -539,11 +585,38 @@ def main(argv: list[str] | None = None) -> int:
     from corpusforge.errors import UserError
 
     args = build_parser().parse_args(argv)
+    if getattr(args, "force", False):
+        from corpusforge import runtime
+
+        runtime.force_recompute()
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         return args.func(args)
-    except (UserError, ValueError, OSError) as err:  # bad settings or inputs: one clear line, exit 2
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except BaseException as err:
+        if _interrupted:  # Ctrl-C or SIGTERM, whatever a library raised while closing: outputs are resumable
+            print("interrupted; run the same command again to resume", file=sys.stderr, flush=True)
+            # What the Dask cluster's own exit hooks say about being stopped mid-start is noise after that line.
+            sys.stderr = open(os.devnull, "w")
+            return 130
+        if isinstance(err, (UserError, ValueError, OSError)):  # bad settings or inputs: one clear line, exit 2
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+_interrupted = False
+
+
+def _interrupt(signum, frame) -> None:
+    """Ctrl-C and SIGTERM: stop the command where it is (clusters are closed on the way out); a second signal
+    while closing does not cut that short."""
+    global _interrupted
+    if not _interrupted:
+        _interrupted = True
+        raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

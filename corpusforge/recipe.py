@@ -31,6 +31,10 @@ class RunConfig:
     seed: int = 1234
     fail_on_error: bool = False
 
+    def validate(self) -> None:
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers: must be at least 1, got {self.workers}")
+
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
@@ -178,6 +182,54 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             raise RecipeError(f"{where}: expected a string, got {value!r}")
         return value
     raise RecipeError(f"{where}: unsupported type {hint}")
+
+
+def check_inputs(rec: Recipe) -> list[str]:
+    """Problems with the inputs the recipe reads from outside the run (an input under the run's or a stage's output
+    folder is written by an earlier stage): a path that does not exist, a glob that matches nothing, a URL that
+    does not answer. One line each; empty when all are there."""
+    import glob as globlib
+
+    import fsspec
+
+    produced = [Path(rec.run.output).resolve()] + [Path(c.output).resolve() for _, c in rec.stage_configs()
+                                                  if isinstance(getattr(c, "output", None), str)]
+    problems = []
+    for stage, config in rec.stage_configs():
+        for spec in _input_specs(config):
+            if "://" not in spec and any(Path(spec).resolve().is_relative_to(p) for p in produced):
+                continue
+            try:
+                if "://" in spec:
+                    fs, path = fsspec.core.url_to_fs(spec)
+                    found = fs.glob(path) if globlib.has_magic(path) else fs.exists(path)
+                else:
+                    found = globlib.glob(spec) if globlib.has_magic(spec) else Path(spec).exists()
+            except ImportError as err:
+                problems.append(f"[{stage.name}] {spec}: {err}")
+                continue
+            except Exception as err:  # a server that does not answer, refused credentials...
+                found, err_text = False, f"{type(err).__name__}: {err}"
+            else:
+                err_text = "glob matches nothing" if globlib.has_magic(spec) else "does not exist"
+            if not found:
+                problems.append(f"[{stage.name}] {spec}: {err_text}")
+    return problems
+
+
+def _input_specs(config: Any) -> list[str]:
+    """The input paths, globs and URLs a stage config names (`inputs`, `pushshift`, and those of nested
+    configs such as the quality classifier's `positives`/`negatives`)."""
+    out: list[str] = []
+    if not dataclasses.is_dataclass(config):
+        return out
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.name in ("inputs", "pushshift", "positives", "negatives") and isinstance(value, list):
+            out.extend(v for v in value if isinstance(v, str))
+        elif dataclasses.is_dataclass(value):
+            out.extend(_input_specs(value))
+    return out
 
 
 @dataclasses.dataclass

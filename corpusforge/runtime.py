@@ -15,6 +15,7 @@ import glob
 import hashlib
 import json
 import os
+import shutil
 import socket
 import sys
 import time
@@ -28,12 +29,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpusforge import schema as schema_mod
+from corpusforge.errors import UserError
 
 ERRORS_FILE = "_errors.jsonl"
 SUMMARY_FILE = "_summary.json"
+STAGE_FILE = "_stage.json"  # the completion mark: {"stage", "complete"}; readers refuse an unfinished folder
+FINGERPRINTS_DIR = "_fingerprints"  # one JSON per output file: the settings and inputs it was made from
 REPORT_KEY = b"corpusforge.report"
 # FileReport fields that describe one run rather than the input (kept out of a shard's metadata).
-_RUN_FIELDS = ("output", "seconds", "resumed")
+_RUN_FIELDS = ("output", "seconds", "resumed", "redone")
+# Config fields that do not shape an output file (which inputs a stage reads is decided by the item itself).
+_NOT_SHAPING = ("inputs", "output", "limit_files", "task_bytes")
 
 
 # ---------------------------------------------------------------------------------------------------------- writes
@@ -76,8 +82,10 @@ class ShardWriter:
     report its counts.
     """
 
-    def __init__(self, path: str | os.PathLike, schema_name: str = "document", row_group_rows: int = 2048):
+    def __init__(self, path: str | os.PathLike, schema_name: str = "document", row_group_rows: int = 2048,
+                 fingerprint: Fingerprint | None = None):
         self.path = Path(path)
+        self.fingerprint = fingerprint
         self.schema = schema_mod.arrow_schema(schema_name)
         self.row_group_rows = row_group_rows
         self.rows = 0
@@ -132,7 +140,10 @@ class ShardWriter:
         except BaseException:
             self._ctx.__exit__(*sys.exc_info())
             raise
-        return self._ctx.__exit__(exc_type, exc, tb)
+        result = self._ctx.__exit__(exc_type, exc, tb)
+        if exc_type is None and self.fingerprint is not None:
+            self.fingerprint.save(self.path)  # after the file: a file without its fingerprint is redone
+        return result
 
 
 def read_report(path: str | os.PathLike) -> FileReport | None:
@@ -172,6 +183,7 @@ class FileReport:
     bytes_in: int = 0
     resumed: bool = False
     warnings: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    redone: str | None = None  # why a finished output was made again (its input or settings changed)
 
     def count(self, key: str, n: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + n
@@ -223,6 +235,7 @@ def finish_stage(out_dir: str | os.PathLike, summary: StageSummary, errors: list
     errors = sorted(errors, key=lambda e: (str(e.get("file")), e.get("offset") or 0, str(e.get("reason"))))
     write_text_atomic(out_dir / ERRORS_FILE, "".join(json.dumps(e, default=str, ensure_ascii=False) + "\n" for e in errors))
     write_json_atomic(out_dir / SUMMARY_FILE, summary.to_json())
+    write_json_atomic(out_dir / STAGE_FILE, {"stage": summary.stage, "complete": True})
     print_summary(summary, console=console)
     return summary
 
@@ -266,6 +279,25 @@ def dask_client(scheduler: str | None = None, workers: int | None = None, thread
         yield client
 
 
+_EXTRAS = {"s3": ("s3", "s3fs"), "s3a": ("s3", "s3fs"), "gs": ("gcs", "gcsfs"), "gcs": ("gcs", "gcsfs")}
+
+
+def check_protocols(items: Sequence[str]) -> None:
+    """Refuse (UserError, one line naming the extra to install) inputs whose URL scheme has no fsspec backend
+    installed here, before any task runs: otherwise every input fails alike on the workers."""
+    import fsspec
+
+    for protocol in sorted({str(i).split("://", 1)[0] for i in items if "://" in str(i)}):
+        try:
+            fsspec.get_filesystem_class(protocol)
+        except ImportError:
+            extra, package = _EXTRAS.get(protocol, (None, None))
+            hint = f"pip install 'corpusforge[{extra}]' (installs {package})" if extra else "install its fsspec backend"
+            raise UserError(f"{protocol}:// inputs need a package that is not installed: {hint}") from None
+        except ValueError:
+            raise UserError(f"{protocol}:// is not a protocol fsspec knows") from None
+
+
 def map_files(task: Callable[..., FileReport], items: Sequence[str], out_dir: str | os.PathLike, config: Any, *,
               stage: str, client: Any = None, scheduler: str | None = None, workers: int | None = None,
               kept_key: str = "documents", console: Any = None,
@@ -282,7 +314,8 @@ def map_files(task: Callable[..., FileReport], items: Sequence[str], out_dir: st
 
     console = console or Console(stderr=True)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_protocols(items)
+    begin_stage(out_dir, stage)
     summary = StageSummary(stage=stage)
     t0 = time.perf_counter()
     reports: dict[int, FileReport] = {}
@@ -309,6 +342,8 @@ def map_files(task: Callable[..., FileReport], items: Sequence[str], out_dir: st
                     report.error(f"task failed: {type(exc).__name__}: {exc}", stage=stage)
                 reports[i] = report
                 summary.add(report)
+                if report.redone:
+                    console.print(f"{stage}: {items[i]}: made again, {report.redone}", highlight=False)
                 rate = summary.counts.get(kept_key, 0) / max(time.perf_counter() - t0, 1e-9)
                 progress.update(bar, advance=1, status=f"{kept_key} {summary.counts.get(kept_key, 0):,} "
                                 f"({rate:,.1f}/s) errors {summary.errors}")
@@ -324,8 +359,139 @@ def map_files(task: Callable[..., FileReport], items: Sequence[str], out_dir: st
     return summary, ordered
 
 
-def resume_or_none(out_path: str | os.PathLike, item: str) -> FileReport | None:
-    """If `out_path` is a finished output of `item` from an earlier run, its report (marked resumed), else None."""
+# ------------------------------------------------------------------------------------ fingerprints and marks
+def _stable(value: Any) -> Any:
+    """`value` as plain JSON data with a stable form (dataclasses as dicts, functions by name)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _stable(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if f.name not in _NOT_SHAPING}
+    if isinstance(value, dict):
+        return {str(k): _stable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [_stable(v) for v in value]
+        return sorted(items, key=repr) if isinstance(value, (set, frozenset)) else items
+    if callable(value):
+        return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', repr(value))}"
+    return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+
+
+def settings_digest(config: Any) -> str:
+    """A digest of the settings in `config` that shape a stage's outputs (not its inputs list or output folder)."""
+    data = _stable(config)
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def input_identity(path: str) -> dict[str, Any]:
+    """How to tell that an input changed without reading it: size and modification time (nanoseconds) of a local
+    file; size and ETag or modification time of a remote one (fsspec); `missing` when it is gone."""
+    try:
+        if "://" not in path:
+            st = os.stat(path)
+            return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        import fsspec
+
+        fs, fs_path = fsspec.core.url_to_fs(path)
+        info = fs.info(fs_path)
+        return {"size": info.get("size"), "etag": info.get("ETag") or info.get("etag"),
+                "mtime": str(info.get("LastModified") or info.get("mtime") or info.get("updated") or "")}
+    except (OSError, ValueError):
+        return {"missing": True}
+
+
+@dataclasses.dataclass
+class Fingerprint:
+    """What an output file is made from: the digest of the settings that shape it and the identity of each input.
+    `done`: the finished output's report when it matches (resume); `redone`: why a finished output is stale."""
+
+    settings: str
+    inputs: dict[str, dict[str, Any]]
+    done: FileReport | None = None
+    redone: str | None = None
+
+    def save(self, out_path: str | os.PathLike) -> None:
+        write_json_atomic(_fingerprint_path(out_path), {"settings": self.settings, "inputs": self.inputs})
+
+    def changes(self, old: dict[str, Any]) -> str | None:
+        """What differs from the fingerprint `old` was saved as, in words; None when nothing does."""
+        if old.get("settings") != self.settings:
+            return "its settings changed"
+        changed = [path for path, ident in self.inputs.items() if old.get("inputs", {}).get(path) != ident]
+        if changed or set(old.get("inputs", {})) != set(self.inputs):
+            return f"input changed: {', '.join(changed) or 'the list of inputs'}"
+        return None
+
+
+def _fingerprint_path(out_path: str | os.PathLike) -> Path:
+    out_path = Path(out_path)
+    return out_path.parent / FINGERPRINTS_DIR / f"{out_path.name}.json"
+
+
+def resume(out_path: str | os.PathLike, item: str, config: Any, files: Sequence[str] | None = None) -> Fingerprint:
+    """The fingerprint of the output `out_path` of `item` made with `config` (the input files are `files`, by
+    default the item's lines). Its `done` is the report of a finished output that is still current (marked
+    resumed); when a finished output was made from other settings or inputs, `redone` says which, and it is made
+    again. Pass the fingerprint to ShardWriter, which saves it beside the finished file."""
+    files = list(files) if files is not None else str(item).split("\n")
+    fp = Fingerprint(settings=settings_digest(config), inputs={f: input_identity(f) for f in files})
+    if not Path(out_path).exists():
+        return fp
+    report = read_report(out_path)
+    if report is None or report.input != str(item):
+        return fp
+    try:
+        old = json.loads(_fingerprint_path(out_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        fp.redone = "no fingerprint (made before fingerprints, or interrupted)"
+        return fp
+    fp.redone = fp.changes(old)
+    if fp.redone is None:
+        report.resumed = True
+        fp.done = report
+    return fp
+
+
+_FORCE = False
+
+
+def force_recompute(on: bool = True) -> None:
+    """From now on (in this client process) stages forget their outputs' fingerprints and make everything again
+    (`--force`)."""
+    global _FORCE
+    _FORCE = on
+
+
+def begin_stage(out_dir: str | os.PathLike, stage: str) -> None:
+    """Mark `out_dir` as being written by `stage` (readers refuse it until finish_stage marks it complete); under
+    `--force` (force_recompute) forget every output's fingerprint there, so that everything is made again."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if _FORCE:
+        shutil.rmtree(out_dir / FINGERPRINTS_DIR, ignore_errors=True)
+    write_json_atomic(out_dir / STAGE_FILE, {"stage": stage, "complete": False})
+
+
+def require_complete(folder: str | os.PathLike) -> None:
+    """Refuse (IncompleteStage) a folder whose stage started but did not finish: killed, failed or still running."""
+    try:
+        mark = json.loads((Path(folder) / STAGE_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return  # not a stage's folder: shards the user put there
+    except ValueError:
+        mark = {}
+    if not mark.get("complete"):
+        raise IncompleteStage(f"{folder}: the {mark.get('stage', 'stage')} stage did not finish writing it (killed "
+                              "or still running); run that stage again first")
+
+
+class IncompleteStage(UserError, ValueError):
+    """A folder is the output of a stage that did not finish (see require_complete)."""
+
+
+def resume_or_none(out_path: str | os.PathLike, item: str, config: Any = None) -> FileReport | None:
+    """If `out_path` is a finished, current output of `item` (made with `config`), its report (marked resumed),
+    else None. Without `config` only the input name is checked."""
+    if config is not None:
+        return resume(out_path, item, config).done
     if not Path(out_path).exists():
         return None
     report = read_report(out_path)

@@ -124,7 +124,7 @@ def test_map_files_reports_a_crashed_task_and_finishes_the_rest(tmp_path, dask_c
     assert summary.files == 3 and summary.errors == 1 and summary.counts == {"documents": 6}
     assert reports[1].errors[0]["reason"] == "task failed: RuntimeError: disk on fire"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [output_name("one"), output_name("three"), runtime.ERRORS_FILE, runtime.SUMMARY_FILE])
+        [output_name("one"), output_name("three"), runtime.ERRORS_FILE, runtime.SUMMARY_FILE, runtime.STAGE_FILE])
     assert pq.read_table(tmp_path / output_name("one")).num_rows == 5
     errors = [json.loads(line) for line in (tmp_path / runtime.ERRORS_FILE).read_text().splitlines()]
     assert [(e["file"], e["stage"]) for e in errors] == [("crash-two", "unit")]

@@ -5,7 +5,9 @@ page fetched twice, and re-runs that retry transient failures (`--retry-failed`)
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import gzip
 import io
 import json
 import multiprocessing
@@ -18,11 +20,13 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from warcio.archiveiterator import ArchiveIterator
 
 from corpusforge import cli, runtime
 from corpusforge.sources.webtext2 import fetch
 from corpusforge.sources.webtext2.links import candidate_row
+from hostile import bomb_bytes, run_measured
 from webtext2_servers import Page, Site, wait_until
 
 HTML = ("<html><head><title>{title}</title></head><body><nav>Home | About</nav><article><h1>{title}</h1>"
@@ -264,17 +268,20 @@ def test_resume_after_kill_fetches_no_page_twice(tmp_path):
             or all((warc_dir / p.name.replace(".warc.gz", ".fetch.jsonl")).exists() for p in warc_dir.glob("*.warc.gz"))
 
         report = fetch.fetch_links(item, str(warc_dir), cfg)
-
-    pages = [(r.host, r.path) for r in site.served() if r.path != "/robots.txt"]
-    assert sorted(pages) == sorted((u[7:].split("/", 1)[0], "/" + u[7:].split("/", 1)[1]) for u in urls)  # once each
-    assert report.counts["fetched"] == 12 and report.counts["links"] == 12 and not report.errors
-    responses = warc_responses(warc_dir)  # every segment reads cleanly to its end
-    assert sorted(r["url"] for r in responses) == sorted(urls)
-    assert len(list(warc_dir.glob("*.warc.gz"))) > 1  # segments rotated at segment_bytes
-    assert list(warc_dir.glob(".*")) == []
-    assert held in outcomes(warc_dir)
-    again = fetch.fetch_links(item, str(warc_dir), cfg)
-    assert again.resumed and again.counts == report.counts
+        # Every page was asked for once, the one in flight at the kill included: it is logged, not asked again.
+        asked = [(r.host, r.path) for r in site.requests if r.path != "/robots.txt"]
+        assert sorted(asked) == sorted((u[7:].split("/", 1)[0], "/" + u[7:].split("/", 1)[1]) for u in urls)
+        assert report.counts["fetched"] == 11 and report.counts["interrupted"] == 1 and not report.errors
+        assert outcomes(warc_dir)[held]["outcome"] == "interrupted"
+        responses = warc_responses(warc_dir)  # every segment reads cleanly to its end
+        assert sorted(r["url"] for r in responses) == sorted(u for u in urls if u != held)
+        assert len(list(warc_dir.glob("*.warc.gz"))) > 1  # segments rotated at segment_bytes
+        assert list(warc_dir.glob(".*")) == []
+        again = fetch.fetch_links(item, str(warc_dir), cfg)
+        assert again.resumed and again.counts == report.counts
+        retried = fetch.fetch_links(item, str(warc_dir), dataclasses.replace(cfg, retry_failed=True))
+    assert retried.counts["fetched"] == 12 and "interrupted" not in retried.counts
+    assert sorted(r["url"] for r in warc_responses(warc_dir)) == sorted(urls)
 
 
 def test_robots_wildcards_longest_match_agent_group_and_fractional_delay(tmp_path):
@@ -417,3 +424,52 @@ def test_interrupted_retry_round_asks_no_url_twice(tmp_path):
         assert outcomes(warc_dir)["http://k.test/one"]["round"] == 2
         assert report.counts["fetched"] == 3 and report.counts["retried"] == 4 and report.counts["requests"] == 7
     assert sorted(r["url"] for r in warc_responses(warc_dir) if r["status"] == "200") == sorted(urls)
+
+
+def test_gzip_encoded_robots_txt_is_obeyed(tmp_path):
+    rules = gzip.compress(b"User-agent: *\nDisallow: /\n")
+    with Site() as site:
+        site.route("a.test", "/robots.txt", Page(rules, content_type="text/plain",
+                                                 headers={"Content-Encoding": "gzip"}))
+        site.route("a.test", "/page", page("page"))
+        item = write_links(tmp_path / "links-00000.parquet", ["http://a.test/page"])
+        report = fetch.fetch_links(item, str(tmp_path / "warc"), config(site))
+    assert report.counts["robots_disallowed"] == 1 and site.served(path="/page") == []
+
+
+def test_ipv4_inside_ipv6_is_refused():
+    guard = fetch.AddressGuard(allow_private=False, overrides={})
+    for literal in ("64:ff9b::a9fe:a9fe", "64:ff9b:1::a00:1", "2002:a9fe:a9fe::1", "::7f00:1", "::ffff:10.0.0.1",
+                    "2001:0:4136:e378:8000:63bf:3fff:fdd2"):  # Teredo: client 192.0.2.45, documentation space
+        with pytest.raises(fetch.Refused):
+            asyncio.run(guard.addresses(f"[{literal}]", 80))
+    assert asyncio.run(guard.addresses("[2606:4700::1111]", 80))[0]["host"] == "2606:4700::1111"
+
+
+def test_userinfo_is_never_sent_or_stored(tmp_path):
+    with Site() as site:
+        site.route("a.test", "/page", page("page"))
+        item = write_links(tmp_path / "links-00000.parquet", ["http://user:s3cret@a.test/page"])
+        report = fetch.fetch_links(item, str(tmp_path / "warc"), config(site))
+    assert report.counts["fetched"] == 1
+    assert all("Authorization" not in r.headers for r in site.requests)
+    assert [r["url"] for r in warc_responses(tmp_path / "warc")] == ["http://a.test/page"]
+    stored = b"".join(gzip.decompress(p.read_bytes()) if p.name.endswith(".gz") else p.read_bytes()
+                      for p in (tmp_path / "warc").iterdir())
+    assert b"s3cret" not in stored and b"user:" not in stored
+
+
+def test_brotli_bomb_from_a_site_is_cut_when_extracted(tmp_path):
+    with Site() as site:
+        site.route("a.test", "/bomb", Page(bomb_bytes("br"), headers={"Content-Encoding": "br"}))
+        item = write_links(tmp_path / "links-00000.parquet", ["http://a.test/bomb"])
+        report = fetch.fetch_links(item, str(tmp_path / "warc"), config(site))
+    assert report.counts["fetched"] == 1
+    (warc,) = (tmp_path / "warc").glob("*.warc.gz")
+    result, rss = run_measured(f"""
+        from corpusforge.sources.commoncrawl import CommonCrawlConfig, warc_to_shard
+        report = warc_to_shard({str(warc)!r}, {str(tmp_path / 'out')!r}, CommonCrawlConfig(inputs=['x']))
+        result = [e["reason"] for e in report.errors]
+    """)
+    assert rss < 512, rss
+    assert result == ["HTML body larger than 5000000 bytes; cut"]

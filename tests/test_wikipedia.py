@@ -432,3 +432,52 @@ def test_inline_templates_from_the_config_reach_the_vocabulary():
     vocab = site.vocabulary(config)
     assert wikitext.to_text("Der Gipfel liegt auf {{Höhe|2962|DE-NHN}}, {{convert|5|km}} entfernt.", vocab) == \
         "Der Gipfel liegt auf 2962 m, 5 kilometres entfernt."
+
+
+def test_damaged_header_block_falls_back_to_default_namespaces(dask_client, tmp_path):
+    pages = station_pages(300)
+    info = write(tmp_path / "enwiki-20240101-pages-articles.xml.bz2", pages, compresslevel=1)
+    data = Path(info["dump"]).read_bytes()
+    xml = bz2.decompress(data)
+    dec, first_block_end, out = bz2.BZ2Decompressor(), None, 0
+    for i in range(0, len(data), 64):  # the first block's end, in uncompressed bytes, by the standard decoder
+        out += len(dec.decompress(data[i:i + 64]))
+        if out:
+            first_block_end = out
+            break
+    damaged = bytearray(data)
+    damaged[200:216] = bytes(16)  # inside the first block, which holds <siteinfo>
+    bad = tmp_path / "in" / "enwiki-20240101-pages-articles.xml.bz2"
+    bad.parent.mkdir()
+    bad.write_bytes(bytes(damaged))
+    lost = {pid for pid, (a, b) in page_spans(xml).items() if a < first_block_end}
+    expected = {p["id"] for p in pages if p["id"] not in lost and not p.get("redirect")}
+    summary, docs = run(tmp_path / "out", [bad], dask_client, split_bytes=32768)
+    assert {d["page_id"] for d in docs} == expected and len(expected) > 150
+    assert {d["lang"] for d in docs} == {"en"}
+    assert all("[[File:" not in d["text"] and "thumb" not in d["text"] for d in docs)  # namespaces still known
+    errs = read_errors(tmp_path / "out")
+    warnings = [e for e in errs if e.get("level") == "warning"]
+    assert warnings and all(e["reason"].startswith("dump header unreadable (corrupt bz2 block")
+                            and e["reason"].endswith("using the built-in namespace names and language en")
+                            for e in warnings)
+
+
+def test_undefined_entity_in_siteinfo_falls_back(dask_client, tmp_path):
+    pages = station_pages(20)
+    info = write(tmp_path / "src" / "enwiki-20240101-pages-articles.xml", pages)
+    xml = Path(info["dump"]).read_text(encoding="utf-8")
+    dump = tmp_path / "enwiki-20240101-pages-articles.xml"
+    dump.write_text(xml.replace("<sitename>Wikipedia", "<sitename>Wiki&bogus;pedia", 1), encoding="utf-8")
+    summary, docs = run(tmp_path / "out", [dump], dask_client)
+    assert len(docs) == 18 and {d["lang"] for d in docs} == {"en"}
+    (warning,) = read_errors(tmp_path / "out")
+    assert warning["level"] == "warning" and "<siteinfo> is not well-formed XML" in warning["reason"]
+    assert summary.errors == 0 and summary.warnings == 1
+
+
+def test_zero_byte_dump_is_reported(tmp_path):
+    empty = tmp_path / "enwiki-20240101-pages-articles.xml.bz2"
+    empty.write_bytes(b"")
+    report = wikipedia.dump_to_shard(str(empty), str(tmp_path / "out"), wikipedia.WikipediaConfig(inputs=["x"]))
+    assert [e["reason"] for e in report.errors] == ["cannot read the dump: ValueError: empty file (0 bytes)"]

@@ -177,6 +177,7 @@ def run(config: DedupConfig, output: str | Path | None = None, *, client: Any = 
     params = config.params()
     params_json = json.dumps(params.to_json())
     paths, missing = documents.find_shards(config.inputs, exclude=out)
+    runtime.begin_stage(out, "dedup")
     for spec in missing:
         console.print(f"[yellow]dedup: warning: input {spec} does not exist; skipped[/yellow]")
     keys_dir.mkdir(parents=True, exist_ok=True)

@@ -144,15 +144,16 @@ def filter_shard(item: str, out_dir: str, job: _Job) -> runtime.FileReport:
     """The per-shard task: the kept documents of one input shard -> one output shard (atomic; a finished one is kept
     and its report reused), and its sample of dropped documents (written first, so a finished shard has it)."""
     out_path = Path(out_dir) / _output_name(item)
-    done = runtime.resume_or_none(out_path, item)
-    if done is not None:
-        return done
+    fp = runtime.resume(out_path, item, job, files=[item] + ([job.model] if job.model else []))
+    if fp.done is not None:
+        return fp.done
     t0 = time.perf_counter()
-    report = runtime.FileReport(input=item, output=str(out_path), bytes_in=Path(item).stat().st_size)
+    report = runtime.FileReport(input=item, output=str(out_path), bytes_in=Path(item).stat().st_size,
+                                redone=fp.redone)
     report.count("documents", 0)
     report.count("kept", 0)
     dropped = schema.empty_table("dropped")
-    with runtime.ShardWriter(out_path) as writer:
+    with runtime.ShardWriter(out_path, fingerprint=fp) as writer:
         for batch in read_batches(item, READ_COLUMNS, report):
             table = pa.Table.from_batches([batch])
             reason, value, score = judge(table, job)

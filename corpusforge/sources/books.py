@@ -30,10 +30,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from corpusforge import language
+from corpusforge import decompress, language
 from corpusforge.documents import make_document
 from corpusforge.extract import DecodeError, decode_html
-from corpusforge.runtime import FileReport, ShardWriter, StageSummary, map_files, output_name, resume_or_none
+from corpusforge.runtime import FileReport, ShardWriter, StageSummary, map_files, output_name, resume
 
 SOURCE = "books"
 BOOK_SUFFIXES = (".txt", ".txt.gz", ".txt.bz2", ".txt.xz", ".txt.zst", ".epub")
@@ -134,58 +134,29 @@ def _stem(path: str) -> str:
     return Path(path).stem
 
 
-def _decompressor(name: str):
-    """A fresh streaming decompressor for the file's compression (by its suffix), or None for plain files."""
-    import bz2
-    import lzma
-    import zlib
-
-    if name.endswith(".gz"):
-        return zlib.decompressobj(16 + zlib.MAX_WBITS)
-    if name.endswith(".bz2"):
-        return bz2.BZ2Decompressor()
-    if name.endswith(".xz"):
-        return lzma.LZMADecompressor()
-    if name.endswith(".zst"):
-        import zstandard
-
-        return zstandard.ZstdDecompressor().decompressobj()
-    return None
-
-
 def read_bytes(path: str, limit: int, report: FileReport) -> bytes:
     """The uncompressed bytes of a book file (gzip/bz2/xz/zstd by suffix; concatenated streams too).
 
     A compressed file that is cut short or corrupt is reported with the uncompressed offset where it broke, and
     everything decoded before that is kept: a streaming decompressor gives all it can, a file reader would not.
-    A book larger than `limit` raises BookError."""
+    A book larger than `limit` raises BookError at the offset where it passed the limit, having decompressed no
+    more than that (a bomb of a few hundred bytes costs no memory)."""
     if os.path.getsize(path) > limit:
         raise BookError(f"book file larger than {limit:,} bytes (max_book_bytes)", offset=None)
-    raw = Path(path).read_bytes()
-    dec = _decompressor(path.lower())
-    if dec is None:
-        return raw
+    codec = decompress.codec_for_name(path)
+    if codec is None:
+        return Path(path).read_bytes()
     out = bytearray()
-    pos = 0
     try:
-        while pos < len(raw):
-            chunk = raw[pos:pos + _READ_CHUNK]
-            out += dec.decompress(chunk)
-            if len(out) > limit:
-                raise BookError(f"book larger than {limit:,} bytes (max_book_bytes)", offset=None)
-            pos += len(chunk)
-            if dec.eof:  # a stream ended; anything after it is the next stream
-                rest = dec.unused_data
-                dec = _decompressor(path.lower())
-                raw, pos = rest + raw[pos:], 0
-                if not raw.strip(b"\0"):
-                    return bytes(out)
-    except BookError:
-        raise
-    except Exception as exc:  # each decompressor has its own error type for corrupt data
-        reason = f"{type(exc).__name__}: {exc}"
-    else:
-        reason = "the file ends before the end of its compressed stream"
+        with open(path, "rb") as fh:
+            for piece in decompress.decompress_chunks(iter(lambda: fh.read(_READ_CHUNK), b""), codec, limit=limit):
+                out += piece
+        return bytes(out)
+    except decompress.OutputLimit:
+        raise BookError(f"book larger than {limit:,} bytes uncompressed (max_book_bytes); not read further",
+                        offset=limit) from None
+    except decompress.DamagedStream as exc:
+        reason = str(exc)
     if not out:
         raise BookError(f"unreadable compressed file: {reason}")
     report.error(f"compressed file truncated or corrupt at uncompressed byte {len(out):,} ({reason}); keeping "
@@ -355,9 +326,18 @@ def read_epub_book(path: str, config: BooksConfig) -> Book:
     from ebooklib import epub
 
     try:
+        # ebooklib reads every entry into memory: check the sizes the archive declares (zipfile stops an entry at
+        # its declared size) before it does, so a small EPUB of huge entries is refused unread.
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+        if declared > config.max_book_bytes:
+            raise BookError(f"EPUB entries declare {declared:,} bytes uncompressed, more than max_book_bytes "
+                            f"({config.max_book_bytes:,}); not read", offset=None)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ebooklib warns about options it is about to change the default of
             book = epub.read_epub(path, options={"ignore_ncx": True})
+    except BookError:
+        raise
     except (zipfile.BadZipFile, epub.EpubException, KeyError, OSError, ValueError) as exc:
         raise BookError(f"unreadable EPUB: {type(exc).__name__}: {exc}") from None
 
@@ -504,12 +484,12 @@ def books_to_shard(item: str, out_dir: str, config: BooksConfig) -> FileReport:
     paths = item.split("\n")
     # Named after its first book and how many follow; the hash of the whole item keeps groups apart.
     out_path = Path(out_dir) / output_name(paths[0]).replace(".parquet", f"+{len(paths) - 1}-{_digest(item)}.parquet")
-    done = resume_or_none(out_path, item)
-    if done is not None:
-        return done
+    fp = resume(out_path, item, config)
+    if fp.done is not None:
+        return fp.done
     t0 = time.perf_counter()
-    report = FileReport(input=item, output=str(out_path))
-    with ShardWriter(out_path, row_group_rows=64) as writer:
+    report = FileReport(input=item, output=str(out_path), redone=fp.redone)
+    with ShardWriter(out_path, row_group_rows=64, fingerprint=fp) as writer:
         for path in paths:
             report.count("book_files")
             try:

@@ -27,11 +27,13 @@ from typing import Any
 
 import zstandard
 
-from corpusforge import language
+from corpusforge import decompress, language
 from corpusforge.documents import make_document
 from corpusforge.extract import (MODES, DecodeError, ExtractionFailed, ExtractionTimeout, ExtractOptions,
-                                 decode_html, html_lang, shared_extractor)
-from corpusforge.runtime import FileReport, ShardWriter, StageSummary, map_files, output_name, resume_or_none
+                                 decode_html, html_lang, http_charset, shared_extractor)
+from corpusforge.errors import UserError
+from corpusforge.runtime import (FileReport, ShardWriter, StageSummary, check_protocols, map_files, output_name,
+                                 resume)
 
 SOURCE = "commoncrawl"
 _HTML_TYPES = ("text/html", "application/xhtml+xml", "application/xml+html")
@@ -100,12 +102,20 @@ def expand_inputs(inputs: list[str], base_url: str = "https://data.commoncrawl.o
                         out.append(line if "://" in line or line.startswith("/") else base_url.rstrip("/") + "/" + line)
         elif any(c in spec for c in "*?["):
             if "://" in spec:
+                check_protocols([spec])
                 fs, _, _ = fsspec.get_fs_token_paths(spec)
                 protocol = spec.split("://", 1)[0]
                 # s3/gcs globs return bare "bucket/key" paths, http globs return full URLs
-                out.extend(p if "://" in p else f"{protocol}://{p}" for p in sorted(fs.glob(spec)))
+                found = [p if "://" in p else f"{protocol}://{p}" for p in sorted(fs.glob(spec))]
             else:
-                out.extend(sorted(globlib.glob(spec)))
+                found = sorted(p for p in globlib.glob(spec) if not Path(p).is_dir())
+            if not found:
+                raise UserError(f"no input matches {spec!r}")
+            out.extend(found)
+        elif "://" not in spec and Path(spec).is_dir():
+            raise UserError(f"{spec} is a folder; give the WARC files in it, e.g. '{spec.rstrip('/')}/*.warc.gz'")
+        elif "://" not in spec and not Path(spec).exists():
+            raise UserError(f"no such input: {spec}")
         else:
             out.append(spec)
     return list(dict.fromkeys(out))
@@ -164,17 +174,26 @@ def _looks_like_record(fh, offset: int, codec: _Codec) -> bool:
 
 class _BrotliDecompressor:
     """`Content-Encoding: br` for warcio, which expects zlib's interface (`decompress`, `unused_data`); the brotli
-    package's Decompressor has neither, so warcio's own hook fails on it."""
+    package's Decompressor has neither, so warcio's own hook fails on it. A few hundred bytes of brotli can hold
+    gigabytes, so a record gives out no more than the body limit of the file being read (plus one byte, so that the
+    body reads as cut and is reported so); warcio reads no further than that anyway."""
 
     unused_data = None
 
     def __init__(self) -> None:
-        import brotli
-
-        self._decompressor = brotli.Decompressor()
+        self._stream = decompress.stepper("br")
+        reading = _WARCIO.reading
+        self._left = (reading.max_body if reading is not None else CommonCrawlConfig.max_html_bytes) + 1
 
     def decompress(self, data: bytes) -> bytes:
-        return self._decompressor.process(data)
+        if self._left <= 0:
+            return b""  # past the limit: the body is cut there
+        self._stream.feed(data)
+        out = bytearray()
+        while self._left > len(out) and (piece := self._stream.pull(self._left - len(out))):
+            out += piece
+        self._left -= len(out)
+        return bytes(out)
 
 
 class _WarcioMessages(threading.local):
@@ -250,7 +269,7 @@ def read_records(path: str, report: FileReport, max_body: int) -> Iterator[Respo
     refuses, or a whole file compressed as one zstd frame) is read as one stream, and its records' offsets are the
     unit's start plus their offset in its uncompressed data.
     """
-    reading = _Reading(report)
+    reading = _Reading(report, max_body)
     records = _read_records(path, reading, max_body)
     with contextlib.closing(records):
         while True:
@@ -266,6 +285,7 @@ class _Reading:
     """A file being read: its report, and the offset of the record warcio is on (for its warnings)."""
 
     report: FileReport
+    max_body: int
     where: Callable[[], int | None] = lambda: None
 
 
@@ -283,6 +303,9 @@ def _read_records(path: str, reading: _Reading, max_body: int) -> Iterator[Respo
                              "or zstd", offset=0, stage="read")
                 return
         size = fh.seek(0, 2)
+        if size == 0:
+            report.error("empty file (0 bytes): no record in it", offset=0, stage="read")
+            return
         # gzip and plain files go to warcio as they are; zstd frames (and non-chunked gzip) through a _FrameStream.
         if magic.startswith((_ZSTD_FRAME, _ZSTD_DICTIONARY_FRAME)):
             codec, pos = _zstd_codec(fh, report)
@@ -319,6 +342,16 @@ def _read_records(path: str, reading: _Reading, max_body: int) -> Iterator[Respo
                 elif iterator.offset < (stream.tell() if framed else size):  # warcio stops quietly at a cut record
                     _report_cut(report, sum(locate(iterator.offset)),
                                 "the file ends inside a record, or its last bytes are no record (truncated?)")
+                elif codec is _GZIP and not framed and not _member_complete(fh, frame, size):
+                    # warcio reads a cut member as far as it goes: a cut warcinfo, request or HTTP header is quiet
+                    _report_cut(report, frame, "the file ends inside a gzip member (truncated file)")
+                if codec is None and last != already_read and (nxt := _next_record_start(fh, last + 1, None)):
+                    # A plain record whose Content-Length runs past the records after it swallowed them as its
+                    # block (warcio reads to the end of the file): read on from the next record header.
+                    report.error("record block runs over the next WARC record (wrong Content-Length?); reading "
+                                 "resumes at the next record header", offset=last, stage="read")
+                    pos, already_read = nxt, None
+                    continue
                 pos = None
             except Exception as exc:  # damaged input: report it, find the next record, go on
                 if not framed and codec is _GZIP and "non-chunked gzip" in str(exc):
@@ -334,6 +367,18 @@ def _read_records(path: str, reading: _Reading, max_body: int) -> Iterator[Respo
                 if nxt == where:  # the place that just failed
                     nxt = _next_record_start(fh, where + 1, codec)
                 pos = nxt if nxt is not None and nxt > frame else None
+
+
+def _member_complete(fh, start: int, size: int) -> bool:
+    """Whether the gzip member at `start` ends before the end of the file (read through, a bounded piece at a
+    time)."""
+    member = _GzipMember(fh, start, size)
+    try:
+        while member.read(_READ_CHUNK):
+            pass
+    except zlib.error:
+        return False
+    return member.end is not None
 
 
 def _report_cut(report: FileReport, offset: int, reason: str) -> None:
@@ -599,6 +644,30 @@ def is_html(content_type: str | None, body: bytes | None) -> bool:
 
 
 # --------------------------------------------------------------------------------------------------------- documents
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xf4][\x80-\xbf]+")
+_UTF8_META = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?\s*utf-?8", re.I)
+
+
+def _decode_page(rec: Response, report: FileReport) -> str:
+    """The page as text (extract.decode_html), except that a UTF-8 page with a few invalid bytes (a stray byte, a
+    character cut by the crawler) is decoded as UTF-8 with those bytes replaced, and the count reported as a
+    warning: otherwise no declared charset decodes it strictly and it is dropped, or read as another code page."""
+    body = rec.body or b""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = body.decode("utf-8", errors="replace")
+        bad = text.count("\ufffd") - body.count("\ufffd".encode())
+        utf8 = (http_charset(rec.content_type) == "utf-8" or _UTF8_META.search(body[:8192])
+                or _UTF8_SEQUENCE.search(body))
+        if utf8 and bad <= max(8, len(body) // 1000):
+            report.warn(f"{bad} invalid UTF-8 byte sequence(s) replaced with U+FFFD", offset=rec.offset,
+                        stage="decode", url=rec.url)
+            report.count("pages_with_invalid_bytes")
+            return text
+    return decode_html(body, rec.content_type)[0]
+
+
 def documents_from_records(records: Iterator[Response], origin_file: str, config: CommonCrawlConfig,
                            report: FileReport, source: str = SOURCE,
                            extra_columns: dict[str, dict[str, Any]] | None = None) -> Iterator[dict[str, Any]]:
@@ -626,7 +695,7 @@ def documents_from_records(records: Iterator[Response], origin_file: str, config
             report.error(f"record truncated: the file ends {rec.missing_bytes} bytes before its Content-Length; "
                          "extracting what is there", offset=rec.offset, stage="read", url=rec.url)
         try:
-            html, _codec = decode_html(rec.body or b"", rec.content_type)
+            html = _decode_page(rec, report)
             title, text = extractor.extract(html, rec.url, options)
         except DecodeError as exc:
             report.error(str(exc), offset=rec.offset, stage="decode", url=rec.url)
@@ -659,10 +728,10 @@ def warc_to_shard(item: str, out_dir: str, config: CommonCrawlConfig, *, source:
 
     `extra_columns` maps a record's target URL to extra document columns (WebText2 adds the Reddit score)."""
     out_path = Path(out_dir) / output_name(item)
-    done = resume_or_none(out_path, item)
-    if done is not None:
-        return done
-    report = FileReport(input=item, output=str(out_path))
+    fp = resume(out_path, item, [config, source, extra_columns])
+    if fp.done is not None:
+        return fp.done
+    report = FileReport(input=item, output=str(out_path), redone=fp.redone)
     t0 = time.perf_counter()
     try:
         import fsspec
@@ -673,7 +742,7 @@ def warc_to_shard(item: str, out_dir: str, config: CommonCrawlConfig, *, source:
         report.error(f"cannot open input: {type(exc).__name__}: {exc}", stage="read")
         report.output = None
         return report
-    with ShardWriter(out_path) as writer:
+    with ShardWriter(out_path, fingerprint=fp) as writer:
         records = read_records(item, report, config.max_html_bytes)
         for doc in documents_from_records(records, item, config, report, source=source, extra_columns=extra_columns):
             writer.write_rows([doc])

@@ -34,7 +34,7 @@ from urllib.parse import quote
 
 from corpusforge import bzip2, language, wikitemplates, wikitext
 from corpusforge.documents import make_document
-from corpusforge.runtime import FileReport, ShardWriter, StageSummary, map_files, output_name, resume_or_none
+from corpusforge.runtime import FileReport, ShardWriter, StageSummary, map_files, output_name, resume
 
 SOURCE = "wikipedia"
 _CHUNK = 1 << 20
@@ -100,6 +100,7 @@ class SiteInfo:
     base_url: str | None
     encoding: str
     namespaces: dict[int, list[str]]
+    problem: str | None = None  # why the header could not be read (the built-in names stand in for it)
 
     def article_url(self, title: str) -> str | None:
         if not self.base_url:
@@ -147,10 +148,11 @@ def read_siteinfo(path: str, language_override: str | None = None, article_url: 
 def _read_siteinfo(path: str, _size: int, _mtime: int, language_override: str | None,
                    article_url: str | None) -> SiteInfo:
     head = bytearray()
-    encoding = None
+    encoding = problem = None
     for unit in _units(path, 0):
         if isinstance(unit, bzip2.Damage):
-            raise ValueError(f"the dump header is unreadable: {unit.reason}")
+            problem = unit.reason
+            break
         head += unit.data
         encoding = encoding or _detect_encoding(bytes(head[:200]))
         marker = _marker(encoding)
@@ -170,15 +172,23 @@ def _read_siteinfo(path: str, _size: int, _mtime: int, language_override: str | 
             pass
     info = _SITEINFO.search(text)
     if info:
-        root = etree.fromstring(info.group(0))
-        dbname = root.findtext("dbname")
-        base = root.findtext("base")
-        for ns in root.iter("namespace"):
-            if ns.text and ns.get("key", "").lstrip("-").isdigit():
-                namespaces.setdefault(int(ns.get("key")), []).append(ns.text.strip())
+        try:
+            root = etree.fromstring(info.group(0))
+        except etree.XMLSyntaxError as exc:
+            problem = f"<siteinfo> is not well-formed XML ({exc})"
+        else:
+            dbname = root.findtext("dbname")
+            base = root.findtext("base")
+            for ns in root.iter("namespace"):
+                if ns.text and ns.get("key", "").lstrip("-").isdigit():
+                    namespaces.setdefault(int(ns.get("key")), []).append(ns.text.strip())
+    elif problem is None and head and "<page>".encode(_marker(encoding)) in head:
+        problem = "no <siteinfo> before the first page"
+    if problem and not dbname:
+        dbname = Path(path).name.split("-", 1)[0]  # enwiki-20240601-pages-articles.xml.bz2 -> enwiki
     base_url = article_url or (base.rsplit("/", 1)[0] + "/" if base and "/" in base else None)
     return SiteInfo(dbname=dbname, lang=language_override or _lang_of(lang_attr, dbname), base_url=base_url,
-                    encoding=encoding, namespaces=namespaces)
+                    encoding=encoding, namespaces=namespaces, problem=problem)
 
 
 def _marker(encoding: str) -> str:
@@ -420,6 +430,8 @@ def expand_inputs(inputs: list[str]) -> list[str]:
             found = sorted(globlib.glob(spec))
         else:
             found = [spec]
+        if not found:
+            raise FileNotFoundError(f"no dump matches {spec!r}")
         out.extend(p for p in found if "-index" not in Path(p).name)
     return list(dict.fromkeys(out))
 
@@ -480,21 +492,26 @@ def dump_to_shard(item: str, out_dir: str, config: WikipediaConfig) -> FileRepor
     """The per-range task: the articles of one dump (range) -> one Parquet shard in `out_dir`, and its report.
     A shard finished by an earlier run is kept and its report reused (resume)."""
     out_path = Path(out_dir) / output_name(item)
-    done = resume_or_none(out_path, item)
-    if done is not None:
-        return done
-    t0 = time.perf_counter()
     path, start, end = parse_item(item)
-    report = FileReport(input=item, output=str(out_path))
+    fp = resume(out_path, item, config, files=[path])
+    if fp.done is not None:
+        return fp.done
+    t0 = time.perf_counter()
+    report = FileReport(input=item, output=str(out_path), redone=fp.redone)
     try:
+        if os.path.getsize(path) == 0:
+            raise ValueError("empty file (0 bytes)")
         site = read_siteinfo(path, config.language, config.article_url)
         report.bytes_in = (end if end is not None else os.path.getsize(path)) - start
     except (OSError, ValueError) as exc:
         report.error(f"cannot read the dump: {type(exc).__name__}: {exc}", offset=0, stage="read", file=path)
         report.output = None
         return report
+    if site.problem:
+        report.warn(f"dump header unreadable ({site.problem}); using the built-in namespace names and language "
+                    f"{site.lang or 'unknown'}", offset=0, stage="read", file=path)
     vocab = site.vocabulary(config)
-    with ShardWriter(out_path, row_group_rows=256) as writer:
+    with ShardWriter(out_path, row_group_rows=256, fingerprint=fp) as writer:
         for page in iter_pages(path, start, end, encoding=site.encoding, report=report,
                                max_page_bytes=config.max_page_bytes):
             doc = page_document(page, path, site, vocab, config, report)

@@ -14,8 +14,11 @@ literals are checked too).
 Output and resume (FetchLog): records are appended to a hidden `.<name>-00000.warc.gz.tmp` and each link's outcome
 to a journal beside it, flushed after every link; the journal names the WARC offset its link's records end at. A
 segment is renamed to `<name>-00000.warc.gz` (with its log `<name>-00000.fetch.jsonl`) when it reaches
-`segment_bytes` or the task ends. After an interruption the next run reads the logs and journal, cuts the WARC back
-to the last journaled offset and goes on: a URL with an outcome is not requested again.
+`segment_bytes` or the task ends. Each link is journaled as started before its first request. After an
+interruption the next run reads the logs and journal, cuts the WARC back to the last journaled offset and goes on:
+a URL with an outcome is not requested again, and a URL that was started without an outcome (in flight when the
+run was killed) is logged as `interrupted` rather than requested again, so no run asks for a page twice;
+`retry_failed` fetches the interrupted ones (a transient outcome).
 
 Retrying failures (`retry_failed`): every outcome is logged with the number of its round. Round 0 is the first pass
 over the links; each run with `retry_failed` opens the next round, in which every URL whose latest outcome is
@@ -43,12 +46,12 @@ from collections.abc import Iterator
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import aiohttp
 from protego import Protego
 
-from corpusforge import runtime
+from corpusforge import decompress, runtime
 from corpusforge.sources.webtext2.urls import normalize_url
 
 # Set `user_agent` to name you: a site owner who sees the crawler should be able to reach whoever runs it.
@@ -65,7 +68,8 @@ ERROR_OUTCOMES = ("truncated", "redirect_loop", "too_many_redirects", "bad_redir
 # Outcomes a later try may not repeat: they come from the network, the server's load, DNS, or a bug (`failed` is an
 # unexpected exception, which an upgrade may fix). Everything else (robots.txt rules, refused addresses, 4xx,
 # redirect loops, bodies over `max_bytes`, non-HTML) would come out the same, so `retry_failed` leaves it alone.
-TRANSIENT_OUTCOMES = ("network_error", "dns_error", "robots_unreachable", "failed", "http_408", "http_429")
+TRANSIENT_OUTCOMES = ("network_error", "dns_error", "robots_unreachable", "failed", "http_408", "http_429",
+                      "interrupted")
 
 
 def is_transient(outcome: str) -> bool:
@@ -137,6 +141,25 @@ class Unresolvable(Exception):
     """DNS has no address for the host."""
 
 
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
+def embedded_ipv4(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries, which is where a packet to it ends up: IPv4-mapped
+    (::ffff:a.b.c.d), IPv4-compatible (::a.b.c.d), 6to4 (2002:AABB:CCDD::), Teredo's client, NAT64 (64:ff9b::/96
+    and the local-use 64:ff9b:1::/48). None for an IPv4 address or a plain IPv6 one."""
+    if address.version != 6:
+        return None
+    if address.ipv4_mapped or address.sixtofour:
+        return address.ipv4_mapped or address.sixtofour
+    if address.teredo:
+        return address.teredo[1]
+    low = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if any(address in net for net in _NAT64) or (int(address) >> 32 == 0 and int(low) > 1):
+        return low
+    return None
+
+
 class AddressGuard:
     """Resolves hosts once per task and refuses non-global addresses; also the resolver aiohttp connects with, so
     the address checked is the address used (a second DNS answer cannot swap in a private one)."""
@@ -180,8 +203,8 @@ class AddressGuard:
             infos = [(ipaddress.ip_address(info[4][0].split("%")[0]), port) for info in found]
         results = []
         for address, p in dict.fromkeys(infos):
-            plain = getattr(address, "ipv4_mapped", None) or address
-            if not self.allow_private and (not plain.is_global or plain.is_multicast):
+            forms = [address] + [v4 for v4 in [embedded_ipv4(address)] if v4 is not None]
+            if not self.allow_private and any(not a.is_global or a.is_multicast for a in forms):
                 raise Refused(f"{host} resolves to {address}, a private, loopback, link-local or reserved address "
                               "(pass --allow-private-hosts to fetch such hosts)")
             results.append(_result(host, str(address), p))
@@ -290,6 +313,7 @@ class Crawler:
     async def _worker(self, queue: asyncio.Queue) -> None:
         while not queue.empty():
             for link in queue.get_nowait():
+                self.log.begin(link["url"])  # journaled first: a page in flight at a kill is not asked again
                 records, outcome = await self.fetch_link(link)
                 self.log.append(records, outcome)
 
@@ -368,7 +392,9 @@ class Crawler:
         result, final, _error = await self._follow(f"{parts.scheme}://{parts.netloc}/robots.txt", [], [0],
                                                    check_robots=False)
         if final is not None and 200 <= final.status < 300:
-            return Protego.parse(final.body[:ROBOTS_MAX_BYTES].decode("utf-8", "replace"))
+            text = decoded_body(final, ROBOTS_MAX_BYTES)
+            if text is not None:
+                return Protego.parse(text.decode("utf-8", "replace"))
         if not (final is not None and 400 <= final.status < 500) and result not in ("refused_address", "dns_error"):
             host.robots_unreachable = True  # RFC 9309 "unreachable": assume everything is disallowed
         # No rules: a 4xx, or an address the page's own request fails on with the right reason.
@@ -425,6 +451,25 @@ class Crawler:
                     break
             exchange.body = bytes(body)
             return exchange
+
+
+def decoded_body(exchange: Exchange, limit: int) -> bytes | None:
+    """The first `limit` bytes of a body with its Content-Encoding undone (decompress.decompress_chunks: no more
+    than `limit` is ever decompressed), or None for an encoding we cannot read. A body cut short keeps what
+    decoded before the cut."""
+    encoding = (exchange.header("Content-Encoding") or "").strip().lower()
+    if encoding not in decompress.CONTENT_ENCODINGS:
+        return None
+    codec = decompress.CONTENT_ENCODINGS[encoding]
+    if codec is None:
+        return exchange.body[:limit]
+    out = bytearray()
+    try:
+        for piece in decompress.decompress_chunks([exchange.body], codec, limit=limit):
+            out += piece
+    except (decompress.OutputLimit, decompress.DamagedStream):
+        pass  # RFC 9309 lets a crawler stop at its limit; a cut body's rules are those read
+    return bytes(out)
 
 
 def _default_port(scheme: str) -> int:
@@ -566,6 +611,14 @@ class FetchLog:
             self._warc, self._journal = open(warc_part, "ab"), open(log_part, "a", encoding="utf-8")
         else:
             self._start()
+        entries = list(self.entries())
+        finished = {e["url"] for e in entries if "url" in e}
+        for entry in entries:  # started, never finished: in flight when the last run stopped
+            if "started" in entry and entry["started"] not in finished:
+                finished.add(entry["started"])
+                self._write_entry({"url": entry["started"], "outcome": "interrupted", "requests": 1,
+                                   "round": entry["round"], "end": self._warc.tell(), "warc_offset": None,
+                                   "error": "the fetch stopped while this page was in flight"})
         return [e for e in self.entries() if "url" in e]
 
     def _start(self) -> None:
@@ -586,6 +639,11 @@ class FetchLog:
     def _write_entry(self, entry: dict[str, Any]) -> None:
         self._journal.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
         self._journal.flush()
+
+    def begin(self, url: str) -> None:
+        """Journal that `url` is about to be requested; if the run stops before its outcome, the next run logs it
+        as `interrupted` instead of requesting it again (`retry_failed` does)."""
+        self._write_entry({"started": url, "round": self.round, "end": self._warc.tell()})
 
     def append(self, exchanges: list[Exchange], outcome: dict[str, Any]) -> None:
         """Write a link's records, then its outcome line (which makes them count); rotate a full segment."""
@@ -698,6 +756,14 @@ def plan(links: list[dict[str, Any]], logged: list[dict[str, Any]],
     return [link for link in links if owed(latest.get(link["url"]))], last + 1
 
 
+def without_userinfo(url: str) -> str:
+    """`url` without a `user:password@` part (the rest unchanged, so the URL still matches its logged outcome)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
 def fetch_links(item: str, out_dir: str, config: FetchConfig) -> runtime.FileReport:
     """Per-file Dask task: fetch the links of one link file into WARC segments under `out_dir`: those an
     earlier run did not log, and with `retry_failed` those whose latest outcome is transient (`plan`)."""
@@ -705,6 +771,8 @@ def fetch_links(item: str, out_dir: str, config: FetchConfig) -> runtime.FileRep
 
     t0 = time.perf_counter()
     links = pq.read_table(item, columns=LINK_COLUMNS).to_pylist()
+    for link in links:  # a password in a link is never sent, recorded or logged
+        link["url"] = without_userinfo(link["url"])
     log = FetchLog(out_dir, runtime.output_name(str(Path(item).with_suffix("")), ""), config)
     todo, log.round = plan(links, log.open(), config.retry_failed)
     try:

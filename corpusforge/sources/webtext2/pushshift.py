@@ -9,29 +9,21 @@ reported where it broke, keeping what was read before it.
 
 from __future__ import annotations
 
-import bz2
 import collections
 import contextlib
 import glob
-import gzip
 import itertools
 import json
-import lzma
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from corpusforge import runtime
+from corpusforge import decompress, runtime
 from corpusforge.sources.webtext2 import links
 from corpusforge.sources.webtext2.urls import LinkFields, LinkFilter, LinkRules
 
-ZSTD_MAX_WINDOW = 2**31
-CHUNK = 1 << 16  # compressed bytes per read: the decompressed chunk (ratio x CHUNK) stays small, in cache
-
-
-class DamagedStream(ValueError):
-    """The compressed stream is corrupt or ends inside a frame."""
+CHUNK = 1 << 16  # compressed bytes per read
 
 
 def expand_inputs(patterns: list[str]) -> list[str]:
@@ -44,6 +36,8 @@ def expand_inputs(patterns: list[str]) -> list[str]:
         matched = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
         if not matched or not all(Path(p).exists() for p in matched):
             raise FileNotFoundError(f"no Pushshift dump matches {pattern!r}")
+        if any(Path(p).is_dir() for p in matched):
+            raise IsADirectoryError(f"{pattern} is a folder; give the dumps in it, e.g. '{pattern}/RS_*.zst'")
         paths.extend(matched)
     return list(dict.fromkeys(paths))
 
@@ -64,50 +58,22 @@ class _Counting:
         return True
 
 
-def _zstd_chunks(raw: _Counting) -> Iterator[bytes]:
-    """Decompressed chunks of a zstandard stream of one or more frames; DamagedStream if it ends inside a frame."""
-    import zstandard
-
-    dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
-    dobj, in_frame = dctx.decompressobj(), False
-    while data := raw.read(CHUNK):
-        while data:
-            try:
-                out = dobj.decompress(data)
-            except zstandard.ZstdError as exc:
-                raise DamagedStream(f"zstandard: {exc}") from None
-            in_frame = True
-            if out:
-                yield out
-            if dobj.eof:  # a frame ended: the rest of the input starts the next one
-                data, dobj, in_frame = dobj.unused_data, dctx.decompressobj(), False
-            else:
-                data = b""
-    if in_frame:
-        raise DamagedStream("zstandard: stream ends inside a frame (truncated file)")
-
-
 def _decompressed_chunks(path: str, raw: _Counting) -> Iterator[bytes]:
-    name = path.lower()
-    if name.endswith((".zst", ".zstd")):
-        yield from _zstd_chunks(raw)
-        return
-    opener = {".bz2": bz2.open, ".xz": lzma.open, ".lzma": lzma.open, ".gz": gzip.open}.get(Path(name).suffix)
-    stream = opener(raw) if opener else raw
-    try:
-        while data := stream.read(CHUNK):
-            yield data
-    except (EOFError, OSError, lzma.LZMAError) as exc:
-        raise DamagedStream(f"{type(exc).__name__}: {exc}") from None
+    """The dump's uncompressed bytes in bounded pieces (decompress.decompress_chunks: no piece is larger than
+    decompress.CHUNK however well the data compressed); DamagedStream where the stream breaks."""
+    chunks = iter(lambda: raw.read(CHUNK), b"")
+    codec = decompress.codec_for_name(path)
+    return decompress.decompress_chunks(chunks, codec) if codec else chunks
 
 
-def read_submissions(path: str, report: runtime.FileReport,
-                     fields: type | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_submissions(path: str, report: runtime.FileReport, fields: type | None = None,
+                     max_line_bytes: int = LinkRules.max_line_bytes) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (byte offset in the uncompressed stream, record) for each JSON object line of a dump.
 
     `fields`: a TypedDict of the fields wanted (urls.LinkFields); the rest of each line is skipped without building
-    it, several times faster than decoding whole records (None: every field). Malformed lines, non-object lines and
-    a damaged stream are reported on `report` (stage "read") and skipped.
+    it, several times faster than decoding whole records (None: every field). Malformed lines, non-object lines, a
+    line longer than `max_line_bytes` (skipped without being held: a dump of one endless line costs no memory) and
+    a damaged stream are reported on `report` (stage "read", with the line's offset) and skipped.
     """
     import fsspec
     import msgspec
@@ -115,27 +81,50 @@ def read_submissions(path: str, report: runtime.FileReport,
     decode = msgspec.json.Decoder(fields or dict).decode
     with fsspec.open(path, "rb") as fh:
         raw = _Counting(fh)
-        offset, pending = 0, b""  # offset of the first byte of `pending` in the uncompressed stream
+        pos = 0  # offset of the current chunk in the uncompressed stream
+        line_start, pending, too_long = 0, bytearray(), False
         try:
             # The b"\n" ends a last line that has none (a damaged stream stops before it, losing that partial line).
             for chunk in itertools.chain(_decompressed_chunks(path, raw), [b"\n"]):
-                lines = (pending + chunk).split(b"\n")
-                pending = lines.pop()
-                for line in lines:
-                    try:
-                        if not line.isascii():
-                            line.decode()  # msgspec does not check the UTF-8 of the fields it skips; json did
-                        record = decode(line)
-                    except ValueError:
-                        record = _parse_strictly(line, offset, report)
-                    if record is not None:
-                        yield offset, record
-                    offset += len(line) + 1
-        except DamagedStream as exc:
-            report.error(f"damaged stream after {offset + len(pending):,} uncompressed bytes: {exc}",
-                         offset=offset + len(pending))
+                start = 0
+                while (end := chunk.find(b"\n", start)) >= 0:
+                    length = pos + end - line_start
+                    if too_long or length > max_line_bytes:
+                        report.error(f"line of {length:,} bytes is longer than max_line_bytes ({max_line_bytes:,}); "
+                                     "skipped", offset=line_start)
+                        report.count("dropped_long_lines")
+                    else:
+                        line = bytes(pending) + chunk[start:end] if pending else chunk[start:end]
+                        record = _parse(line, decode, line_start, report)
+                        if record is not None:
+                            yield line_start, record
+                    pending.clear()
+                    too_long, start, line_start = False, end + 1, pos + end + 1
+                if not too_long:
+                    pending += chunk[start:]
+                    if len(pending) > max_line_bytes:
+                        too_long = True
+                        pending.clear()
+                pos += len(chunk)
+        except decompress.DamagedStream as exc:
+            report.error(f"damaged stream after {pos:,} uncompressed bytes: {exc}", offset=pos)
         finally:
             report.bytes_in += raw.bytes
+        if pos <= 1 and raw.bytes == 0:
+            report.error("empty file: no submission in it", offset=0)
+
+
+def _parse(line: bytes, decode, offset: int, report: runtime.FileReport) -> dict[str, Any] | None:
+    """One line's record, or None (reported) when it is not one."""
+    try:
+        if not line.isascii():
+            line.decode()  # msgspec does not check the UTF-8 of the fields it skips; json did
+        return decode(line)
+    except ValueError:
+        return _parse_strictly(line, offset, report)
+    except RecursionError:
+        report.error("JSON line nested too deeply", offset=offset)
+        return None
 
 
 def _parse_strictly(line: bytes, offset: int, report: runtime.FileReport) -> dict[str, Any] | None:
@@ -145,6 +134,9 @@ def _parse_strictly(line: bytes, offset: int, report: runtime.FileReport) -> dic
         return None
     try:
         record = json.loads(line)
+    except RecursionError:
+        report.error("JSON line nested too deeply", offset=offset)
+        return None
     except ValueError as exc:
         report.error(f"malformed JSON line: {type(exc).__name__}: {exc}"[:300], offset=offset)
         return None
@@ -178,11 +170,17 @@ def scan_dump(item: str, out_dir: str, rules: LinkRules) -> runtime.FileReport:
     check = LinkFilter(rules).check
     reasons: collections.Counter[str | None] = collections.Counter()  # drop reasons, None for a candidate
     with links.UnitWriter(unit_dir, rules.buckets) as writer:
-        for offset, record in read_submissions(item, report, LinkFields):
-            url, reason = check(record)
+        for offset, record in read_submissions(item, report, LinkFields, rules.max_line_bytes):
+            try:  # a record whose values are out of range costs only itself
+                url, reason = check(record)
+                row = links.candidate_row(record, url, item, offset) if url is not None else None
+            except (ValueError, TypeError, OverflowError) as exc:
+                report.error(f"bad submission: {type(exc).__name__}: {exc}"[:300], offset=offset)
+                report.count("dropped_bad_values")
+                continue
             reasons[reason] += 1
-            if url is not None:
-                writer.add(links.candidate_row(record, url, item, offset))
+            if row is not None:
+                writer.add(row)
         for reason, n in reasons.items():
             report.count(f"dropped_{reason}" if reason else "candidates", n)
         if reasons:

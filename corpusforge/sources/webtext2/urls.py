@@ -142,8 +142,11 @@ class LinkRules:
     since: str | None = None
     until: str | None = None
     buckets: int = 16
+    max_line_bytes: int = 16 << 20  # a longer dump line is reported and skipped unread
 
     def validate(self) -> None:
+        if self.max_line_bytes < 1:
+            raise ValueError(f"max_line_bytes: must be positive, got {self.max_line_bytes}")
         if self.buckets < 1:
             raise ValueError(f"buckets: must be at least 1, got {self.buckets}")
         for key in ("since", "until"):
@@ -214,13 +217,20 @@ def created_time(record: dict[str, Any]) -> datetime | None:
     return parse_time(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+_INT64 = 2**63
+
+
 def score_of(record: dict[str, Any]) -> int:
-    """The submission's score as an integer; a missing or unreadable score counts as 0."""
+    """The submission's score as an integer; a missing or unreadable score counts as 0. A score outside the link
+    table's 64-bit integers (2**63, 1e300) raises ValueError: it is damage, not a score."""
     value = record.get("score")
     try:
-        return int(value) if isinstance(value, int) else int(float(value))
+        score = int(value) if isinstance(value, int) else int(float(value))
     except (TypeError, ValueError, OverflowError):
         return 0
+    if not -_INT64 <= score < _INT64:
+        raise ValueError(f"score {value!r} is out of range")
+    return score
 
 
 def _truthy(value: Any) -> bool:
