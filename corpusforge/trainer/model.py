@@ -176,7 +176,7 @@ class GPT(nn.Module):
         only to earlier positions of its document, and positions count from each document's start. `cache`: `idx`
         follows the cache's `length` positions, whose keys and values are reused; the cache grows by T.
         """
-        B, T = idx.shape
+        T = idx.shape[1]
         start = cache.length if cache is not None else 0
         if start + T > self.config.block_size:
             raise ValueError(f"sequence of {start + T} tokens is longer than block_size {self.config.block_size}")
