@@ -218,11 +218,14 @@ def test_messages_jsonl_parquet_and_alpaca_json_read_and_damage_reported_with_it
     alpaca = tmp_path / "c.json"
     alpaca.write_text(json.dumps([{"instruction": "Add.", "input": "1 1", "output": "2"},
                                   {"instruction": "Say hi.", "input": "", "output": ""}]))
+    lines_named_json = tmp_path / "d.json"  # many `.json` files are JSON Lines
+    lines_named_json.write_text(json.dumps({**good, "id": "d1"}) + "\n" + json.dumps({**good, "id": "d2"}) + "\n")
     report = chat.ReadReport()
-    convs = list(chat.read_conversations([jsonl, parquet, alpaca], report=report, max_line_bytes=4096))
-    assert [c["id"] for c in convs] == ["a.jsonl.gz:1", "last", "b.parquet:1", "c.json:1"]
+    convs = list(chat.read_conversations([jsonl, parquet, alpaca, lines_named_json], report=report,
+                                         max_line_bytes=4096))
+    assert [c["id"] for c in convs] == ["a.jsonl.gz:1", "last", "b.parquet:1", "c.json:1", "d1", "d2"]
     assert convs[3]["messages"] == [{"role": "user", "content": "Add.\n\n1 1"}, {"role": "assistant", "content": "2"}]
-    assert report.formats == {"messages": 2, "alpaca": 1} and report.records == 8 + 2 + 2
+    assert report.formats == {"messages": 3, "alpaca": 1} and report.records == 8 + 2 + 2 + 2
     got = [(Path(e["file"]).name, e["line"], e["reason"].split(":")[0]) for e in report.errors]
     assert got == [("a.jsonl.gz", 2, "bad JSON"), ("a.jsonl.gz", 3, "unknown role"),
                    ("a.jsonl.gz", 5, "empty assistant turn"), ("a.jsonl.gz", 6, "no assistant turn"),
