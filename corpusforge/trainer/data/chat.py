@@ -191,7 +191,7 @@ def _conversation(record: dict, path: Path, line: int, messages: list[dict], fmt
     own_id = record.get("id")
     cid = f"{own_id}{suffix}" if isinstance(own_id, str) and own_id else f"{path.name}:{line}{suffix}"
     return {"id": cid, "messages": messages, "source": str(path),
-            "metadata": {"format": fmt, "line": line, **metadata}}
+            "metadata": {**metadata, "format": fmt, "line": line}}
 
 
 def _from_messages(record: dict, path: Path, line: int) -> Iterator[dict]:
