@@ -254,11 +254,11 @@ def main(argv: list[str] | None = None) -> dict:
     extract = stages["extract_cpu_s"]
     table = [
         {"what": f"CommonCrawl path on {args.workers} Dask workers (mode {MODE}) vs a plain sequential loop (warcio, "
-                 f"trafilatura.extract default mode, lid.176), trafilatura eval pages as WARC",
+                 f"trafilatura.extract default mode, lid.176), {len(pages)} trafilatura eval pages as WARC",
          "result": f"{eval_run['docs_per_cpu_s']} docs/s/core",
          "baseline": f"plain loop: {loop['docs_per_cpu_s']} docs/s/core",
          "ratio": f"{eval_run['docs_per_cpu_s'] / loop['docs_per_cpu_s']:.2f}"},
-        {"what": f"CommonCrawl path, mode {MODE} (after) vs {BEFORE} (before), same run, eval pages",
+        {"what": f"CommonCrawl path, mode {MODE} (after) vs {BEFORE} (before), same run, {len(pages)} eval pages",
          "result": f"{eval_run['docs_per_cpu_s']} docs/s/core, {eval_run['docs_per_s_wall']} docs/s wall, "
                    f"F1 {eval_run['quality']['f1']}",
          "baseline": f"{BEFORE}: {before_run['docs_per_cpu_s']} docs/s/core, {before_run['docs_per_s_wall']} docs/s "
@@ -300,10 +300,9 @@ def main(argv: list[str] | None = None) -> dict:
                     "load_average_before": [round(x, 2) for x in load_before],
                     "load_average_after": [round(x, 2) for x in os.getloadavg()]},
     }
-    if args.pages is None:  # only a full run is a result worth keeping
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        print(f"wrote {RESULTS}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)  # the rows say how many pages were used
+    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {RESULTS}")
     for row in table:
         print(f"  {row['what']}: {row['result']} | {row['baseline']} | {row['ratio']}")
     return results
