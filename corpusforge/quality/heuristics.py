@@ -14,7 +14,10 @@ line, paragraph and character rules only. The stop-word count is defined only fo
 (Gopher's eight English words for `en`; more can be configured).
 
 Words are whitespace-separated tokens; lines are the non-blank lines; paragraphs are the non-blank blocks between
-blank lines. Character fractions are over the document's length in characters. Repeated lines, paragraphs and
+blank lines. The line measures and the word measures but the word and stop-word counts judge prose lines only
+(`prose_lines`): blocks of code, configuration, table rows and command lines, as documentation shows them, are not
+lines without punctuation, curly brackets or words without letters. Rules in `OFF_BY_DEFAULT` apply only when
+enabled: on real good text they cost more than they catch (`bench/quality_rules.py`). Character fractions are over the document's length in characters. Repeated lines, paragraphs and
 n-grams count from their second occurrence on (the first is not a duplicate), as datatrove and NeMo Curator do;
 characters covered by overlapping duplicate n-grams are counted once.
 """
