@@ -285,6 +285,7 @@ def run(config: DecontaminateConfig, output: str | Path | None = None, *, client
         console.print(f"{STAGE}: {out} is up to date")
         return runtime.StageSummary(**{**done, "resumed_files": done["files"]})
     _fresh_outputs(out, fp)
+    runtime.begin_stage(out, STAGE)  # the next stage refuses this folder until finish_stage marks it complete
 
     eval_reports = [runtime.FileReport(input=e.path) for e in config.evals]
     sets = [read_eval_set(e, r) for e, r in zip(config.evals, eval_reports)]
