@@ -8,6 +8,7 @@ import gzip
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -307,13 +308,17 @@ def test_chat_cli_reads_one_turn_per_line_from_stdin(chat_run):
     (["generate", "{run}", "--temperature", "-1"], "--temperature must be >= 0"),
     (["generate", "{run}", "--top-p", "2"], "--top-p must be in (0, 1]"),
     (["chat", "{run}", "--top-p", "0"], "--top-p must be in (0, 1]"),
-    (["chat", "{empty}"], "no tokenizer.json here"),
-    (["generate", "{empty}"], "no tokenizer.json here"),
+    (["chat", "{no_tokenizer}"], "no tokenizer.json beside the checkpoint"),
+    (["generate", "{no_tokenizer}"], "no tokenizer.json beside the checkpoint"),
+    (["chat", "{empty}"], "no checkpoint at"),
 ])
 def test_generate_and_chat_refuse_bad_arguments_in_one_line(chat_run, tmp_path, capsys, args, message):
     from corpusforge.cli import main
 
-    assert main([a.format(run=chat_run, empty=tmp_path) for a in args]) == 2
+    (tmp_path / "no-tokenizer").mkdir()
+    shutil.copy(checkpoint.path_in(chat_run, "last"), checkpoint.path_in(tmp_path / "no-tokenizer", "last"))
+    given = [a.format(run=chat_run, empty=tmp_path, no_tokenizer=tmp_path / "no-tokenizer") for a in args]
+    assert main(given) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
 

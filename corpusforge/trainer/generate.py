@@ -56,10 +56,10 @@ def load_run(run_dir: str | os.PathLike, device: str = "cpu", which: str | None 
     from corpusforge.mix.tokenizer import load as load_tokenizer
 
     run_dir = Path(run_dir)
-    if not (run_dir / "tokenizer.json").is_file():
-        raise UserError(f"{run_dir}: no tokenizer.json here; name a training run folder (the --out of "
-                        f"`corpusforge train`)")
     net, meta = load_model(run_dir, device, which)
+    if not (run_dir / "tokenizer.json").is_file():
+        raise UserError(f"{run_dir}: no tokenizer.json beside the checkpoint; a training run folder (the --out of "
+                        f"`corpusforge train`) has one")
     return net, meta, load_tokenizer(run_dir / "tokenizer.json")
 
 
