@@ -116,7 +116,8 @@ def print_stats(stats: dict[str, Any], manifest: dict[str, Any], console) -> Non
         table = Table(title="quality rules: what each dropped here, and what it costs on real good text "
                             "(bench/quality_rules.py)", header_style="bold")
         for name in ("rule", "dropped", "share per source:language", "good text dropped (worst set)", "junk caught"):
-            table.add_column(name, justify="right" if name in ("dropped", "junk caught") else "left")
+            table.add_column(name, justify="right" if name in ("dropped", "junk caught") else "left",
+                             no_wrap=name == "rule")
         for row in stats["quality_rules"]:
             table.add_row(row["rule"], human(row["dropped"]), rule_shares(row), *measured_cost(row))
         console.print(table)
