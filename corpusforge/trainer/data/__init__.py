@@ -1,0 +1,1 @@
+"""What the trainer reads: token blocks from the weighted corpus or plain text (`blocks`, `chars`)."""
