@@ -85,6 +85,34 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_chat(args: argparse.Namespace) -> int:
+    from corpusforge.trainer.generate import ChatSession, SamplingConfig
+
+    sampling = SamplingConfig(**_given(args, max_new_tokens="max_new_tokens", temperature="temperature",
+                                       top_k="top_k", top_p="top_p", seed="seed"))
+    session = ChatSession(args.run_dir, system=args.system, sampling=sampling, device=args.device,
+                          which=args.checkpoint)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(f"chatting with {args.run_dir} (Ctrl-D to end)", file=sys.stderr)
+    while True:
+        try:
+            line = input("you> ") if interactive else sys.stdin.readline()
+        except (EOFError, KeyboardInterrupt):
+            print(file=sys.stderr)
+            return 0
+        if not interactive and not line:
+            return 0
+        text = line.rstrip("\n")
+        if not text.strip():
+            continue
+        if interactive:
+            print("assistant> ", end="", flush=True)
+        for piece in session.reply(text):
+            print(piece, end="", flush=True)
+        print(flush=True)
+
+
 def _given(args: argparse.Namespace, **names: str) -> dict:
     """{config key: value} for the options the user set (argparse default None), so config defaults live in one
     place: the config dataclass."""
@@ -315,6 +343,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="best: the weights at the lowest validation loss (the default when the run has them); "
                         "last: the latest checkpoint")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("chat", help="talk to a trained run in the terminal; with stdin not a terminal, each line "
+                       "is a user turn and each reply is printed on its own line")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--system", default=None, help="a system turn that starts the conversation")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="longest reply in tokens (default 200)")
+    p.add_argument("--temperature", type=float, default=None, help="0 is greedy (default 0.8)")
+    p.add_argument("--top-k", type=int, default=None, help="sample from the k likeliest tokens (default 200)")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling, e.g. 0.95 (default off)")
+    p.add_argument("--seed", type=int, default=None, help="the same seed gives the same replies (default 1337)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--checkpoint", choices=("best", "last"), default=None,
+                   help="best: the weights at the lowest validation loss (the default when the run has them); "
+                        "last: the latest checkpoint")
+    p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("webtext2", help="WebText2: Reddit links with score >= 3, fetched politely, extracted")
     w = p.add_subparsers(dest="webtext2_command", required=True)
