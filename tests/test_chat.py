@@ -21,8 +21,8 @@ import torch
 
 from corpusforge import schema
 from corpusforge.mix import tokenizer as mix_tokenizer
-from corpusforge.trainer import chars, checkpoint
-from corpusforge.trainer.data import chat
+from corpusforge.trainer import checkpoint
+from corpusforge.trainer.data import chars, chat
 from corpusforge.trainer.generate import ChatSession, SamplingConfig
 from corpusforge.trainer.model import GPT, GPTConfig, KVCache
 
