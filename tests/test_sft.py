@@ -109,7 +109,8 @@ def reply(net, tokenizer, messages: list[dict]) -> str:
 
 def test_a_tiny_model_learns_the_reply_formats_and_follows_them_on_held_out_prompts(base, conversations, tmp_path):
     run = tmp_path / "sft"
-    summary = sft.train(config(run, base, [conversations], max_steps=150), run, console=QUIET)
+    summary = sft.train(config(run, base, [conversations], max_steps=400, eval_interval=50, checkpoint_interval=400),
+                        run, console=QUIET)
     val = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "val"]
     assert val[0]["step"] == 0 and summary["best_val_loss"] < val[0]["loss"]["chat"] - 1.0  # held-out loss falls
     net, _ = load_model(run)
@@ -149,7 +150,7 @@ def test_resumed_equals_uninterrupted_and_ptx_rows_come_from_the_pretraining_str
     assert position["ptx"]["blocks_yielded"] == micro_batches * 2 and position["ptx"]["sets"] == ["books"]
     assert position["chat"]["next"] == micro_batches * 6
     assert json.loads((corpus / "manifest.json").read_text())["sets"][0]["name"] == "books"
-    without = sft.train(config(tmp_path / "no-ptx", base, [conversations], max_steps=2), tmp_path / "no-ptx",
+    without = sft.train(config(tmp_path / "no-ptx", base, [conversations], max_steps=6), tmp_path / "no-ptx",
                         console=QUIET)
     assert "ptx" not in checkpoint.read_meta(checkpoint.path_in(tmp_path / "no-ptx"))["readers"][0]
     assert without["data"]["ptx_rows_per_batch"] == 0
@@ -166,7 +167,7 @@ def test_damaged_records_are_reported_with_file_and_line_counted_and_skipped(bas
     data = tmp_path / "mixed.jsonl"
     data.write_text("\n".join(good[:10] + bad[:2] + good[10:] + bad[2:]) + "\n")
     run = tmp_path / "run"
-    proc = cli("train", "sft", "--base", str(base), "--data", str(data), "--out", str(run), "--max-steps", "2",
+    proc = cli("train", "sft", "--base", str(base), "--data", str(data), "--out", str(run), "--max-steps", "6",
                *[f"--set={k}={v}" for k, v in SFT.items()])
     for line in (11, 12, 41, 42):
         assert f"skipped {data}:{line}: " in proc.stderr
