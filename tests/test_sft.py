@@ -169,13 +169,13 @@ def test_damaged_records_are_reported_with_file_and_line_counted_and_skipped(bas
     run = tmp_path / "run"
     proc = cli("train", "sft", "--base", str(base), "--data", str(data), "--out", str(run), "--max-steps", "6",
                *[f"--set={k}={v}" for k, v in SFT.items()])
-    for line in (11, 12, 41, 42):
+    for line in (11, 12, 43, 44):
         assert f"skipped {data}:{line}: " in proc.stderr
     summary = json.loads((run / "_summary.json").read_text())
     assert summary["data"]["skipped_records"] == 4 and summary["data"]["conversations"] == 40
     errors = [json.loads(x) for x in (run / "_errors.jsonl").read_text().splitlines()]
     assert [(e["line"], e["reason"].split(":")[0]) for e in errors] == [
-        (11, "bad JSON"), (12, "unknown role"), (41, "empty assistant turn"), (42, "no assistant turn")]
+        (11, "bad JSON"), (12, "unknown role"), (43, "empty assistant turn"), (44, "no assistant turn")]
     assert summary["data"]["train_conversations"] + summary["data"]["held_out_conversations"] == 40
 
     # the run folder is one `corpusforge generate` loads, and a run is refused as its own base's resume

@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
+from rich.markup import escape
 
 from corpusforge.runtime import write_text_atomic
 from corpusforge.trainer import checkpoint, loop
@@ -160,7 +161,7 @@ def train(config: SFTConfig, out_dir: str | os.PathLike, *, resume: bool = False
     with loop.Run(config, out_dir, "sft", resume=resume, stop_at=stop_at, console=console) as run:
         dist = run.dist
         for error in report.errors[:SHOW_ERRORS]:
-            run.say(f"[yellow]skipped[/yellow] {error['file']}:{error['line']}: {error['reason']}")
+            run.say(f"[yellow]skipped[/yellow] {escape(error['file'])}:{error['line']}: {escape(error['reason'])}")
         if report.skipped > SHOW_ERRORS:
             run.say(f"... and {report.skipped - SHOW_ERRORS} more skipped record(s), in _errors.jsonl")
 
