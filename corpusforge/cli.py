@@ -93,11 +93,11 @@ def cmd_commoncrawl(args: argparse.Namespace) -> int:
     return _exit_code([summary], args.fail_on_error)
 
 
-def cmd_train_pretrain(args: argparse.Namespace) -> int:
+def _train_values(args: argparse.Namespace, **flags) -> dict:
+    """A `train` command's settings: its --config file, then its --set KEY=VALUE items, then the `flags` given."""
     import tomllib
 
     from corpusforge import recipe
-    from corpusforge.trainer import pretrain
 
     values: dict = {}
     if args.config:
@@ -110,11 +110,27 @@ def cmd_train_pretrain(args: argparse.Namespace) -> int:
             values[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:  # a bare word: a string
             values[key.strip()] = raw
-    flags = {"corpus": args.corpus, "text": args.text, "preset": args.preset, "max_steps": args.max_steps,
-             "device": args.device, "compile": args.compile}
+    flags.update(max_steps=args.max_steps, device=args.device, compile=args.compile)
     values.update({k: v for k, v in flags.items() if v is not None})
+    return values
+
+
+def cmd_train_pretrain(args: argparse.Namespace) -> int:
+    from corpusforge.trainer import pretrain
+
+    values = _train_values(args, corpus=args.corpus, text=args.text, preset=args.preset)
     config = pretrain.make_config(args.out, values, resume=args.resume)
     pretrain.train(config, args.out, resume=args.resume, stop_at=args.stop_at)
+    return 0
+
+
+def cmd_train_sft(args: argparse.Namespace) -> int:
+    from corpusforge.trainer import sft
+
+    values = _train_values(args, base=args.base, data=args.data, epochs=args.epochs, ptx_fraction=args.ptx_fraction,
+                           corpus=args.corpus)
+    config = sft.make_config(args.out, values, resume=args.resume)
+    sft.train(config, args.out, resume=args.resume, stop_at=args.stop_at)
     return 0
 
 
@@ -339,6 +355,21 @@ def cmd_decontaminate(args: argparse.Namespace) -> int:
 # <commands: add new `cmd_*` functions above this line>
 
 
+def _add_run(t: argparse.ArgumentParser, config_class: str) -> None:
+    """The options every `train` command has: where the run goes, its length, resume, settings and device."""
+    t.add_argument("--out", required=True, help="run folder: checkpoint, metrics.jsonl, loss.png, tokenizer.json")
+    t.add_argument("--max-steps", type=int, default=None, help="optimizer steps in all (the schedule ends there)")
+    t.add_argument("--resume", action="store_true", help="continue the checkpoint in --out exactly where it stopped")
+    t.add_argument("--stop-at", type=int, default=None,
+                   help="checkpoint and exit after this step (the schedule still runs to --max-steps)")
+    t.add_argument("--config", type=Path, default=None, help=f"TOML file of training settings ({config_class} keys)")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="one training setting, e.g. --set lr=3e-4 --set batch_size=8 (repeatable)")
+    t.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
+    t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the model (default: on CUDA only)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from corpusforge.extract import MODES  # a tuple; the module imports no extraction library
 
@@ -380,19 +411,20 @@ def build_parser() -> argparse.ArgumentParser:
     data = t.add_mutually_exclusive_group()
     data.add_argument("--corpus", help="a mixed corpus folder (manifest.json, shards, tokenizer.json)")
     data.add_argument("--text", nargs="+", help="train character-level on these text files (.txt, .txt.gz) instead")
-    t.add_argument("--out", required=True, help="run folder: checkpoint, metrics.jsonl, loss.png, tokenizer.json")
     t.add_argument("--preset", default=None, help="model and training preset: tiny (default), small, gpt2-124m")
-    t.add_argument("--max-steps", type=int, default=None, help="optimizer steps in all (the schedule ends there)")
-    t.add_argument("--resume", action="store_true", help="continue the checkpoint in --out exactly where it stopped")
-    t.add_argument("--stop-at", type=int, default=None,
-                   help="checkpoint and exit after this step (the schedule still runs to --max-steps)")
-    t.add_argument("--config", type=Path, default=None, help="TOML file of training settings (TrainConfig keys)")
-    t.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="one training setting, e.g. --set lr=3e-4 --set batch_size=8 (repeatable)")
-    t.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
-    t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile the model (default: on CUDA only)")
+    _add_run(t, "TrainConfig")
     t.set_defaults(func=cmd_train_pretrain)
+    t = train_sub.add_parser("sft", help="fine-tune a pretrained run on conversations (SFT); under torchrun, "
+                                         "data-parallel")
+    t.add_argument("--base", default=None, help="the pretrained run folder to start from (its best weights)")
+    t.add_argument("--data", nargs="+", default=None,
+                   help="conversation files or folders: messages JSONL/Parquet, Alpaca/Self-Instruct, Anthropic HH")
+    t.add_argument("--epochs", type=float, default=None, help="passes over the training conversations (default 3)")
+    t.add_argument("--ptx-fraction", type=float, default=None,
+                   help="share of each batch's rows that are pretraining blocks (default 0)")
+    t.add_argument("--corpus", default=None, help="where --ptx-fraction's blocks come from (default: the base run's)")
+    _add_run(t, "SFTConfig")
+    t.set_defaults(func=cmd_train_sft)
     # <train-parsers: add `train` subcommands (sft, rlhf) above this line>
 
     p = sub.add_parser("generate", help="sample text from a trained run")
