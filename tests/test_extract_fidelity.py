@@ -172,12 +172,12 @@ XHTML_RECALL_FLOOR = 0.9
 
 
 # ----------------------------------------------------------------------------------------- the real page sets
-# Measured on mozilla's 130 readability test pages (bench/extraction.py): fallback mode full-text token F1 0.97
-# (fast 0.971, balanced 0.968, favor_recall 0.973), pages keeping under half their expected text 1.5% (fast 4.6%).
+# Measured on mozilla's 130 readability test pages (bench/extraction.py): fallback mode full-text token F1 0.9701
+# (fast 0.9709, balanced 0.9676, favor_recall 0.973), pages keeping under half their expected text 1.5% (fast 4.6%).
 READABILITY_F1_FLOOR, READABILITY_UNDER_HALF_CEILING = 0.965, 0.025
-# trafilatura's eval pages (every 5th of 990): snippet F1 and the share of pages under half of trafilatura's default
-# mode's text; measured 0.00 for fallback mode.
-TRAFILATURA_UNDER_HALF_CEILING = 0.02
+# trafilatura's eval pages (every 5th of 990 here): the share of pages under half of trafilatura's default mode's
+# text, measured 1.4% on all 990 and 1.6% on every 2nd page for fallback mode (fast mode: 4.1%, 3.8%).
+TRAFILATURA_UNDER_HALF_CEILING = 0.03
 
 
 @pytest.fixture(scope="module")
