@@ -90,7 +90,7 @@ def cmd_feedback_serve(args: argparse.Namespace) -> int:
 
     config = app.ServeConfig(run_dir=str(args.run_dir), prompts=str(args.prompts), **_given(
         args, k="k", db="db", host="host", port="port", token="token", seed="seed", temperature="temperature",
-        max_new_tokens="max_new_tokens"))
+        max_new_tokens="max_new_tokens", offer_ttl_s="offer_ttl"))
     app.serve(config)
     return 0
 
@@ -540,6 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=None, help="first sampling seed (each offer takes the next)")
     t.add_argument("--temperature", type=float, default=None, help="sampling temperature (default 1, as InstructGPT)")
     t.add_argument("--max-new-tokens", type=int, default=None, help="longest answer in tokens (default 128)")
+    t.add_argument("--offer-ttl", type=float, default=None, help="seconds an offer can be answered (default 6 h)")
     t.set_defaults(func=cmd_feedback_serve)
     t = f.add_parser("export", help="the store -> comparisons/ratings/conversations Parquet")
     t.add_argument("--db", required=True, help="SQLite file or postgresql:// URL")

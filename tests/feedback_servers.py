@@ -11,6 +11,7 @@ import socket
 import string
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -101,12 +102,14 @@ def postgres_bin() -> Path | None:
 
 
 @contextlib.contextmanager
-def postgres(tmp: Path):
-    """A throwaway PostgreSQL server listening only on a socket in `tmp`; yields its SQLAlchemy URL. initdb
-    refuses to run as root, so as root the server runs as `nobody`."""
+def postgres():
+    """A throwaway PostgreSQL server listening only on a socket in a temporary folder; yields its URL. initdb
+    refuses to run as root, so as root the server runs as `nobody` (in a folder of its own under the system temp
+    folder, since pytest's are private to root)."""
     bindir = postgres_bin()
+    tmp = Path(tempfile.mkdtemp(prefix="corpusforge-pg-"))
     data, sock = tmp / "pgdata", tmp / "pgsock"
-    sock.mkdir(parents=True)
+    sock.mkdir()
     run_as: list[str] = []
     if os.geteuid() == 0:
         run_as = ["runuser", "-u", "nobody", "--"]
@@ -124,3 +127,4 @@ def postgres(tmp: Path):
     finally:
         subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -56,6 +56,7 @@ class ServeConfig:
     seed: int = 0
     temperature: float = 1.0  # InstructGPT sampled the answers its labelers ranked at T = 1
     max_new_tokens: int = 128
+    offer_ttl_s: float = 6 * 3600  # an offer older than this is stale: its answers may no longer be what is wanted
 
     def validate(self) -> None:
         if not 2 <= self.k <= 9:
@@ -124,7 +125,7 @@ def create_app(config: ServeConfig, answerer: RunAnswerer | None = None, store: 
     config.validate()
     answerer = answerer or RunAnswerer(config.run_dir, Sampling(temperature=config.temperature,
                                                                 max_new_tokens=config.max_new_tokens))
-    store = store or Store(config.db)
+    store = store or Store(config.db, offer_ttl_s=config.offer_ttl_s)
     prompts = read_prompts(config.prompts)
     seeds = itertools.count(config.seed)  # each sampling call gets the next seed, stored with its offer
     seed_lock = threading.Lock()
