@@ -111,12 +111,20 @@ def check_table(table: pa.Table, name: str = "document") -> None:
                 raise SchemaError(f"column {col!r} has values outside its enum: {sorted(bad)}")
 
 
+@functools.cache
+def _validator(name: str):
+    """A JSON Schema validator for `schemas/<name>.schema.json`, built once (checking the schema itself is slow)."""
+    import jsonschema
+
+    spec = load_json_schema(name)
+    return jsonschema.validators.validator_for(spec)(spec)
+
+
 def validate_record(record: dict[str, Any], name: str) -> None:
     """Validate one JSON-like record (e.g. a manifest, a conversation) against its JSON Schema."""
     import jsonschema
 
-    try:
-        jsonschema.validate(record, load_json_schema(name))
-    except jsonschema.ValidationError as err:
+    err = jsonschema.exceptions.best_match(_validator(name).iter_errors(record))
+    if err is not None:
         where = "/".join(str(p) for p in err.absolute_path) or "<root>"
-        raise SchemaError(f"{name}: {where}: {err.message}") from None
+        raise SchemaError(f"{name}: {where}: {err.message}")

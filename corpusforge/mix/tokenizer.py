@@ -1,8 +1,9 @@
 """The corpus tokenizer: a byte-level BPE (the `tokenizers` library) trained on a seeded sample of the document
 sets, with every source represented, or an existing `tokenizer.json` a user names. Nothing is downloaded.
 
-The special tokens the trainer and the chat stages need are reserved first, in this order, so their ids are 0..5 in
-a tokenizer trained here: <|endoftext|>, <|pad|>, <|system|>, <|user|>, <|assistant|>, <|end|>.
+The special tokens the trainer and the chat template need (named in `corpusforge.trainer.data.chat`, beside the
+template) are reserved first, in their order, so their ids are 0..5 in a tokenizer trained here: <|endoftext|>,
+<|pad|>, <|system|>, <|user|>, <|assistant|>, <|end|>.
 
 Sampling runs in two passes of Dask tasks over the input shards: the first counts each source's characters, the
 second keeps each document whose seeded hash falls under `sample_chars_per_source / chars(source)`, so each source
@@ -25,9 +26,8 @@ import pyarrow.compute as pc
 
 from corpusforge import documents, runtime
 from corpusforge.mix import inputs
+from corpusforge.trainer.data.chat import EOT, SPECIAL_TOKENS, special_ids  # noqa: F401 (the tokenizer's API too)
 
-SPECIAL_TOKENS = ("<|endoftext|>", "<|pad|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>")
-EOT = SPECIAL_TOKENS[0]
 TOKENIZER_FILE = "tokenizer.json"
 
 
@@ -77,15 +77,6 @@ def load(path: str | os.PathLike):
     except FileNotFoundError:
         raise FileNotFoundError(f"no tokenizer at {path}; run `corpusforge tokenizer train` first") from None
     return _load_cached(str(path), st.st_size, st.st_mtime_ns)
-
-
-def special_ids(tokenizer) -> dict[str, int]:
-    """Id of each reserved special token."""
-    ids = {tok: tokenizer.token_to_id(tok) for tok in SPECIAL_TOKENS}
-    missing = [tok for tok, i in ids.items() if i is None]
-    if missing:
-        raise ValueError(f"tokenizer lacks the special token(s) {missing}")
-    return ids
 
 
 def encode(tokenizer, texts: list[str]) -> pa.ListArray:

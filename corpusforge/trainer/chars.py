@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-# The corpus tokenizer's reserved tokens come first, in the same order, so a character model is driven like any
-# other (end-of-text between files; the chat tokens for the later SFT stage).
-from corpusforge.mix.tokenizer import SPECIAL_TOKENS
+# The reserved tokens come first, in the corpus tokenizer's order, so a character model is driven like any other
+# (end-of-text between files; the chat template's tokens for SFT and chat).
+from corpusforge.trainer.data.chat import SPECIAL_TOKENS
 
 SET_NAME = "text"
 _CHUNK = 4096  # block offsets are drawn this many at a time, from a generator seeded by (seed, split, chunk)

@@ -1,14 +1,18 @@
-"""A GPT-2-style decoder in one file: config, causal self-attention, MLP, pre-norm block, the model and `generate`.
+"""A GPT-2-style decoder in one file: config, key/value cache, causal self-attention, MLP, pre-norm block, the model
+and `generate`.
 
 Read it top to bottom: `GPTConfig` says what a model is, `PRESETS` names the sizes from a CPU-sized `tiny` to
 `gpt2-124m`, and `GPT.forward` maps token ids to next-token logits (and the loss when targets are given). The output
-layer is the token embedding itself (tied weights), as in GPT-2.
+layer is the token embedding itself (tied weights), as in GPT-2. Two additions to nanoGPT's model: `doc_ids` masks
+attention to each document of a packed block (positions restart per document, so a packed conversation computes
+what it computes alone), and a `KVCache` keeps each layer's keys and values so a generated token costs one position.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Collection, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -56,22 +60,56 @@ def preset(name: str, vocab_size: int, **overrides) -> GPTConfig:
     return config
 
 
-class CausalSelfAttention(nn.Module):
-    """Multi-head self-attention where position t sees only positions <= t (PyTorch's fused SDPA kernels)."""
+class KVCache:
+    """Each layer's keys and values for the first `length` positions of up to `block_size`, and the token ids they
+    came from, so generation feeds only new tokens and a later prompt reuses the prefix it shares (`reuse`)."""
 
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, batch_size: int, device=None, dtype=torch.float32):
+        shape = (config.n_layer, batch_size, config.n_head, config.block_size, config.n_embd // config.n_head)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.ids = torch.full((batch_size, config.block_size), -1, dtype=torch.long, device=device)
+        self.length = 0
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store a layer's keys and values (B, H, T, hd) after the cached positions; all of them so far."""
+        end = self.length + k.shape[2]
+        self.k[layer, :, :, self.length:end] = k
+        self.v[layer, :, :, self.length:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def reuse(self, idx: torch.Tensor) -> int:
+        """Keep only the cached positions whose tokens start `idx` (B, T), leaving at least one token of `idx` to
+        feed (its logits are the next token's); returns how many are kept."""
+        n = min(self.length, idx.shape[1] - 1)
+        same = (self.ids[:, :n] == idx[:, :n]).all(dim=0)
+        self.length = int(same.long().cumprod(dim=0).sum()) if n > 0 else 0
+        return self.length
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention where position t sees only positions <= t (PyTorch's fused SDPA kernels), or the
+    positions a boolean `mask` allows, with keys and values kept in a `KVCache` when one is given."""
+
+    def __init__(self, config: GPTConfig, layer: int = 0):
         super().__init__()
+        self.layer = layer  # its slot in a KVCache
         self.n_head = config.n_head
         self.dropout = config.dropout
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, cache: KVCache | None = None
+                ) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+        if cache is not None:
+            k, v = cache.update(self.layer, k, v)
+        # without a mask, queries and keys start at the same position (causal) or there is one query (sees all)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
+                                           is_causal=mask is None and T > 1)
         return self.resid_dropout(self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
 
 
@@ -90,15 +128,16 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
 
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, layer: int = 0):
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.attn = CausalSelfAttention(config)
+        self.attn = CausalSelfAttention(config, layer)
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, cache: KVCache | None = None
+                ) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), mask, cache)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -112,7 +151,7 @@ class GPT(nn.Module):
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         self.wpe = nn.Embedding(config.block_size, config.n_embd)
         self.drop = nn.Dropout(config.dropout)
-        self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.h = nn.ModuleList(Block(config, layer) for layer in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.apply(self._init_weights)
         # GPT-2: scale the residual projections by 1/sqrt(number of residual additions) so the stream's variance
@@ -128,17 +167,33 @@ class GPT(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *, doc_ids: torch.Tensor | None = None,
+                cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits (B, T, vocab) for token ids `idx` (B, T); with `targets` (B, T) also the mean cross-entropy
-        (targets of -1 are ignored)."""
-        T = idx.shape[1]
-        if T > self.config.block_size:
-            raise ValueError(f"sequence of {T} tokens is longer than block_size {self.config.block_size}")
-        pos = torch.arange(T, device=idx.device)
+        (targets of -1 are ignored).
+
+        `doc_ids` (B, T): the document of each position in a packed block (contiguous runs); a position attends
+        only to earlier positions of its document, and positions count from each document's start. `cache`: `idx`
+        follows the cache's `length` positions, whose keys and values are reused; the cache grows by T.
+        """
+        B, T = idx.shape
+        start = cache.length if cache is not None else 0
+        if start + T > self.config.block_size:
+            raise ValueError(f"sequence of {start + T} tokens is longer than block_size {self.config.block_size}")
+        mask = None
+        pos = torch.arange(start, start + T, device=idx.device)
+        if doc_ids is not None:
+            if cache is not None:
+                raise ValueError("doc_ids and a cache cannot be combined")
+            pos, mask = document_positions(doc_ids)
+        elif start and T > 1:  # new tokens after cached ones: query i (at start + i) sees keys up to start + i
+            mask = torch.arange(start + T, device=idx.device) <= pos[:, None]
         x = self.drop(self.wte(idx) + self.wpe(pos))
         for block in self.h:
-            x = block(x)
+            x = block(x, mask, cache)
+        if cache is not None:
+            cache.ids[:, start:start + T] = idx
+            cache.length += T
         logits = F.linear(self.ln_f(x), self.wte.weight)  # tied: the output layer is the embedding
         if targets is None:
             return logits, None
@@ -168,29 +223,61 @@ class GPT(nn.Module):
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, generator: torch.Generator | None = None,
-                 stop_token: int | None = None) -> torch.Tensor:
+                 stop_token: int | Collection[int] | None = None, use_cache: bool = True) -> torch.Tensor:
         """Extend `idx` (B, T) by up to `max_new_tokens` sampled tokens; returns (B, T + new).
 
         `temperature` 0 is greedy; `top_k` keeps the k likeliest tokens, `top_p` the smallest set whose probability
         reaches p (nucleus sampling). Pass a seeded `generator` for repeatable samples. Generation stops early once
-        every row has produced `stop_token`.
+        every row has produced a `stop_token` (an id or ids). `use_cache=False` recomputes the whole context for
+        every token (the reference the cache is tested against).
+        """
+        cache = KVCache(self.config, idx.shape[0], idx.device, self.wte.weight.dtype) if use_cache else None
+        new = list(self.stream(idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                               generator=generator, stop_token=stop_token, cache=cache))
+        return torch.cat([idx, *new], dim=1)
+
+    @torch.no_grad()
+    def stream(self, idx: torch.Tensor, max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
+               top_p: float | None = None, generator: torch.Generator | None = None,
+               stop_token: int | Collection[int] | None = None, cache: KVCache | None = None
+               ) -> Iterator[torch.Tensor]:
+        """The tokens `generate` samples, one (B, 1) tensor at a time, as they are made (a chat prints them).
+
+        With a `cache`, only the tokens after the prefix the cache already holds are fed, then one per step; once
+        the context outgrows `block_size`, each step recomputes the last `block_size` tokens, as without a cache.
         """
         was_training = self.training
         self.eval()
+        stops = torch.tensor([] if stop_token is None else [stop_token] if isinstance(stop_token, int)
+                             else list(stop_token), dtype=torch.long, device=idx.device)
+        done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
         try:
-            done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
             for _ in range(max_new_tokens):
-                logits, _ = self(idx[:, -self.config.block_size:])
+                if cache is not None and idx.shape[1] <= self.config.block_size:
+                    logits, _ = self(idx[:, cache.reuse(idx):], cache=cache)
+                else:
+                    logits, _ = self(idx[:, -self.config.block_size:])
                 next_id = sample_next(logits[:, -1, :].float(), temperature=temperature, top_k=top_k, top_p=top_p,
                                       generator=generator)
                 idx = torch.cat([idx, next_id], dim=1)
-                if stop_token is not None:
-                    done |= next_id.squeeze(1) == stop_token
-                    if bool(done.all()):
-                        break
-            return idx
+                yield next_id
+                done |= torch.isin(next_id.squeeze(1), stops)
+                if bool(done.all()):
+                    break
         finally:
             self.train(was_training)
+
+
+def document_positions(doc_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For document ids (B, T) of contiguous documents: each position's offset in its document (B, T) and the
+    attention mask (B, 1, T, T), True where a query may see a key: earlier or same position, same document."""
+    B, T = doc_ids.shape
+    t = torch.arange(T, device=doc_ids.device)
+    starts = torch.ones_like(doc_ids, dtype=torch.bool)
+    starts[:, 1:] = doc_ids[:, 1:] != doc_ids[:, :-1]
+    first = torch.where(starts, t, 0).cummax(dim=1).values  # where each position's document starts
+    same_doc = doc_ids[:, :, None] == doc_ids[:, None, :]
+    return t - first, (same_doc & (t[None, :] <= t[:, None]))[:, None]
 
 
 def sample_next(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int | None = None,
