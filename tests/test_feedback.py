@@ -350,3 +350,18 @@ def test_sigkill_mid_submission_loses_no_acknowledged_submission(run, prompts, t
         assert set(acknowledged) <= stored
         # no half row: every stored ranking's offer is marked answered, and every answered offer has its ranking
         assert conn.execute("SELECT count(*) FROM offers WHERE answered_at IS NOT NULL").fetchone()[0] == len(stored)
+
+
+def test_demonstrations_read_as_conversations_from_the_store_and_the_export(tmp_path):
+    from corpusforge.trainer.data.chat import read_conversations
+
+    store = Store(tmp_path / "f.sqlite")
+    for reply in ("Cats are small felines.", "They purr."):
+        store.submit_demonstration(offer(store, "write", answers=[])["offer_id"], reply, key=key(), labeler="ann")
+    assert exchange.export(store, tmp_path / "out")["conversations"] == 2
+    want = [[{"role": "user", "content": "Tell me about cats."}, {"role": "assistant", "content": reply}]
+            for reply in ("Cats are small felines.", "They purr.")]
+    for source in (tmp_path / "f.sqlite", tmp_path / "out" / "conversations.parquet"):
+        read = list(read_conversations([source]))
+        assert [c["messages"] for c in read] == want
+        assert read[0]["metadata"]["labeler"] == "ann"

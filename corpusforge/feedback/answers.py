@@ -1,5 +1,5 @@
-"""Where the app's answers come from: a trained run sampled through the chat template, at temperature 1 by default
-(InstructGPT sampled the answers labelers ranked at T = 1).
+"""Where the app's answers come from: a trained run sampled through the chat template (`trainer.data.chat.render`)
+with the key/value cache, at temperature 1 by default (InstructGPT sampled the answers labelers ranked at T = 1).
 
 `RunAnswerer` is the one place the app touches the model: `sample` gives K answers to a conversation, `stream` one
 reply piece by piece. Each call takes a seed, and the settings plus that seed are stored with what is shown, so
@@ -36,8 +36,7 @@ class RunAnswerer:
     caller at a time (the web server runs them in worker threads)."""
 
     def __init__(self, run_dir: str | os.PathLike, sampling: Sampling | None = None, device: str = "cpu"):
-        from tokenizers import Tokenizer
-
+        from corpusforge.mix.tokenizer import load as load_tokenizer
         from corpusforge.trainer.generate import load_model
 
         self.run_dir = Path(run_dir)
@@ -46,7 +45,7 @@ class RunAnswerer:
         self.sampling.validate()
         self.device = device
         self.net, meta = load_model(run_dir, device)
-        self.tokenizer = Tokenizer.from_file(str(self.run_dir / "tokenizer.json"))
+        self.tokenizer = load_tokenizer(self.run_dir / "tokenizer.json")  # special-token spellings stay plain text
         self.end_id = self.tokenizer.token_to_id("<|end|>")
         self.eot_id = meta["eot_id"]
         self._lock = threading.Lock()
@@ -76,39 +75,26 @@ class RunAnswerer:
                 shown = text
 
     def _tokens(self, messages: list[dict[str, str]], k: int, seed: int) -> Iterator[list[int | None]]:
-        """Per step, the next token of each of `k` rows (None once a row has stopped), up to max_new_tokens."""
-        prompt = self.prompt_ids(messages)
-        budget = self.net.config.block_size - 1
-        prompt = prompt[-budget:]  # the model sees at most block_size tokens: keep the end of a long conversation
+        """Per step, the next token of each of `k` rows (None once a row has stopped), sampled with the key/value
+        cache, up to max_new_tokens."""
+        from corpusforge.trainer.data.chat import render
+        from corpusforge.trainer.model import KVCache
+
+        prompt, _ = render(messages, self.tokenizer, for_generation=True)
+        prompt = prompt[-(self.net.config.block_size - 1):]  # keep the end of a conversation longer than the model
         idx = torch.tensor([prompt] * k, dtype=torch.long, device=self.device)
         generator = torch.Generator(device=self.device).manual_seed(seed)
+        cache = KVCache(self.net.config, k, self.device, self.net.wte.weight.dtype)
+        stops = (self.end_id, self.eot_id)
         done = [False] * k
         s = self.sampling
         with self._lock, torch.no_grad():
-            from corpusforge.trainer.model import sample_next
-
-            for _ in range(s.max_new_tokens):
-                logits, _ = self.net(idx[:, -self.net.config.block_size:])
-                nxt = sample_next(logits[:, -1, :].float(), temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
-                                  generator=generator)
-                idx = torch.cat([idx, nxt], dim=1)
+            for nxt in self.net.stream(idx, s.max_new_tokens, temperature=s.temperature, top_k=s.top_k,
+                                       top_p=s.top_p, generator=generator, stop_token=stops, cache=cache):
                 step = []
                 for row, token in enumerate(nxt.squeeze(1).tolist()):
-                    if done[row] or token in (self.end_id, self.eot_id):
-                        done[row] = True
-                        step.append(None)
-                    else:
-                        step.append(token)
+                    done[row] = done[row] or token in stops
+                    step.append(None if done[row] else token)
                 if all(done):
                     return
                 yield step
-
-    def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
-        """The conversation rendered for generation: each turn as its role token, its text and `<|end|>`, then
-        `<|assistant|>`. Text is encoded as plain text, so a special token's spelling in it is not a turn."""
-        ids = []
-        for m in messages:
-            ids.append(self.tokenizer.token_to_id(f"<|{m['role']}|>"))
-            ids += self.tokenizer.encode(m["content"], add_special_tokens=False).ids
-            ids.append(self.end_id)
-        return ids + [self.tokenizer.token_to_id("<|assistant|>")]

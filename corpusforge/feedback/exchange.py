@@ -9,24 +9,30 @@ chosen one ranked first. A bad line is reported with its file and line and skipp
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
-import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpusforge import schema
 from corpusforge.errors import UserError
 from corpusforge.feedback.store import FeedbackError, Store, check_messages
 from corpusforge.runtime import FileReport, atomic_path
+from corpusforge.trainer.data import chat
+
+# conversation.schema.json records (the demonstrations) in the Parquet shape the chat reader reads: `messages` as
+# (role, content) structs, the lineage in `metadata`
+CONVERSATION_PARQUET = pa.schema([
+    ("id", pa.string()), ("messages", schema.arrow_schema("comparison").field("context").type),
+    ("source", pa.string()),
+    ("metadata", pa.struct([("labeler", pa.string()), ("model", pa.string()), ("submitted_at", pa.string())]))])
 
 MAX_LINE_BYTES = 4 << 20  # one preference record; a longer line is reported and skipped, never held whole
-_HH_TURN = re.compile(r"\n\n(Human|Assistant): ")
 
 
 # ---------------------------------------------------------------------------------------------------- export
@@ -36,14 +42,20 @@ def export(store: Store, out_dir: str | os.PathLike) -> dict[str, int]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = {}
-    for what, name, contract in (("comparison", "comparisons", "comparison"), ("rating", "ratings", "rating"),
-                                 ("demonstration", "conversations", "conversation")):
+    for what, name in (("comparison", "comparisons"), ("rating", "ratings"), ("demonstration", "conversations")):
         n = 0
+        arrow = CONVERSATION_PARQUET if what == "demonstration" else schema.arrow_schema(what)
         with atomic_path(out_dir / f"{name}.parquet") as tmp:
-            with pq.ParquetWriter(tmp, schema.arrow_schema(contract)) as writer:
+            with pq.ParquetWriter(tmp, arrow) as writer:
                 for batch in _batches(store.rows(what), 1000):
-                    table = schema.to_table([_export_row(what, r) for r in batch], contract)
-                    schema.check_table(table, contract)
+                    rows = [_export_row(what, r) for r in batch]
+                    if what == "demonstration":
+                        for row in rows:
+                            chat.check(row)  # conversation.schema.json, and a reply that trains
+                        table = pa.Table.from_pylist(rows, schema=arrow)
+                    else:
+                        table = schema.to_table(rows, what)
+                        schema.check_table(table, what)
                     writer.write_table(table)
                     n += len(batch)
         counts[name] = n
@@ -55,8 +67,8 @@ def _export_row(what: str, row: dict[str, Any]) -> dict[str, Any]:
              for k in ("shown_at", "submitted_at")}
     if what == "demonstration":
         return {"id": row["id"], "messages": row["messages"], "source": "feedback",
-                "metadata": json.dumps({"labeler": row["labeler"], "model": row["model"],
-                                        "submitted_at": times["submitted_at"].isoformat()})}
+                "metadata": {"labeler": row["labeler"], "model": row["model"],
+                             "submitted_at": times["submitted_at"].isoformat()}}
     return {**row, **times}
 
 
@@ -74,43 +86,32 @@ def _batches(rows: Iterator[dict], n: int) -> Iterator[list[dict]]:
 # ---------------------------------------------------------------------------------------------------- import
 def import_preferences(store: Store, path: str | os.PathLike, *, batch: int = 500) -> FileReport:
     """Add the preference pairs of one JSONL file (.gz too; TRL or HH format, told apart per line) to the store as
-    comparisons. Returns the file's report: lines read, pairs added, errors with their line numbers."""
+    comparisons. Returns the file's report: lines read, pairs added, errors with their line numbers. Lines are read
+    by the chat reader's bounded line reader (a line over MAX_LINE_BYTES is reported, never held whole)."""
     path = Path(path)
-    report = FileReport(input=str(path))
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    report, read = FileReport(input=str(path)), chat.ReadReport()
     rows: list[dict] = []
-    for line_no, line in _lines(path, report):
-        report.count("lines")
-        try:
-            rows.append(comparison_from_record(json.loads(line), source=path.name))
-        except (ValueError, FeedbackError) as err:  # json.JSONDecodeError is a ValueError
-            report.error(f"line {line_no}: {err}", offset=line_no)
-            continue
-        if len(rows) >= batch:
-            report.count("added", store.add_imported(rows))
-            rows = []
-    report.count("added", store.add_imported(rows))
-    return report
-
-
-def _lines(path: Path, report: FileReport) -> Iterator[tuple[int, bytes]]:
-    """(1-based line number, line) with each line at most MAX_LINE_BYTES; a longer one is reported and skipped."""
-    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rb") as f:
-            line_no = 0
-            while chunk := f.readline(MAX_LINE_BYTES + 1):
-                line_no += 1
-                if len(chunk) > MAX_LINE_BYTES and not chunk.endswith(b"\n"):
-                    report.error(f"line {line_no}: longer than {MAX_LINE_BYTES:,} bytes, skipped", offset=line_no)
-                    while (rest := f.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
-                        pass
-                    continue
-                if chunk.strip():
-                    yield line_no, chunk
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except (OSError, EOFError) as err:  # a damaged .gz: what was read stands
-        report.error(f"damaged file after line {line_no}: {type(err).__name__}: {err}", offset=line_no)
+        for line_no, record in chat._records(path, read, MAX_LINE_BYTES):
+            report.count("lines")
+            try:
+                rows.append(comparison_from_record(record, source=path.name))
+            except (ValueError, FeedbackError) as err:
+                report.error(f"line {line_no}: {err}", offset=line_no)
+                continue
+            if len(rows) >= batch:
+                report.count("added", store.add_imported(rows))
+                rows = []
+    except (OSError, EOFError) as err:  # a damaged .gz: what was read before stands
+        report.error(f"damaged file after {report.counts.get('lines', 0)} lines: {type(err).__name__}: {err}")
+    report.count("added", store.add_imported(rows))
+    for err in read.errors:  # unparsable or overlong lines
+        report.count("lines")
+        report.error(f"line {err['line']}: {err['reason']}", offset=err["line"])
+    report.errors.sort(key=lambda e: e["offset"] or 0)
+    return report
 
 
 def comparison_from_record(record: Any, *, source: str) -> dict[str, Any]:
@@ -122,7 +123,7 @@ def comparison_from_record(record: Any, *, source: str) -> dict[str, Any]:
         answers = [_trl_answer(record[k], k) for k in ("chosen", "rejected")]
         fmt = "trl"
     else:
-        chosen, rejected = (parse_hh(record[k], k) for k in ("chosen", "rejected"))
+        chosen, rejected = (_hh_turns(record[k], k) for k in ("chosen", "rejected"))
         if chosen[:-1] != rejected[:-1]:
             raise FeedbackError("HH pair: chosen and rejected differ before their last Assistant turn")
         context, answers, fmt = chosen[:-1], [chosen[-1]["content"], rejected[-1]["content"]], "hh"
@@ -134,19 +135,13 @@ def comparison_from_record(record: Any, *, source: str) -> dict[str, Any]:
             "labeler": f"import:{fmt}:{source}", "model": source}
 
 
-def parse_hh(text: Any, field: str = "transcript") -> list[dict[str, str]]:
-    """An Anthropic HH transcript (`\\n\\nHuman: ...\\n\\nAssistant: ...`) as messages; it must end with an
-    assistant turn."""
+def _hh_turns(text: Any, field: str) -> list[dict[str, str]]:
     if not isinstance(text, str):
         raise FeedbackError(f"{field}: a transcript string")
-    parts = _HH_TURN.split(text)
-    if parts[0].strip() or len(parts) < 3:
-        raise FeedbackError(f"{field}: not an HH transcript (no '\\n\\nHuman: ' turn at the start)")
-    messages = [{"role": "user" if who == "Human" else "assistant", "content": body.strip()}
-                for who, body in zip(parts[1::2], parts[2::2])]
-    if messages[-1]["role"] != "assistant":
+    turns = chat.parse_hh_transcript(text)
+    if turns[-1]["role"] != "assistant":
         raise FeedbackError(f"{field}: the transcript does not end with an Assistant turn")
-    return messages
+    return turns
 
 
 def _trl_messages(value: Any, field: str) -> list[dict[str, str]]:
