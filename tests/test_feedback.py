@@ -265,16 +265,6 @@ def test_bad_requests_get_clear_4xx_and_store_nothing(server):
     assert Store(server.db).counts()["comparisons"] == before["comparisons"] + 1
 
 
-def test_a_stale_offer_is_refused_with_410(run, prompts, tmp_path):
-    with serve(run, prompts, str(tmp_path / "f.sqlite"), "--max-new-tokens", "4", "--offer-ttl", "0.2") as s:
-        shown = post(s, "/api/rank/next", {"labeler": "eve"}).json()
-        time.sleep(0.3)
-        response = post(s, "/api/rank/submit", {"offer_id": shown["offer_id"], "labeler": "eve",
-                                                "idempotency_key": key(), "ranking": [ids(shown)]})
-        assert response.status_code == 410 and "expired" in response.json()["error"]
-    assert Store(tmp_path / "f.sqlite").counts()["comparisons"] == 0
-
-
 def test_a_streamed_chat_reply_is_recorded_and_rated(server):
     response = post(server, "/api/chat/reply", {"labeler": "eve", "messages": [{"role": "user", "content": "hi"}]},
                     stream=True)
@@ -287,12 +277,13 @@ def test_a_streamed_chat_reply_is_recorded_and_rated(server):
     assert post(server, "/api/chat/rate", {**rate, "idempotency_key": key()}).status_code == 409
 
 
-def test_serving_beyond_loopback_needs_a_token_and_every_request_without_it_is_refused(run, prompts, tmp_path):
+def test_beyond_loopback_a_token_is_required_and_every_request_without_it_refused_and_stale_offers_410(run, prompts, tmp_path):
     with pytest.raises(UserError, match="--token"):
         ServeConfig(run_dir=str(run), prompts=str(prompts), host="0.0.0.0").validate()
     ServeConfig(run_dir=str(run), prompts=str(prompts), host="::1").validate()
     token = secrets.token_hex(16)
-    with serve(run, prompts, str(tmp_path / "f.sqlite"), "--max-new-tokens", "4", token=token) as s:
+    with serve(run, prompts, str(tmp_path / "f.sqlite"), "--max-new-tokens", "4", "--offer-ttl", "0.5",
+               token=token) as s:
         for path in ("/rank", "/static/app.js", "/api/info"):
             assert requests.get(s.url + path, timeout=30).status_code == 401
         assert post(s, "/api/rank/next", {"labeler": "eve"}).status_code == 401
@@ -303,7 +294,15 @@ def test_serving_beyond_loopback_needs_a_token_and_every_request_without_it_is_r
         with requests.Session() as browser:  # the link a labeler is given sets a cookie the page then uses
             assert browser.get(f"{s.url}/rank?token={token}", timeout=30).status_code == 200
             assert browser.post(s.url + "/api/write/next", json={"labeler": "eve"}, timeout=30).status_code == 200
-    assert Store(tmp_path / "f.sqlite").counts()["offers"] == 2
+        # an offer older than --offer-ttl is stale: 410, nothing stored
+        shown = post(s, "/api/rank/next", {"labeler": "eve"}, headers={"Authorization": f"Bearer {token}"}).json()
+        time.sleep(0.6)
+        response = post(s, "/api/rank/submit", {"offer_id": shown["offer_id"], "labeler": "eve",
+                                                "idempotency_key": key(), "ranking": [ids(shown)]},
+                        headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 410 and "expired" in response.json()["error"]
+    assert Store(tmp_path / "f.sqlite").counts()["offers"] == 3
+    assert Store(tmp_path / "f.sqlite").counts()["comparisons"] == 0
 
 
 def test_eight_concurrent_scripted_labelers_each_submission_stored_once(server):

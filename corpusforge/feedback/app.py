@@ -324,4 +324,5 @@ def serve(config: ServeConfig) -> None:
     app = create_app(config)
     print(f"feedback: http://{config.host}:{config.port}/rank  (model {config.run_dir}, db {config.db}, "
           f"K={config.k})", flush=True)
-    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False)
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False,
+                timeout_graceful_shutdown=2)

@@ -100,7 +100,7 @@
     let dragged = null;
     list.addEventListener("pointerdown", (event) => {
       const item = event.target.closest("li.answer");
-      if (!item || event.target.closest(".controls")) return;
+      if (!item || event.target.closest("button, input, label")) return;  // the controls keep their clicks
       dragged = item;
       item.classList.add("dragging");
       item.setPointerCapture(event.pointerId);
