@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import secrets
 from pathlib import Path
 
@@ -17,25 +16,9 @@ from corpusforge.feedback.store import Store
 from corpusforge.trainer import reward
 from feedback_servers import tiny_run
 
-WORDS = "cat river sky blue tree stone water light green small house bird cloud rain wind hill".split()
-
-
-def scripted_store(path: Path, n_prompts: int, k: int = 4, seed: int = 0, rule: str = "shorter") -> Store:
-    """A store of `n_prompts` rankings of K answers of random lengths, ranked by the scripted labeler's `rule`,
-    plus a few demonstrations: what the labelers' page would have stored."""
-    rng = random.Random(seed)
+def scripted_store(path: Path, n_prompts: int) -> Store:
     store = Store(path)
-    for p in range(n_prompts):
-        prompt = f"Tell me about the {rng.choice(WORDS)} number {p}."
-        answers = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 8))) for _ in range(k)]
-        shown = store.offer("rank", labeler="script", model="tiny", sampling={"temperature": 1.0}, answers=answers,
-                            context=[{"role": "user", "content": prompt}])
-        store.submit_ranking(shown["offer_id"], labelers.rank(rule, prompt, shown["answers"]),
-                             key=secrets.token_hex(16), labeler=f"script:{rule}")
-    for reply in ("The sky is blue.", "Cats purr.", "Rain falls."):
-        shown = store.offer("write", labeler="writer", model="tiny", sampling={}, answers=[],
-                            context=[{"role": "user", "content": "Say something."}])
-        store.submit_demonstration(shown["offer_id"], reply, key=secrets.token_hex(16), labeler="writer")
+    labelers.synthetic(store, n_prompts, rule="shorter")
     return store
 
 

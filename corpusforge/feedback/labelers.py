@@ -91,3 +91,28 @@ def _post(http, url: str, body: dict, timeout_s: float) -> dict:
     if response.status_code >= 400:
         raise UserError(f"{url}: {response.status_code} {response.text[:300]}")
     return response.json()
+
+
+WORDS = "cat river sky blue tree stone water light green small house bird cloud rain wind hill".split()
+
+
+def synthetic(store, n_prompts: int, *, rule: str = "shorter", k: int = 4, seed: int = 0,
+              demonstrations: int = 3) -> None:
+    """Fill `store` with `n_prompts` rankings by `rule` of K answers of random words (not the model's: quick,
+    repeatable data for testing and benchmarking the reward model) and a few demonstrations, through the same
+    offers and submissions the app makes."""
+    import random
+
+    rng = random.Random(seed)
+    for p in range(n_prompts):
+        prompt = f"Tell me about the {rng.choice(WORDS)} number {p}."
+        answers = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 8))) for _ in range(k)]
+        shown = store.offer("rank", labeler=f"script:{rule}", model="synthetic", sampling={"seed": seed},
+                            context=[{"role": "user", "content": prompt}], answers=answers)
+        store.submit_ranking(shown["offer_id"], rank(rule, prompt, shown["answers"]), key=secrets.token_hex(16),
+                             labeler=f"script:{rule}")
+    for d in range(demonstrations):
+        shown = store.offer("write", labeler="script:writer", model="synthetic", sampling={}, answers=[],
+                            context=[{"role": "user", "content": f"Say something about the {WORDS[d]}."}])
+        store.submit_demonstration(shown["offer_id"], f"The {WORDS[d]} is {WORDS[-d - 1]}.",
+                                   key=secrets.token_hex(16), labeler="script:writer")
