@@ -71,7 +71,7 @@ class RewardConfig(loop.RunConfig):
 
 def make_config(out_dir: str | os.PathLike, values: dict[str, Any], *, resume: bool = False) -> RewardConfig:
     """RewardConfig's defaults or, resuming, the run's config; then `values` on top."""
-    return loop.make_config(RewardConfig, out_dir, values, {}, resume=resume, where="train reward")
+    return loop.make_config(RewardConfig, "reward", out_dir, values, {}, resume=resume)
 
 
 # -------------------------------------------------------------------------------------------------- the loss
