@@ -34,9 +34,9 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from corpusforge.trainer import devices, pretrain
 from corpusforge.trainer import model as model_mod
-from corpusforge.trainer import pretrain
-from corpusforge.trainer.chars import TextBlocks
+from corpusforge.trainer.data.chars import TextBlocks
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("CORPUSFORGE_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -144,8 +144,8 @@ def peak(device: str) -> tuple[float, str]:
     """The peak FLOP/s MFU is measured against: a GPU's datasheet bf16 number when known, else the best matmul
     rate measured now (on a shared CPU, several measurements are taken during the run and the best kept)."""
     if device == "cuda":
-        return pretrain.peak_flops(torch.device("cuda"), torch.bfloat16)
-    return pretrain.measure_matmul_flops(device, torch.float32, bursts=20), "measured float32 matmul on cpu"
+        return devices.peak_flops(torch.device("cuda"), torch.bfloat16)
+    return devices.measure_matmul_flops(device, torch.float32, bursts=20), "measured float32 matmul on cpu"
 
 
 def run_throughput(cases: list[Case], console: Console) -> list[dict]:

@@ -50,11 +50,11 @@ def cmd_commoncrawl(args: argparse.Namespace) -> int:
     return _exit_code([summary], args.fail_on_error)
 
 
-def cmd_train_pretrain(args: argparse.Namespace) -> int:
+def _train_values(args: argparse.Namespace, **flags) -> dict:
+    """A `train` command's settings: its --config file, then its --set KEY=VALUE items, then the `flags` given."""
     import tomllib
 
     from corpusforge import recipe
-    from corpusforge.trainer import pretrain
 
     values: dict = {}
     if args.config:
@@ -67,11 +67,26 @@ def cmd_train_pretrain(args: argparse.Namespace) -> int:
             values[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:  # a bare word: a string
             values[key.strip()] = raw
-    flags = {"corpus": args.corpus, "text": args.text, "preset": args.preset, "max_steps": args.max_steps,
-             "device": args.device, "compile": args.compile}
+    flags.update(max_steps=args.max_steps, device=args.device, compile=args.compile)
     values.update({k: v for k, v in flags.items() if v is not None})
+    return values
+
+
+def cmd_train_pretrain(args: argparse.Namespace) -> int:
+    from corpusforge.trainer import pretrain
+
+    values = _train_values(args, corpus=args.corpus, text=args.text, preset=args.preset)
     config = pretrain.make_config(args.out, values, resume=args.resume)
     pretrain.train(config, args.out, resume=args.resume, stop_at=args.stop_at)
+    return 0
+
+
+def cmd_train_reward(args: argparse.Namespace) -> int:
+    from corpusforge.trainer import reward
+
+    values = _train_values(args, base=args.base, feedback=args.feedback, demos=args.demos, epochs=args.epochs)
+    config = reward.make_config(args.out, values, resume=args.resume)
+    reward.train(config, args.out, resume=args.resume, stop_at=args.stop_at)
     return 0
 
 
@@ -125,6 +140,34 @@ def cmd_feedback_label(args: argparse.Namespace) -> int:
     run = labelers.label(args.url.rstrip("/"), rule=args.rule, n=args.n, labeler=args.labeler, token=args.token)
     print(f"{args.labeler}: {len(run.stored)} rankings stored by rule {args.rule!r}")
     return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from corpusforge.trainer.generate import ChatSession, SamplingConfig
+
+    sampling = SamplingConfig(**_given(args, max_new_tokens="max_new_tokens", temperature="temperature",
+                                       top_k="top_k", top_p="top_p", seed="seed"))
+    session = ChatSession(args.run_dir, system=args.system, sampling=sampling, device=args.device,
+                          which=args.checkpoint)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(f"chatting with {args.run_dir} (Ctrl-D to end)", file=sys.stderr)
+    while True:
+        try:
+            line = input("you> ") if interactive else sys.stdin.readline()
+        except (EOFError, KeyboardInterrupt):
+            print(file=sys.stderr)
+            return 0
+        if not interactive and not line:
+            return 0
+        text = line.rstrip("\n")
+        if not text.strip():
+            continue
+        if interactive:
+            print("assistant> ", end="", flush=True)
+        for piece in session.reply(text):
+            print(piece, end="", flush=True)
+        print(flush=True)
 
 
 def _given(args: argparse.Namespace, **names: str) -> dict:
@@ -293,6 +336,21 @@ def cmd_quality(args: argparse.Namespace) -> int:
 # <commands: add new `cmd_*` functions above this line>
 
 
+def _add_run(t: argparse.ArgumentParser, config_class: str) -> None:
+    """The options every `train` command has: where the run goes, its length, resume, settings and device."""
+    t.add_argument("--out", required=True, help="run folder: checkpoint, metrics.jsonl, loss.png, tokenizer.json")
+    t.add_argument("--max-steps", type=int, default=None, help="optimizer steps in all (the schedule ends there)")
+    t.add_argument("--resume", action="store_true", help="continue the checkpoint in --out exactly where it stopped")
+    t.add_argument("--stop-at", type=int, default=None,
+                   help="checkpoint and exit after this step (the schedule still runs to --max-steps)")
+    t.add_argument("--config", type=Path, default=None, help=f"TOML file of training settings ({config_class} keys)")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="one training setting, e.g. --set lr=3e-4 --set batch_size=8 (repeatable)")
+    t.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
+    t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the model (default: on CUDA only)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="corpusforge", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -328,19 +386,20 @@ def build_parser() -> argparse.ArgumentParser:
     data = t.add_mutually_exclusive_group()
     data.add_argument("--corpus", help="a mixed corpus folder (manifest.json, shards, tokenizer.json)")
     data.add_argument("--text", nargs="+", help="train character-level on these text files (.txt, .txt.gz) instead")
-    t.add_argument("--out", required=True, help="run folder: checkpoint, metrics.jsonl, loss.png, tokenizer.json")
     t.add_argument("--preset", default=None, help="model and training preset: tiny (default), small, gpt2-124m")
-    t.add_argument("--max-steps", type=int, default=None, help="optimizer steps in all (the schedule ends there)")
-    t.add_argument("--resume", action="store_true", help="continue the checkpoint in --out exactly where it stopped")
-    t.add_argument("--stop-at", type=int, default=None,
-                   help="checkpoint and exit after this step (the schedule still runs to --max-steps)")
-    t.add_argument("--config", type=Path, default=None, help="TOML file of training settings (TrainConfig keys)")
-    t.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="one training setting, e.g. --set lr=3e-4 --set batch_size=8 (repeatable)")
-    t.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
-    t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile the model (default: on CUDA only)")
+    _add_run(t, "TrainConfig")
     t.set_defaults(func=cmd_train_pretrain)
+    t = train_sub.add_parser("reward", help="train a reward model on human feedback (rankings, thumbs) from an "
+                                            "SFT run; under torchrun, data-parallel")
+    t.add_argument("--base", default=None, help="the SFT run folder to start from (its best weights)")
+    t.add_argument("--feedback", nargs="+", default=None,
+                   help="feedback stores (.sqlite, postgresql://) or `feedback export` folders")
+    t.add_argument("--demos", nargs="+", default=None,
+                   help="conversation files whose replies score 0 on average after training (default: the stores' "
+                        "demonstrations)")
+    t.add_argument("--epochs", type=float, default=None, help="passes over the comparisons (default 1)")
+    _add_run(t, "RewardConfig")
+    t.set_defaults(func=cmd_train_reward)
     # <train-parsers: add `train` subcommands (sft, rlhf) above this line>
 
     p = sub.add_parser("generate", help="sample text from a trained run")
@@ -357,6 +416,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="best: the weights at the lowest validation loss (the default when the run has them); "
                         "last: the latest checkpoint")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("chat", help="talk to a trained run in the terminal; with stdin not a terminal, each line "
+                       "is a user turn and each reply is printed on its own line")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--system", default=None, help="a system turn that starts the conversation")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="longest reply in tokens (default 200)")
+    p.add_argument("--temperature", type=float, default=None, help="0 is greedy (default 0.8)")
+    p.add_argument("--top-k", type=int, default=None, help="sample from the k likeliest tokens (default 200)")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling, e.g. 0.95 (default off)")
+    p.add_argument("--seed", type=int, default=None, help="the same seed gives the same replies (default 1337)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--checkpoint", choices=("best", "last"), default=None,
+                   help="best: the weights at the lowest validation loss (the default when the run has them); "
+                        "last: the latest checkpoint")
+    p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("webtext2", help="WebText2: Reddit links with score >= 3, fetched politely, extracted")
     w = p.add_subparsers(dest="webtext2_command", required=True)

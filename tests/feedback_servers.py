@@ -27,7 +27,7 @@ def tiny_run(run_dir: Path, *, seed: int = 0, n_embd: int = 32, block_size: int 
     what `feedback serve` and `train reward` load, built in milliseconds."""
     from corpusforge.runtime import write_text_atomic
     from corpusforge.trainer import checkpoint
-    from corpusforge.trainer.chars import char_tokenizer
+    from corpusforge.trainer.data.chars import char_tokenizer
     from corpusforge.trainer.model import GPT, GPTConfig
 
     run_dir.mkdir(parents=True, exist_ok=True)

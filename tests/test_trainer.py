@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import shutil
 import os
 import signal
 import socket
@@ -20,8 +21,8 @@ import torch
 from rich.console import Console
 from tokenizers import Tokenizer
 
-from corpusforge.trainer import checkpoint, pretrain
-from corpusforge.trainer.chars import TextBlocks
+from corpusforge.trainer import checkpoint, devices, loop, pretrain
+from corpusforge.trainer.data.chars import TextBlocks
 from corpusforge.trainer.generate import generate_text
 from corpusforge.trainer.model import GPT, GPTConfig
 
@@ -151,7 +152,7 @@ def losses(run: Path) -> list:
 
 def test_lr_schedule_warms_up_then_decays_to_min_lr(text_file, tmp_path):
     c = config(tmp_path, text_file, lr=1e-3, min_lr=1e-4, warmup_steps=10, max_steps=100)
-    lrs = [pretrain.lr_at(s, c) for s in range(101)]
+    lrs = [loop.lr_at(s, c) for s in range(101)]
     assert all(a < b for a, b in zip(lrs[:10], lrs[1:11]))  # warmup rises
     assert lrs[10] == pytest.approx(1e-3) and lrs[100] == pytest.approx(1e-4)
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))  # then only falls
@@ -379,6 +380,28 @@ def test_a_run_is_not_overwritten_and_resumes_only_with_the_same_settings(refere
     assert proc.returncode == 2 and "give exactly one of corpus" in proc.stderr
 
 
+def test_a_checkpoint_copied_from_another_run_is_refused_on_resume(reference, tmp_path):
+    """A run folder (its config.json: seed 7, 4 layers) given the checkpoint of another run: --resume names what
+    differs in one line, exit 2, and leaves the folder as it was."""
+    run_config = json.loads((reference / "config.json").read_text())
+    run_config["train"]["seed"] = 7
+    run_config["model"]["n_layer"] = 4
+    (tmp_path / "config.json").write_text(json.dumps(run_config))
+    (tmp_path / "metrics.jsonl").write_text('{"kind": "train", "step": 4, "loss": 9.0}\n')
+    checkpoint.path_in(tmp_path).write_bytes(checkpoint.path_in(reference).read_bytes())
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    proc = cli("train", "pretrain", "--out", str(tmp_path), "--resume", check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "is from another run" in proc.stderr
+    assert "model n_layer 4 in config.json, 2 in the checkpoint" in proc.stderr
+    assert "seed 7 in config.json, 1337 in the checkpoint" in proc.stderr
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    # in a copy of the folder of the run that wrote it, the checkpoint resumes (to 4 more steps)
+    own = shutil.copytree(reference, tmp_path / "own")
+    cli("train", "pretrain", "--out", str(own), "--resume", "--max-steps", str(STEPS + 4))
+    assert checkpoint.read_meta(checkpoint.path_in(own))["step"] == STEPS + 4
+
+
 def set_tokens(corpus: Path, name: str, split: str) -> np.ndarray:
     """A set's tokens in one split, each document followed by end-of-text (as the reader streams them)."""
     import pyarrow.parquet as pq
@@ -413,7 +436,7 @@ def test_a_peak_measured_under_load_is_measured_again_rather_than_reporting_mfu_
                                                                                           monkeypatch):
     """On a shared CPU the matmul peak measured at start can be far too low (another job had the cores), which
     would show MFU above 100%; the trainer then measures again and keeps the higher peak."""
-    monkeypatch.setattr(pretrain, "peak_flops", lambda *a: (1e6, "measured float32 matmul on cpu"))  # 1 MFLOP/s
+    monkeypatch.setattr(devices, "peak_flops", lambda *a: (1e6, "measured float32 matmul on cpu"))  # 1 MFLOP/s
     summary = pretrain.train(config(tmp_path, text_file, max_steps=8), tmp_path, console=QUIET)
     assert summary["peak_flops"] > 1e8 and 0 < summary["mfu"] <= 1
     assert all(0 < r["mfu"] <= 1 for r in records(tmp_path, "train"))

@@ -77,8 +77,9 @@ class BadRecord(ValueError):
 def read_conversations(paths: str | os.PathLike | Iterable[str | os.PathLike], *, format: str = "auto",
                        report: ReadReport | None = None, max_line_bytes: int = MAX_LINE_BYTES
                        ) -> Iterator[dict[str, Any]]:
-    """Conversations (dicts of `schemas/conversation.schema.json`) from JSONL (`.jsonl`, `.jsonl.gz`), JSON arrays
-    (`.json`) and Parquet files, or folders of them, in path order.
+    """Conversations (dicts of `schemas/conversation.schema.json`) from JSON Lines (`.jsonl`, `.jsonl.gz`, or a
+    `.json` that does not start with `[`), JSON arrays (`.json`) and Parquet files, or folders of them, in path
+    order.
 
     `format` is "messages" (Hugging Face/TRL: a `messages` list of {role, content}), "alpaca" (`instruction`,
     `input`, `output`; or Self-Instruct's seed tasks with `instances`, one conversation per instance), "hh"
@@ -146,7 +147,7 @@ def _records(path: Path, report: ReadReport, max_line_bytes: int) -> Iterator[tu
                 number += 1
                 yield number, record
         return
-    if path.suffix == ".json":
+    if path.suffix == ".json" and _first_byte(path) == b"[":  # a JSON array (a `.json` may also hold JSON Lines)
         if path.stat().st_size > MAX_FILE_BYTES:
             report.error(str(path), 0, f"file too large: over {MAX_FILE_BYTES:,} bytes for a JSON array")
             return
@@ -155,7 +156,7 @@ def _records(path: Path, report: ReadReport, max_line_bytes: int) -> Iterator[tu
         except ValueError as err:
             report.error(str(path), 0, f"bad JSON: {err}"[:300])
             return
-        yield from enumerate(records if isinstance(records, list) else [records], start=1)
+        yield from enumerate(records, start=1)
         return
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as fh:
@@ -180,6 +181,12 @@ def _records(path: Path, report: ReadReport, max_line_bytes: int) -> Iterator[tu
                 report.error(str(path), number, f"bad JSON: {err}"[:300])
 
 
+def _first_byte(path: Path) -> bytes:
+    """The first byte of a file that is not whitespace (b"" if none in its first 4 KiB)."""
+    with open(path, "rb") as fh:
+        return fh.read(4096).lstrip()[:1]
+
+
 def _detect(record: dict) -> str:
     if "messages" in record:
         return "messages"
@@ -195,7 +202,7 @@ def _conversation(record: dict, path: Path, line: int, messages: list[dict], fmt
     own_id = record.get("id")
     cid = f"{own_id}{suffix}" if isinstance(own_id, str) and own_id else f"{path.name}:{line}{suffix}"
     return {"id": cid, "messages": messages, "source": str(path),
-            "metadata": {"format": fmt, "line": line, **metadata}}
+            "metadata": {**metadata, "format": fmt, "line": line}}
 
 
 def _from_messages(record: dict, path: Path, line: int) -> Iterator[dict]:
