@@ -28,7 +28,7 @@ def app(tmp_path_factory):
     prompts = root / "prompts.txt"
     prompts.write_text(f"{HOSTILE}\nName a large river.\nWhy is the sky blue?\n")
     with serve(run, prompts, str(root / "feedback.sqlite"), "--max-new-tokens", "10") as server:
-        server.db = root / "feedback.sqlite"
+        server.db, server.run = root / "feedback.sqlite", run
         yield server
 
 
@@ -133,13 +133,23 @@ def test_chat_stream_thumbs_down_then_k_replies_ranked_in_context_and_continue(a
     assert row["answers"][shown.index(final[0])] == best_text
 
 
-def test_write_a_demonstration_stored_as_a_conversation(app, browser):
+def test_written_demonstrations_are_stored_as_conversations_and_train_with_sft(app, browser, tmp_path):
     browser.get(f"{app.url}/write?labeler=carol")
-    wait(browser, lambda d: HOSTILE in d.find_element("id", "context").text)
-    offer_id = browser.find_element("tag name", "body").get_attribute("data-offer")
-    browser.find_element("id", "reply").send_keys("A cat is a small, furry animal.")
-    browser.find_element("id", "submit").click()
-    wait(browser, lambda d: d.find_element("tag name", "body").get_attribute("data-offer") != offer_id)
-    (demo,) = [r for r in Store(app.db).rows("demonstration") if r["labeler"] == "carol"]
-    assert demo["messages"] == [{"role": "user", "content": HOSTILE},
-                                {"role": "assistant", "content": "A cat is a small, furry animal."}]
+    replies = ["A cat is a small, furry animal.", "The Nile is a large river."]
+    for reply in replies:
+        wait(browser, lambda d: d.find_element("tag name", "body").get_attribute("data-offer")
+             and not d.find_element("id", "submit").get_attribute("disabled"))
+        offer_id = browser.find_element("tag name", "body").get_attribute("data-offer")
+        browser.find_element("id", "reply").send_keys(reply)
+        browser.find_element("id", "submit").click()
+        wait(browser, lambda d: d.find_element("tag name", "body").get_attribute("data-offer") != offer_id)
+    demos = [r for r in Store(app.db).rows("demonstration") if r["labeler"] == "carol"]
+    assert [d["messages"] for d in demos] == [
+        [{"role": "user", "content": HOSTILE}, {"role": "assistant", "content": replies[0]}],
+        [{"role": "user", "content": "Name a large river."}, {"role": "assistant", "content": replies[1]}]]
+    # the loop from people to the model closes: `train sft --data feedback.sqlite` trains on them
+    sft = pytest.importorskip("corpusforge.trainer.sft", reason="`train sft` (issue 11) is not on this branch yet")
+    config = sft.make_config(tmp_path / "sft", {"base": str(app.run), "data": [str(app.db)], "max_steps": 2,
+                                               "warmup_steps": 1, "device": "cpu", "peak_tflops": 1.0})
+    summary = sft.train(config, tmp_path / "sft")
+    assert summary["step"] == 2 and summary["data"]["conversations"] == 2

@@ -16,38 +16,23 @@ from typing import Iterator
 
 import torch
 
-
-@dataclasses.dataclass
-class Sampling:
-    """How answers are sampled; stored with every offer."""
-
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
-    max_new_tokens: int = 128
-
-    def validate(self) -> None:
-        if self.temperature < 0 or self.max_new_tokens < 1:
-            raise ValueError("sampling: temperature >= 0 and max_new_tokens >= 1")
+from corpusforge.trainer.data import chat
+from corpusforge.trainer.generate import SamplingConfig, load_run
+from corpusforge.trainer.model import KVCache
 
 
 class RunAnswerer:
     """A run's model and tokenizer (loaded once), answering conversations. Calls are serialized: one model, one
     caller at a time (the web server runs them in worker threads)."""
 
-    def __init__(self, run_dir: str | os.PathLike, sampling: Sampling | None = None, device: str = "cpu"):
-        from corpusforge.mix.tokenizer import load as load_tokenizer
-        from corpusforge.trainer.generate import load_model
-
-        self.run_dir = Path(run_dir)
-        self.model_name = str(self.run_dir.resolve())
-        self.sampling = sampling or Sampling()
-        self.sampling.validate()
-        self.device = device
-        self.net, meta = load_model(run_dir, device)
-        self.tokenizer = load_tokenizer(self.run_dir / "tokenizer.json")  # special-token spellings stay plain text
-        self.end_id = self.tokenizer.token_to_id("<|end|>")
-        self.eot_id = meta["eot_id"]
+    def __init__(self, run_dir: str | os.PathLike, sampling: SamplingConfig, device: str = "cpu"):
+        sampling.validate()
+        self.sampling = sampling
+        self.model_name = str(Path(run_dir).resolve())
+        self.net, _, self.tokenizer = load_run(run_dir, device)
+        special = chat.special_ids(self.tokenizer)
+        self.stops = (special[chat.END], special[chat.EOT])
+        self.device = self.net.wte.weight.device
         self._lock = threading.Lock()
 
     def settings(self, seed: int) -> dict:
@@ -73,27 +58,25 @@ class RunAnswerer:
             if not text.endswith("\ufffd"):  # a byte-level token can end inside a character: wait for the rest
                 yield text[len(shown):]
                 shown = text
+        text = self.tokenizer.decode(ids)
+        if text != shown:
+            yield text[len(shown):]
 
     def _tokens(self, messages: list[dict[str, str]], k: int, seed: int) -> Iterator[list[int | None]]:
-        """Per step, the next token of each of `k` rows (None once a row has stopped), sampled with the key/value
-        cache, up to max_new_tokens."""
-        from corpusforge.trainer.data.chat import render
-        from corpusforge.trainer.model import KVCache
-
-        prompt, _ = render(messages, self.tokenizer, for_generation=True)
+        """Per step, the next token of each of `k` rows (None once a row has stopped), up to max_new_tokens."""
+        prompt, _ = chat.render(messages, self.tokenizer, for_generation=True)
         prompt = prompt[-(self.net.config.block_size - 1):]  # keep the end of a conversation longer than the model
         idx = torch.tensor([prompt] * k, dtype=torch.long, device=self.device)
         generator = torch.Generator(device=self.device).manual_seed(seed)
         cache = KVCache(self.net.config, k, self.device, self.net.wte.weight.dtype)
-        stops = (self.end_id, self.eot_id)
         done = [False] * k
         s = self.sampling
         with self._lock, torch.no_grad():
             for nxt in self.net.stream(idx, s.max_new_tokens, temperature=s.temperature, top_k=s.top_k,
-                                       top_p=s.top_p, generator=generator, stop_token=stops, cache=cache):
+                                       top_p=s.top_p, generator=generator, stop_token=self.stops, cache=cache):
                 step = []
                 for row, token in enumerate(nxt.squeeze(1).tolist()):
-                    done[row] = done[row] or token in stops
+                    done[row] = done[row] or token in self.stops
                     step.append(None if done[row] else token)
                 if all(done):
                     return

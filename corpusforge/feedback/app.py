@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from corpusforge.errors import UserError
-from corpusforge.feedback.answers import RunAnswerer, Sampling
+from corpusforge.feedback.answers import RunAnswerer
 from corpusforge.feedback.store import FeedbackError, Store, check_messages
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -123,8 +123,11 @@ def create_app(config: ServeConfig, answerer: RunAnswerer | None = None, store: 
     from starlette.routing import Route
 
     config.validate()
-    answerer = answerer or RunAnswerer(config.run_dir, Sampling(temperature=config.temperature,
-                                                                max_new_tokens=config.max_new_tokens))
+    if answerer is None:
+        from corpusforge.trainer.generate import SamplingConfig
+
+        answerer = RunAnswerer(config.run_dir, SamplingConfig(max_new_tokens=config.max_new_tokens,
+                                                              temperature=config.temperature, top_k=None))
     store = store or Store(config.db, offer_ttl_s=config.offer_ttl_s)
     prompts = read_prompts(config.prompts)
     seeds = itertools.count(config.seed)  # each sampling call gets the next seed, stored with its offer
