@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 RECIPE ?= pipelines/sample.toml
 
-.PHONY: corpus test train bench venv clean
+.PHONY: corpus test train sft bench venv clean
 
 # torch is pinned to the CPU wheel on this machine's disk first; a loose spec would download CUDA builds.
 $(STAMP): pyproject.toml
@@ -26,6 +26,11 @@ test: $(STAMP)
 
 train: $(STAMP)
 	$(VENV)/bin/corpusforge train pretrain --corpus build/sample/corpus --out build/train-tiny --preset tiny
+
+# SFT on the sample's conversations (written by `make corpus`), from `make train`'s model.
+sft: $(STAMP)
+	$(VENV)/bin/corpusforge train sft --base build/train-tiny --data build/sample/inputs/chat/conversations.jsonl \
+		--out build/sft-tiny --epochs 20
 
 bench: $(STAMP)
 	$(PY) -m bench.run_all

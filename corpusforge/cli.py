@@ -81,6 +81,16 @@ def cmd_train_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_sft(args: argparse.Namespace) -> int:
+    from corpusforge.trainer import sft
+
+    values = _train_values(args, base=args.base, data=args.data, epochs=args.epochs, ptx_fraction=args.ptx_fraction,
+                           corpus=args.corpus)
+    config = sft.make_config(args.out, values, resume=args.resume)
+    sft.train(config, args.out, resume=args.resume, stop_at=args.stop_at)
+    return 0
+
+
 def cmd_train_reward(args: argparse.Namespace) -> int:
     from corpusforge.trainer import reward
 
@@ -389,6 +399,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--preset", default=None, help="model and training preset: tiny (default), small, gpt2-124m")
     _add_run(t, "TrainConfig")
     t.set_defaults(func=cmd_train_pretrain)
+    t = train_sub.add_parser("sft", help="fine-tune a pretrained run on conversations (SFT); under torchrun, "
+                                         "data-parallel")
+    t.add_argument("--base", default=None, help="the pretrained run folder to start from (its best weights)")
+    t.add_argument("--data", nargs="+", default=None,
+                   help="conversation files or folders: messages JSONL/Parquet, Alpaca/Self-Instruct, Anthropic HH")
+    t.add_argument("--epochs", type=float, default=None, help="passes over the training conversations (default 3)")
+    t.add_argument("--ptx-fraction", type=float, default=None,
+                   help="share of each batch's rows that are pretraining blocks (default 0)")
+    t.add_argument("--corpus", default=None, help="where --ptx-fraction's blocks come from (default: the base run's)")
+    _add_run(t, "SFTConfig")
+    t.set_defaults(func=cmd_train_sft)
     t = train_sub.add_parser("reward", help="train a reward model on human feedback (rankings, thumbs) from an "
                                             "SFT run; under torchrun, data-parallel")
     t.add_argument("--base", default=None, help="the SFT run folder to start from (its best weights)")

@@ -1,6 +1,7 @@
-"""The embedded sample: small inputs in the real formats (WARC, Pushshift dumps, MediaWiki XML, Gutenberg books),
-written by the project itself so that `make corpus` runs offline. Each part is a module with
-`build(out_dir: Path, seed: int) -> dict` that writes its files under `out_dir` and returns what it wrote."""
+"""The embedded sample: small inputs in the real formats (WARC, Pushshift dumps, MediaWiki XML, Gutenberg books,
+conversations for fine-tuning), written by the project itself so that `make corpus` runs offline. Each part is a
+module with `build(out_dir: Path, seed: int) -> dict` that writes its files under `out_dir` and returns what it
+wrote."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ PARTS = {
     "reddit": "corpusforge.sample.reddit",
     "wikipedia": "corpusforge.sample.wikipedia",
     "books": "corpusforge.sample.books",
+    "chat": "corpusforge.sample.chat",
     # <sample-parts: add new parts above this line>
 }
 
