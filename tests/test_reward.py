@@ -92,3 +92,21 @@ def test_real_hh_pairs_accuracy_is_reported_and_beats_chance(shared_data, tmp_pa
     print(f"HH harmless-base: held-out pairwise accuracy {summary['held_out_accuracy']:.3f} on "
           f"{summary['data']['pairs_held_out']} pairs")
     assert summary["held_out_accuracy"] > 0.5
+
+
+def test_an_interrupted_reward_run_resumes_exactly(tmp_path):
+    from corpusforge.trainer import checkpoint
+
+    base = tiny_run(tmp_path / "sft", block_size=96)
+    scripted_store(tmp_path / "feedback.sqlite", 40)
+    settings = {"max_steps": 6, "batch_size": 4, "eval_interval": 3, "checkpoint_interval": 3, "held_out": 0.2}
+    train_reward(base, [str(tmp_path / "feedback.sqlite")], tmp_path / "whole", **settings)
+    config = reward.make_config(tmp_path / "cut", {"base": str(base), "feedback": [str(tmp_path / "feedback.sqlite")],
+                                                   "device": "cpu", "peak_tflops": 1.0, **settings})
+    assert reward.train(config, tmp_path / "cut", stop_at=3)["step"] == 3
+    config = reward.make_config(tmp_path / "cut", {}, resume=True)
+    assert reward.train(config, tmp_path / "cut", resume=True)["step"] == 6
+    whole, cut = (checkpoint.load(checkpoint.path_in(tmp_path / run))[1] for run in ("whole", "cut"))
+    assert whole.keys() == cut.keys() and all(torch.equal(whole[k], cut[k]) for k in whole)
+    curves = [json.loads((tmp_path / run / "accuracy.json").read_text())["curve"] for run in ("whole", "cut")]
+    assert curves[0] == curves[1]
