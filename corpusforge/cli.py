@@ -134,6 +134,15 @@ def cmd_train_sft(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_reward(args: argparse.Namespace) -> int:
+    from corpusforge.trainer import reward
+
+    values = _train_values(args, base=args.base, feedback=args.feedback, demos=args.demos, epochs=args.epochs)
+    config = reward.make_config(args.out, values, resume=args.resume)
+    reward.train(config, args.out, resume=args.resume, stop_at=args.stop_at)
+    return 0
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from corpusforge.trainer.generate import generate_text
 
@@ -141,6 +150,48 @@ def cmd_generate(args: argparse.Namespace) -> int:
                           temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                           num_samples=args.num_samples, seed=args.seed, device=args.device, which=args.checkpoint)
     print("\n---------------\n".join(texts))
+    return 0
+
+
+def cmd_feedback_serve(args: argparse.Namespace) -> int:
+    from corpusforge.feedback import app
+
+    config = app.ServeConfig(run_dir=str(args.run_dir), prompts=str(args.prompts), **_given(
+        args, k="k", db="db", host="host", port="port", token="token", seed="seed", temperature="temperature",
+        max_new_tokens="max_new_tokens", offer_ttl_s="offer_ttl"))
+    app.serve(config)
+    return 0
+
+
+def cmd_feedback_export(args: argparse.Namespace) -> int:
+    from corpusforge.feedback import exchange
+    from corpusforge.feedback.store import Store
+
+    counts = exchange.export(Store(args.db), args.output)
+    print(", ".join(f"{n:,} {name}" for name, n in counts.items()) + f" -> {args.output}")
+    return 0
+
+
+def cmd_feedback_import(args: argparse.Namespace) -> int:
+    from corpusforge.feedback import exchange
+    from corpusforge.feedback.store import Store
+
+    store, errors = Store(args.db), 0
+    for path in args.inputs:
+        report = exchange.import_preferences(store, path)
+        for err in report.errors[:20]:
+            print(f"{path}: {err['reason']}", file=sys.stderr)
+        errors += len(report.errors)
+        print(f"{path}: {report.counts.get('lines', 0):,} lines, {report.counts.get('added', 0):,} new comparisons, "
+              f"{len(report.errors):,} errors")
+    return 1 if (args.fail_on_error and errors) else 0
+
+
+def cmd_feedback_label(args: argparse.Namespace) -> int:
+    from corpusforge.feedback import labelers
+
+    run = labelers.label(args.url.rstrip("/"), rule=args.rule, n=args.n, labeler=args.labeler, token=args.token)
+    print(f"{args.labeler}: {len(run.stored)} rankings stored by rule {args.rule!r}")
     return 0
 
 
@@ -425,6 +476,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--corpus", default=None, help="where --ptx-fraction's blocks come from (default: the base run's)")
     _add_run(t, "SFTConfig")
     t.set_defaults(func=cmd_train_sft)
+    t = train_sub.add_parser("reward", help="train a reward model on human feedback (rankings, thumbs) from an "
+                                            "SFT run; under torchrun, data-parallel")
+    t.add_argument("--base", default=None, help="the SFT run folder to start from (its best weights)")
+    t.add_argument("--feedback", nargs="+", default=None,
+                   help="feedback stores (.sqlite, postgresql://) or `feedback export` folders")
+    t.add_argument("--demos", nargs="+", default=None,
+                   help="conversation files whose replies score 0 on average after training (default: the stores' "
+                        "demonstrations)")
+    t.add_argument("--epochs", type=float, default=None, help="passes over the comparisons (default 1)")
+    _add_run(t, "RewardConfig")
+    t.set_defaults(func=cmd_train_reward)
     # <train-parsers: add `train` subcommands (sft, rlhf) above this line>
 
     p = sub.add_parser("generate", help="sample text from a trained run")
@@ -651,6 +713,40 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a document cut into more pieces is dropped whole (default 10)")
     _add_dask(p)
     p.set_defaults(func=cmd_decontaminate)
+
+    p = sub.add_parser("feedback", help="human feedback: the web app, export/import, scripted labelers "
+                                        "(see docs/feedback.md)")
+    f = p.add_subparsers(dest="feedback_command", required=True)
+    t = f.add_parser("serve", help="serve the Rank, Chat and Write pages for a trained run")
+    t.add_argument("run_dir", type=Path, help="the run whose answers are shown (an SFT run)")
+    t.add_argument("--prompts", type=Path, required=True, help=".txt (one prompt a line) or .jsonl "
+                                                                 "({prompt} or {messages} a line)")
+    t.add_argument("--k", type=int, default=None, help="answers per prompt to rank (default 4; 2 to 9)")
+    t.add_argument("--db", default=None, help="SQLite file (default feedback.sqlite) or a postgresql:// URL")
+    t.add_argument("--host", default=None, help="address to bind (default 127.0.0.1; beyond loopback needs --token)")
+    t.add_argument("--port", type=int, default=None, help="default 8000")
+    t.add_argument("--token", default=None, help="the token labelers need (open /?token=TOKEN once)")
+    t.add_argument("--seed", type=int, default=None, help="first sampling seed (each offer takes the next)")
+    t.add_argument("--temperature", type=float, default=None, help="sampling temperature (default 1, as InstructGPT)")
+    t.add_argument("--max-new-tokens", type=int, default=None, help="longest answer in tokens (default 128)")
+    t.add_argument("--offer-ttl", type=float, default=None, help="seconds an offer can be answered (default 6 h)")
+    t.set_defaults(func=cmd_feedback_serve)
+    t = f.add_parser("export", help="the store -> comparisons/ratings/conversations Parquet")
+    t.add_argument("--db", required=True, help="SQLite file or postgresql:// URL")
+    t.add_argument("--output", required=True, type=Path, help="folder for the Parquet files")
+    t.set_defaults(func=cmd_feedback_export)
+    t = f.add_parser("import", help="TRL preference JSONL or Anthropic HH pairs -> comparisons in the store")
+    t.add_argument("inputs", nargs="+", type=Path, help=".jsonl or .jsonl.gz files")
+    t.add_argument("--db", required=True, help="SQLite file or postgresql:// URL")
+    t.add_argument("--fail-on-error", action="store_true", help="exit 1 if any line was bad (default: 0)")
+    t.set_defaults(func=cmd_feedback_import)
+    t = f.add_parser("label", help="a scripted labeler: rank offers by a rule through the HTTP API")
+    t.add_argument("url", help="the app, e.g. http://127.0.0.1:8000")
+    t.add_argument("--rule", default="shorter", help="shorter, longer or mentions (see feedback/labelers.py)")
+    t.add_argument("--n", type=int, default=10, help="rankings to submit")
+    t.add_argument("--labeler", default="script", help="the name stored with each ranking")
+    t.add_argument("--token", default=None)
+    t.set_defaults(func=cmd_feedback_label)
 
     # <parsers: add new subcommands above this line>
     return parser

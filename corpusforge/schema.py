@@ -29,6 +29,9 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "list<int32>": pa.list_(pa.int32()),
     "list<uint64>": pa.list_(pa.uint64()),
     "binary": pa.binary(),
+    "list<string>": pa.list_(pa.string()),
+    "list<bool>": pa.list_(pa.bool_()),
+    "list<message>": pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())])),
 }
 
 

@@ -176,7 +176,17 @@ class GPT(nn.Module):
         only to earlier positions of its document, and positions count from each document's start. `cache`: `idx`
         follows the cache's `length` positions, whose keys and values are reused; the cache grows by T.
         """
-        T = idx.shape[1]
+        logits = F.linear(self.hidden(idx, doc_ids=doc_ids, cache=cache), self.wte.weight)  # tied: output = embedding
+        if targets is None:
+            return logits, None
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1)
+        return logits, loss
+
+    def hidden(self, idx: torch.Tensor, *, doc_ids: torch.Tensor | None = None, cache: KVCache | None = None
+               ) -> torch.Tensor:
+        """The final normalized hidden states (B, T, n_embd) that `forward` maps to logits; a scalar head (the reward
+        model's) reads them instead. `doc_ids` and `cache` as in `forward`."""
+        B, T = idx.shape
         start = cache.length if cache is not None else 0
         if start + T > self.config.block_size:
             raise ValueError(f"sequence of {start + T} tokens is longer than block_size {self.config.block_size}")
@@ -194,11 +204,7 @@ class GPT(nn.Module):
         if cache is not None:
             cache.ids[:, start:start + T] = idx
             cache.length += T
-        logits = F.linear(self.ln_f(x), self.wte.weight)  # tied: the output layer is the embedding
-        if targets is None:
-            return logits, None
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1)
-        return logits, loss
+        return self.ln_f(x)
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count; by default without the position embedding (the token embedding counts: it is also the
@@ -266,6 +272,24 @@ class GPT(nn.Module):
                     break
         finally:
             self.train(was_training)
+
+
+
+class ScalarGPT(GPT):
+    """The GPT with a scalar head instead of next-token logits (the reward model; later PPO's value model): the
+    score of a sequence is read from the final hidden state of its last token."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__(config)
+        self.head = nn.Linear(config.n_embd, 1)  # its bias is what normalization shifts
+        nn.init.normal_(self.head.weight, mean=0.0, std=0.02)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, idx: torch.Tensor, last: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        """Scores (B,) of the sequences `idx` (B, T), each read at its position `last` (B,) (right padding after
+        it changes nothing: attention is causal)."""
+        h = self.hidden(idx)
+        return self.head(h[torch.arange(idx.shape[0], device=idx.device), last]).squeeze(-1).float()
 
 
 def document_positions(doc_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -127,6 +127,17 @@ def _files(paths) -> list[Path]:
 
 def _records(path: Path, report: ReadReport, max_line_bytes: int) -> Iterator[tuple[int, Any]]:
     """(line or record number, parsed record) of one file; unparsable lines are reported and skipped."""
+    if path.suffix == ".sqlite":  # a feedback store: its demonstrations, already conversations
+        from corpusforge.feedback.store import Store
+
+        store = Store(path)
+        try:
+            for number, row in enumerate(store.rows("demonstration"), start=1):
+                yield number, {"id": row["id"], "messages": row["messages"],
+                               "metadata": {"labeler": row["labeler"], "model": row["model"]}}
+        finally:
+            store.close()
+        return
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
