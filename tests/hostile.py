@@ -58,11 +58,12 @@ def epub_bomb(path: Path, size: int = GIB) -> Path:
 def run_measured(code: str, timeout: float = 300) -> tuple[Any, int]:
     """Run `code` in a fresh Python process (this tree first on the path); it assigns its answer to `result`.
     Returns (result, that process's peak resident memory in MiB)."""
+    # VmHWM is this process image's own peak; ru_maxrss would also count the parent's memory at fork (Linux keeps
+    # the pre-exec high-water mark), so a child of a large test process would report the parent's size.
     script = textwrap.dedent(code) + textwrap.dedent("""
-        import json as _json, resource as _resource
-        print("RESULT " + _json.dumps({"result": result,
-                                       "rss": _resource.getrusage(_resource.RUSAGE_SELF).ru_maxrss // 1024},
-                                      default=str))
+        import json as _json, re as _re
+        _hwm = _re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read())
+        print("RESULT " + _json.dumps({"result": result, "rss": int(_hwm.group(1)) // 1024}, default=str))
     """)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout, env=env,

@@ -76,6 +76,28 @@ def conversations(seed: int, count: int = COUNT) -> list[dict[str, Any]]:
     return out
 
 
+def follows_shape(kind: str, reply: str, suffix: str = "") -> bool:
+    """Whether `reply` has the layout of a `kind` reply, whatever it says in the template's fields: as many lines as
+    the template, each opening and closing with that template line's fixed text (a line without fields whole), and
+    ending in `suffix`. The structure a model must pick from the question, apart from getting the facts right."""
+    if suffix:
+        if not reply.endswith(suffix):
+            return False
+        reply = reply[:-len(suffix)]
+    lines, template = reply.split("\n"), load_texts()["kind"][kind]["reply"].split("\n")
+    if len(lines) != len(template):
+        return False
+    for line, pattern in zip(lines, template):
+        if "{" not in pattern:
+            if line != pattern:
+                return False
+            continue
+        lead, tail = pattern[:pattern.index("{")], pattern[pattern.rindex("}") + 1:]
+        if len(line) <= len(lead) + len(tail) or not (line.startswith(lead) and line.endswith(tail)):
+            return False
+    return True
+
+
 def follows_format(kind: str, reply: str, suffix: str = "") -> bool:
     """Whether `reply` has the shape of a `kind` reply (ending in `suffix`, as the system prompt asked)."""
     if suffix:

@@ -354,6 +354,7 @@ class Run:
 
         val_losses = run_eval() if step == 0 else {}
         train_seconds, train_tokens, last_loss, mfu = 0.0, 0, float("nan"), 0.0
+        remeasured = False
         window_t0, window_tokens = time.perf_counter(), 0
         first_step, startup_seconds = step + 1, None
         stopped = False
@@ -393,8 +394,10 @@ class Run:
                 train_tokens += window_tokens
                 tok_s = window_tokens / seconds
                 mfu = flops_per_token * tok_s / dist.world_size / peak
-                if mfu > 1 and peak_source.startswith("measured"):
-                    # the peak was measured while other work had the cores: measure again, keep the higher
+                if mfu > 1 and peak_source.startswith("measured") and not remeasured:
+                    # the peak was measured while other work had the cores: measure again (once: a CPU's bf16
+                    # matmul can stay slower than the training's mixed kernels, and each measure costs seconds)
+                    remeasured = True
                     peak = max(peak, devices.measure_matmul_flops(str(device), self.amp_dtype))
                     mfu = flops_per_token * tok_s / dist.world_size / peak
                 metrics.write({"kind": "train", "step": step, "tokens": step * tokens_per_step, "loss": last_loss,
