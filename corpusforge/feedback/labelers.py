@@ -5,6 +5,8 @@ Rules (a higher score ranks first; equal scores are ties):
   shorter   fewer characters (after stripping)
   longer    more characters
   mentions  mentions the prompt's subject (its longest word, 4 letters or more); then shorter
+  polite    ends by asking whether more help is wanted (a question, as "Anything else?"); the rest tie: a verifiable
+            preference for RLHF that a tiny model can learn
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ RULES: dict[str, Callable[[str, str], tuple]] = {
     "longer": lambda prompt, answer: (len(answer.strip()),),
     "mentions": lambda prompt, answer: (_subject(prompt) in answer.lower() if _subject(prompt) else False,
                                         -len(answer.strip())),
+    "polite": lambda prompt, answer: (answer.rstrip().endswith("?"),),
 }
 
 

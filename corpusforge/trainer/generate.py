@@ -46,8 +46,15 @@ def load_model(run_dir: str | os.PathLike, device: str = "cpu", which: str | Non
         which = "best" if checkpoint.path_in(run_dir, "best").exists() else "last"
     meta, weights = checkpoint.load_weights(checkpoint.path_in(run_dir, which))
     net = GPT(GPTConfig(**meta["model_config"]))
-    net.load_state_dict(weights)
+    net.load_state_dict(sampling_weights(weights))
     return net.to(_device(device)).eval(), meta
+
+
+def sampling_weights(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The weights of the model that samples: a PPO run keeps its value model beside its policy (`policy.*`)."""
+    if any(k.startswith("policy.") for k in weights):
+        return {k.removeprefix("policy."): v for k, v in weights.items() if k.startswith("policy.")}
+    return weights
 
 
 def load_run(run_dir: str | os.PathLike, device: str = "cpu", which: str | None = None):

@@ -275,18 +275,22 @@ class Run:
 
     def train(self, net: torch.nn.Module, batches: ReadAhead, *, loss: Callable[[torch.nn.Module, Any], torch.Tensor],
               evaluate: Callable[[torch.nn.Module], dict[str, float]], tokens_per_step: int, title: str,
-              meta: dict[str, Any] | None = None, data: dict[str, Any] | None = None) -> dict[str, Any]:
+              meta: dict[str, Any] | None = None, data: dict[str, Any] | None = None,
+              stats: Callable[[], dict[str, float]] | None = None) -> dict[str, Any]:
         """Train `net` (on the CPU, freshly built or loaded: the checkpoint's weights replace its own when
         resuming) until `max_steps`, `stop_at` or a stop signal; closes `batches`. `loss(model, batch)` is the mean
         loss of one micro-batch; `evaluate(net)` gives validation losses by name, all ranks agreeing (the best
         weights are those of the lowest mean); `meta` goes into every checkpoint; `data` (what was read, what was
-        skipped) into the summary. Returns the summary also written to `_summary.json`."""
+        skipped) into the summary; `stats()`, called on every rank at each log, what the method measured since the
+        last one (every rank agreeing: PPO's reward, KL, ...), goes into the log line, `metrics.jsonl` and the
+        summary. Returns the summary also written to `_summary.json`."""
         try:
-            return self._train(net, batches, loss, evaluate, tokens_per_step, title, meta or {}, data)
+            return self._train(net, batches, loss, evaluate, tokens_per_step, title, meta or {}, data, stats)
         finally:
             batches.close()
 
-    def _train(self, net, batches, loss_of, evaluate, tokens_per_step, title, extra, data) -> dict[str, Any]:
+    def _train(self, net, batches, loss_of, evaluate, tokens_per_step, title, extra, data, stats
+               ) -> dict[str, Any]:
         from torch.nn.parallel import DistributedDataParallel
 
         config, dist, out_dir, say = self.config, self.dist, self.out_dir, self.say
@@ -354,7 +358,7 @@ class Run:
 
         val_losses = run_eval() if step == 0 else {}
         train_seconds, train_tokens, last_loss, mfu = 0.0, 0, float("nan"), 0.0
-        remeasured = False
+        remeasured, measured = False, {}
         window_t0, window_tokens = time.perf_counter(), 0
         first_step, startup_seconds = step + 1, None
         stopped = False
@@ -400,12 +404,14 @@ class Run:
                     remeasured = True
                     peak = max(peak, devices.measure_matmul_flops(str(device), self.amp_dtype))
                     mfu = flops_per_token * tok_s / dist.world_size / peak
+                measured = stats() if stats else {}
                 metrics.write({"kind": "train", "step": step, "tokens": step * tokens_per_step, "loss": last_loss,
                                "lr": lr, "grad_norm": None if grad_norm is None else float(grad_norm),
-                               "tokens_per_s": tok_s, "mfu": mfu})
+                               "tokens_per_s": tok_s, "mfu": mfu, **measured})
                 left = (config.max_steps - step) * tokens_per_step / (train_tokens / train_seconds)
                 say(f"step {step:>6}/{config.max_steps} | loss {last_loss:.4f} | lr {lr:.2e} | {tok_s:,.0f} tok/s | "
-                    f"MFU {mfu:.1%} | {_clock(train_seconds)} training, ~{_clock(left)} left")
+                    f"MFU {mfu:.1%} | {_clock(train_seconds)} training, ~{_clock(left)} left"
+                    + "".join(f" | {k} {v:.4g}" for k, v in measured.items()))
             if step % config.eval_interval == 0 or last_step:
                 val_losses = run_eval()
             if step % config.checkpoint_interval == 0 or last_step:
@@ -426,6 +432,8 @@ class Run:
                    "dtype": devices.dtype_name(self.amp_dtype), "peak_flops": peak, "peak_source": peak_source}
         if data:
             summary["data"] = data
+        if measured:
+            summary["stats"] = measured
         if dist.is_main:
             write_json_atomic(out_dir / "_summary.json", summary)
             print_summary(summary, out_dir, self.console)

@@ -62,14 +62,19 @@ def preset(name: str, vocab_size: int, **overrides) -> GPTConfig:
 
 class KVCache:
     """Each layer's keys and values for the first `length` positions of up to `block_size`, and the token ids they
-    came from, so generation feeds only new tokens and a later prompt reuses the prefix it shares (`reuse`)."""
+    came from, so generation feeds only new tokens and a later prompt reuses the prefix it shares (`reuse`).
 
-    def __init__(self, config: GPTConfig, batch_size: int, device=None, dtype=torch.float32):
+    `left_pad` (B,): how many padding positions open each row, so prompts of different lengths share one batch: a
+    row's positions count from its first real token and no real token attends to its padding."""
+
+    def __init__(self, config: GPTConfig, batch_size: int, device=None, dtype=torch.float32,
+                 left_pad: torch.Tensor | None = None):
         shape = (config.n_layer, batch_size, config.n_head, config.block_size, config.n_embd // config.n_head)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.ids = torch.full((batch_size, config.block_size), -1, dtype=torch.long, device=device)
         self.length = 0
+        self.left_pad = left_pad
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store a layer's keys and values (B, H, T, hd) after the cached positions; all of them so far."""
@@ -196,6 +201,13 @@ class GPT(nn.Module):
             if cache is not None:
                 raise ValueError("doc_ids and a cache cannot be combined")
             pos, mask = document_positions(doc_ids)
+        elif cache is not None and cache.left_pad is not None:
+            keys = torch.arange(start + T, device=idx.device)
+            pad = cache.left_pad[:, None, None]
+            # a padding query sees itself only (a query seeing no key would give NaN, which masked keys still spread)
+            mask = ((keys <= pos[:, None]) & (keys >= pad)) | (keys == pos[:, None])
+            mask = mask[:, None]
+            pos = (pos - cache.left_pad[:, None]).clamp(min=0)
         elif start and T > 1:  # new tokens after cached ones: query i (at start + i) sees keys up to start + i
             mask = torch.arange(start + T, device=idx.device) <= pos[:, None]
         x = self.drop(self.wte(idx) + self.wpe(pos))
