@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 RECIPE ?= pipelines/sample.toml
 
-.PHONY: corpus test train sft bench venv clean
+.PHONY: corpus test train sft rlhf bench venv clean
 
 # torch is pinned to the CPU wheel on this machine's disk first; a loose spec would download CUDA builds.
 $(STAMP): pyproject.toml
@@ -31,6 +31,32 @@ train: $(STAMP)
 sft: $(STAMP)
 	$(VENV)/bin/corpusforge train sft --base build/train-tiny --data build/sample/inputs/chat/conversations.jsonl \
 		--out build/sft-tiny --epochs 20
+
+# RLHF on `make sft`'s model (made first when missing), from scratch in build/rlhf: a scripted labeler ranks K = 4
+# answers per prompt through the feedback server's HTTP API (a real server on loopback), then a reward model,
+# PPO-ptx, DPO and the comparison table (README: "RLHF"). About 10 minutes on a laptop CPU.
+RLHF := build/rlhf
+RLHF_PORT ?= 8765
+CF := $(VENV)/bin/corpusforge
+rlhf: $(STAMP)
+	test -f build/sft-tiny/best.safetensors || $(MAKE) sft
+	rm -rf $(RLHF) && mkdir -p $(RLHF)
+	$(PY) -c "from corpusforge.sample import chat; chat.write_prompts('$(RLHF)/prompts.jsonl', seed=2, count=400); \
+		chat.write_prompts('$(RLHF)/eval-prompts.jsonl', seed=3, count=128)"
+	$(CF) feedback serve build/sft-tiny --prompts $(RLHF)/prompts.jsonl --db $(RLHF)/feedback.sqlite --k 4 \
+		--max-new-tokens 48 --port $(RLHF_PORT) > $(RLHF)/server.log 2>&1 & server=$$!; \
+	trap "kill $$server" EXIT; \
+	for i in $$(seq 120); do sleep 0.5; $(PY) -c "import requests; \
+		requests.get('http://127.0.0.1:$(RLHF_PORT)/api/info', timeout=2).raise_for_status()" 2>/dev/null && break; done; \
+	$(CF) feedback label http://127.0.0.1:$(RLHF_PORT) --rule polite --n 400 --labeler script:polite
+	$(CF) train reward --base build/sft-tiny --feedback $(RLHF)/feedback.sqlite --out $(RLHF)/rm --set lr=3e-4 \
+		--epochs 2
+	$(CF) train ppo --policy build/sft-tiny --reward $(RLHF)/rm --prompts $(RLHF)/prompts.jsonl \
+		--corpus build/sample/corpus --out $(RLHF)/ppo --config pipelines/rlhf-ppo.toml
+	$(CF) train dpo --policy build/sft-tiny --feedback $(RLHF)/feedback.sqlite --out $(RLHF)/dpo \
+		--config pipelines/rlhf-dpo.toml
+	$(CF) eval compare build/sft-tiny $(RLHF)/ppo $(RLHF)/dpo --prompts $(RLHF)/eval-prompts.jsonl \
+		--json $(RLHF)/compare.json
 
 bench: $(STAMP)
 	$(PY) -m bench.run_all

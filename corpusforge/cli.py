@@ -143,6 +143,39 @@ def cmd_train_reward(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_ppo(args: argparse.Namespace) -> int:
+    from corpusforge.trainer import ppo
+
+    values = _train_values(args, policy=args.policy, reward=args.reward, prompts=args.prompts, corpus=args.corpus,
+                           ptx_coef=args.ptx_coef, kl_coef=args.kl_coef, target_kl=args.target_kl)
+    config = ppo.make_config(args.out, values, resume=args.resume)
+    ppo.train(config, args.out, resume=args.resume, stop_at=args.stop_at)
+    return 0
+
+
+def cmd_train_dpo(args: argparse.Namespace) -> int:
+    from corpusforge.trainer import dpo
+
+    values = _train_values(args, policy=args.policy, feedback=args.feedback, beta=args.beta, epochs=args.epochs)
+    config = dpo.make_config(args.out, values, resume=args.resume)
+    dpo.train(config, args.out, resume=args.resume, stop_at=args.stop_at)
+    return 0
+
+
+def cmd_eval_compare(args: argparse.Namespace) -> int:
+    from corpusforge.runtime import write_json_atomic
+    from corpusforge.trainer import compare
+
+    result = compare.compare(compare.CompareConfig(runs=[str(r) for r in args.runs], prompts=str(args.prompts),
+                                                   **_given(args, reward="reward", rule="rule", reference="reference",
+                                                            corpus="corpus", answers="answers",
+                                                            max_prompts="max_prompts", seed="seed", device="device")))
+    compare.print_table(result)
+    if args.json:
+        write_json_atomic(args.json, result)
+    return 0
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from corpusforge.trainer.generate import generate_text
 
@@ -487,7 +520,44 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=float, default=None, help="passes over the comparisons (default 1)")
     _add_run(t, "RewardConfig")
     t.set_defaults(func=cmd_train_reward)
+    t = train_sub.add_parser("ppo", help="RLHF: PPO (PPO-ptx with --corpus) from an SFT run against a reward model; "
+                                         "under torchrun, data-parallel")
+    t.add_argument("--policy", default=None, help="the SFT run folder: the policy starts there; it stays the reference")
+    t.add_argument("--reward", default=None, help="the reward model's run folder (the value model starts from it)")
+    t.add_argument("--prompts", default=None, help=".txt (a prompt a line) or .jsonl ({prompt} or {messages} a line)")
+    t.add_argument("--corpus", default=None, help="PPO-ptx: pretraining blocks from this corpus folder")
+    t.add_argument("--ptx-coef", type=float, default=None, help="pretraining loss weight (default 27.8 with --corpus)")
+    t.add_argument("--kl-coef", type=float, default=None, help="per-token KL penalty to the reference (default 0.02)")
+    t.add_argument("--target-kl", type=float, default=None, help="adapt kl_coef toward this KL per answer (nats)")
+    _add_run(t, "PPOConfig")
+    t.set_defaults(func=cmd_train_ppo)
+    t = train_sub.add_parser("dpo", help="RLHF without a reward model: DPO on feedback comparisons from an SFT run")
+    t.add_argument("--policy", default=None, help="the SFT run folder: the policy starts there; it stays the reference")
+    t.add_argument("--feedback", nargs="+", default=None,
+                   help="feedback stores (.sqlite, postgresql://) or `feedback export` folders")
+    t.add_argument("--beta", type=float, default=None, help="DPO's beta (default 0.1)")
+    t.add_argument("--epochs", type=float, default=None, help="passes over the pairs (default 1)")
+    _add_run(t, "DPOConfig")
+    t.set_defaults(func=cmd_train_dpo)
     # <train-parsers: add `train` subcommands (sft, rlhf) above this line>
+
+    p = sub.add_parser("eval", help="evaluate trained runs")
+    e = p.add_subparsers(dest="eval_command", required=True)
+    t = e.add_parser("compare", help="runs side by side: win rates (reward model, scripted labeler), reward, KL to "
+                                     "the SFT reference, pretraining validation loss")
+    t.add_argument("runs", nargs="+", type=Path, help="run folders; wins are counted against the first")
+    t.add_argument("--prompts", type=Path, required=True, help="held-out prompts (.txt or .jsonl)")
+    t.add_argument("--reward", default=None, help="reward model run (default: a PPO run's)")
+    t.add_argument("--rule", default=None, help="scripted labeler rule: polite (default), shorter, longer, mentions")
+    t.add_argument("--reference", default=None, help="the SFT run KL is measured to (default: the runs' policy)")
+    t.add_argument("--corpus", default=None, help="pretraining corpus for the validation loss (default: the "
+                                                  "reference's base run's)")
+    t.add_argument("--answers", type=int, default=None, help="answers per prompt and run (default 2)")
+    t.add_argument("--max-prompts", type=int, default=None, help="at most this many prompts (default 128)")
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--device", default=None, help="cpu (default) or cuda")
+    t.add_argument("--json", type=Path, default=None, help="also write the result here")
+    t.set_defaults(func=cmd_eval_compare)
 
     p = sub.add_parser("generate", help="sample text from a trained run")
     p.add_argument("run_dir", type=Path)

@@ -11,10 +11,12 @@ ranked by the labeler. One thread: small matrices on a shared CPU run many times
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
 import secrets
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -25,15 +27,16 @@ from rich.console import Console
 
 from corpusforge.feedback import labelers
 from corpusforge.feedback.store import Store
-from corpusforge.trainer import checkpoint, dpo, ppo, pretrain, reward, rollouts, sft
+from corpusforge.trainer import checkpoint, compare, dpo, ppo, pretrain, reward, rollouts, sft
 from corpusforge.trainer.data import chat
 
 ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 QUIET = Console(file=open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the test session
 WORDS = labelers.WORDS
 POLITE, POLITE_SHARE = "Anything else?", 0.2  # how a fifth of the SFT replies end
 COMMON = dict(device="cpu", peak_tflops=1.0)  # MFU against a stated peak: no measuring in a test
-PPO = dict(batch_size=8, minibatches=2, ppo_epochs=2, max_new_tokens=40, lr=3e-4, min_lr=3e-5, kl_coef=0.02,
+PPO = dict(batch_size=16, minibatches=1, ppo_epochs=2, max_new_tokens=40, lr=3e-4, min_lr=3e-5, kl_coef=0.02,
            log_interval=4, eval_interval=100, checkpoint_interval=100, eval_prompts=16, held_out=0.2, **COMMON)
 
 
@@ -43,6 +46,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "corpusforge.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env=ENV)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def conversation(rng: random.Random, n: int) -> dict:
@@ -55,8 +71,6 @@ def conversation(rng: random.Random, n: int) -> dict:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     """text.txt, prompts.jsonl, the base, SFT and reward-model runs and the feedback store."""
-    import json
-
     root = tmp_path_factory.mktemp("rlhf")
     rng = random.Random(0)
     text = root / "text.txt"
@@ -92,8 +106,8 @@ def rank_own_answers(run: Path, db: Path, prompts: list[str], k: int) -> None:
     tokenizer = sft.load_tokenizer(run)
     store = Store(db)
     generator = torch.Generator().manual_seed(1)
-    for start in range(0, len(prompts), 16):
-        chunk = prompts[start:start + 16]
+    for start in range(0, len(prompts), 64):
+        chunk = prompts[start:start + 64]
         answers = answer(net, tokenizer, [p for p in chunk for _ in range(k)], generator)
         for i, prompt in enumerate(chunk):
             shown = store.offer("rank", labeler="script:polite", model=str(run), sampling={"seed": 1},
@@ -199,13 +213,127 @@ def test_left_padded_batches_sample_what_each_prompt_samples_alone(runs):
 
 
 # ---------------------------------------------------------------------------------------------- what PPO does
-def test_ppo_raises_the_share_of_answers_the_labeler_prefers_at_a_bounded_kl(runs, tmp_path):
+@pytest.fixture(scope="module")
+def ppo_run(runs, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("ppo") / "run"
+    return out, train_ppo(runs, out, max_steps=40)
+
+
+def test_ppo_raises_the_share_of_answers_the_labeler_prefers_at_a_bounded_kl(runs, ppo_run):
     prompts = held_out(runs)
     before = polite_share(runs["sft"], prompts)
-    summary = train_ppo(runs, tmp_path / "ppo", max_steps=40)
-    after = polite_share(tmp_path / "ppo", prompts)
+    after = polite_share(ppo_run[0], prompts)
     print(f"polite share on {len(prompts)} held-out prompts: SFT {before:.2f} -> PPO {after:.2f}; "
-          f"KL {summary['stats']['kl']:.2f}")
-    # measured: 0.19 -> 0.56 at a KL of 14 nats per answer (108 answers each)
+          f"KL {ppo_run[1]['stats']['kl']:.2f}")
+    # measured: 0.19 -> 0.59 at a held-out KL of 18 nats per answer (108 answers each)
     assert before < 0.3 and after >= 0.4, (before, after)
-    assert summary["stats"]["kl"] < 25.0
+    assert ppo_run[1]["stats"]["kl"] < 25.0
+    records = [json.loads(line) for line in (ppo_run[0] / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["kind"] == "train"]
+    for key in ("reward", "kl", "entropy", "value_loss", "clip_fraction", "ptx_loss", "answer_tokens"):
+        assert all(math.isfinite(r[key]) for r in train), key
+    assert train[-1]["reward"] > train[0]["reward"]
+    samples = [json.loads(line) for line in (ppo_run[0] / "samples.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in samples] == [0, 40] and len(samples[-1]["answers"]) == 3
+    assert (ppo_run[0] / "rlhf.png").stat().st_size > 1000
+
+
+def test_dpo_raises_the_share_too(runs, tmp_path):
+    out = tmp_path / "dpo"
+    config = dpo.make_config(out, {"policy": str(runs["sft"]), "feedback": [str(runs["db"])], "epochs": 1,
+                                   "lr": 3e-4, "min_lr": 3e-5, "beta": 0.1, "eval_interval": 100, "log_interval": 10,
+                                   **COMMON})
+    summary = dpo.train(config, out, console=QUIET)
+    prompts = held_out(runs)
+    before, after = polite_share(runs["sft"], prompts), polite_share(out, prompts)
+    print(f"polite share: SFT {before:.2f} -> DPO {after:.2f}; held-out pair accuracy "
+          f"{summary['held_out_accuracy']:.2f}")
+    # measured: 0.19 -> 0.58, held-out pair accuracy 0.7
+    assert after >= before + 0.2 and summary["held_out_accuracy"] > 0.6, (before, after)
+
+
+@pytest.fixture(scope="module")
+def short_runs(runs, tmp_path_factory) -> dict[str, Path]:
+    """Three short PPO runs from the same seed: a loose leash, a tight one, and the loose one with PPO-ptx."""
+    root = tmp_path_factory.mktemp("short")
+    settings = dict(max_steps=16)
+    out = {}
+    for name, values in (("loose", {"kl_coef": 0.01}), ("tight", {"kl_coef": 0.5}),
+                         ("ptx", {"kl_coef": 0.01, "corpus": str(runs["text"])})):
+        out[name] = root / name
+        train_ppo(runs, out[name], **settings, **values)
+    return out
+
+
+def last_eval(run: Path) -> dict:
+    return json.loads((run / "samples.jsonl").read_text().splitlines()[-1])
+
+
+def test_a_larger_kl_coef_ends_closer_to_the_reference(short_runs):
+    loose, tight = last_eval(short_runs["loose"])["kl"], last_eval(short_runs["tight"])["kl"]
+    print(f"held-out KL: kl_coef 0.01 {loose:.2f}, kl_coef 0.5 {tight:.2f}")
+    assert tight < loose / 2, (loose, tight)
+
+
+def test_ppo_ptx_pays_a_smaller_alignment_tax(runs, short_runs):
+    result = compare.compare(compare.CompareConfig(
+        runs=[str(runs["sft"]), str(short_runs["loose"]), str(short_runs["ptx"])], prompts=str(runs["prompts"]),
+        reward=str(runs["rm"]), corpus=str(runs["text"]), answers=1, max_prompts=16))
+    sft_loss, plain, ptx = (row["pretraining_loss"] for row in result["runs"])
+    print(f"pretraining val loss: SFT {sft_loss:.3f}, PPO {plain:.3f}, PPO-ptx {ptx:.3f}")
+    assert ptx - sft_loss < plain - sft_loss  # the pretraining loss moves less, or improves
+    assert json.loads((short_runs["ptx"] / "metrics.jsonl").read_text().splitlines()[1])["ptx_loss"] > 0
+
+
+def test_eval_compare_reports_win_rates_kl_and_the_alignment_tax(runs, ppo_run, tmp_path):
+    proc = cli("eval", "compare", str(runs["sft"]), str(ppo_run[0]), "--prompts", str(runs["prompts"]),
+               "--corpus", str(runs["text"]), "--max-prompts", "32", "--json", str(tmp_path / "c.json"))
+    result = json.loads((tmp_path / "c.json").read_text())
+    sft_row, ppo_row = result["runs"]
+    assert result["settings"]["reward"] == str(runs["rm"]) and result["settings"]["reference"] == str(runs["sft"])
+    assert sft_row["win_rate_reward"] == sft_row["win_rate_labeler"] == 0.5 and sft_row["kl"] == pytest.approx(0)
+    assert ppo_row["win_rate_labeler"] > 0.5 and ppo_row["rule_share"] > sft_row["rule_share"]
+    assert ppo_row["kl"] > 0 and "pretraining_loss" in ppo_row
+    assert "labeler rule 'polite'" in proc.stdout
+
+
+# ------------------------------------------------------------------------------------- resume and data-parallel
+def same_checkpoints(a: Path, b: Path) -> bool:
+    _, wa, oa = checkpoint.load(checkpoint.path_in(a))
+    _, wb, ob = checkpoint.load(checkpoint.path_in(b))
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa) and all(
+        torch.equal(oa["state"][i][k], ob["state"][i][k]) for i in oa["state"] for k in oa["state"][i]
+        if torch.is_tensor(oa["state"][i][k]))
+
+
+def test_an_interrupted_ppo_run_resumes_exactly(runs, tmp_path):
+    settings = dict(max_steps=6, checkpoint_interval=100)
+    train_ppo(runs, tmp_path / "whole", **settings)
+    config = ppo.make_config(tmp_path / "parts", {"policy": str(runs["sft"]), "reward": str(runs["rm"]),
+                                                 "prompts": str(runs["prompts"]), **PPO, **settings})
+    first = ppo.train(config, tmp_path / "parts", stop_at=3, console=QUIET)  # mid rollout batch
+    assert first["stopped_early"] and first["step"] == 3
+    resumed = ppo.make_config(tmp_path / "parts", {}, resume=True)
+    ppo.train(resumed, tmp_path / "parts", resume=True, console=QUIET)
+    assert same_checkpoints(tmp_path / "whole", tmp_path / "parts")
+
+
+def test_ppo_on_two_gloo_processes_equals_one_process(runs, tmp_path):
+    settings = {**{k: v for k, v in PPO.items() if k not in ("device", "peak_tflops")}, "batch_size": 4,
+                "grad_accum": 2, "max_steps": 2, "eval_prompts": 4}
+    args = ["--policy", str(runs["sft"]), "--reward", str(runs["rm"]), "--prompts", str(runs["prompts"]),
+            "--device", "cpu", "--set", "peak_tflops=1.0", *[f"--set={k}={v}" for k, v in settings.items()]]
+    train_ppo(runs, tmp_path / "one", **settings)
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+         "--master-port", str(free_port()), "-m", "corpusforge.cli", "train", "ppo", "--out", str(tmp_path / "two"),
+         *args], cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "on 2 × cpu" in proc.stderr
+    _, one, _ = checkpoint.load(checkpoint.path_in(tmp_path / "one"))
+    meta, two, _ = checkpoint.load(checkpoint.path_in(tmp_path / "two"))
+    assert meta["world_size"] == 2
+    sft_weights = checkpoint.load_weights(checkpoint.path_in(runs["sft"], "best"))[1]
+    moved = max((one[f"policy.{k}"] - v).abs().max().item() for k, v in sft_weights.items())
+    differ = max((one[k] - two[k]).abs().max().item() for k in one)
+    assert moved > 1e-4 and differ < 1e-5, (moved, differ)  # the same up to the order of float additions

@@ -113,3 +113,13 @@ def build(out_dir: Path, seed: int) -> dict[str, Any]:
     write_text_atomic(Path(out_dir) / FILE, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
     return {"conversations": len(rows), "turns": sum(len(r["metadata"]["kinds"]) for r in rows),
             "with_system_prompt": sum(r["messages"][0]["role"] == "system" for r in rows)}
+
+
+def write_prompts(path: Path, seed: int, count: int = 256) -> int:
+    """Write `count` prompts (JSONL of {"messages"}: a conversation's system prompt, if any, and first question)
+    drawn like the conversations with another seed, for feedback collection, RLHF and its evaluation; returns
+    how many."""
+    rows = [{"messages": c["messages"][:2] if c["messages"][0]["role"] == "system" else c["messages"][:1]}
+            for c in conversations(seed, count)]
+    write_text_atomic(Path(path), "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    return len(rows)

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Literal
 import torch
 import torch.nn.functional as F
 
+from corpusforge.runtime import write_json_atomic
 from corpusforge.trainer import loop, rollouts
 from corpusforge.trainer.data import chat, preferences
 from corpusforge.trainer.loop import TrainError
@@ -179,11 +180,16 @@ def train(config: DPOConfig, out_dir: str | os.PathLike, *, resume: bool = False
         def stats() -> dict[str, float]:
             mean = torch.stack(accuracy).mean().double() if accuracy else torch.zeros((), dtype=torch.float64)
             accuracy.clear()
-            return {"pair_accuracy": float(dist.all_reduce(mean.to(dist.device)) / dist.world_size),
-                    **({"held_out_accuracy": held["accuracy"]} if held else {})}
+            return {"pair_accuracy": float(dist.all_reduce(mean.to(dist.device)) / dist.world_size)}
 
-        return run.train(
+        summary = run.train(
             net, batches, loss=loss, evaluate=evaluate, stats=stats, tokens_per_step=round(per_step * mean_tokens),
             title=f"DPO {Path(config.policy).name} + {counts['pairs_train']:,} pairs (beta {config.beta}): "
                   f"{net.num_params() / 1e6:.2f}M parameters",
             meta={"eot_id": special[chat.EOT], "policy": str(config.policy)}, data=counts)
+        summary["held_out_accuracy"] = held["accuracy"]  # at the last evaluation, which follows the last log
+        if dist.is_main:
+            write_json_atomic(Path(out_dir) / "_summary.json", summary)
+            run.say(f"held-out pair accuracy (implicit reward) {held['accuracy']:.3f} on {counts['pairs_held_out']:,} "
+                    "pairs")
+        return summary

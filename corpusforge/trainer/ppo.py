@@ -57,7 +57,8 @@ class PPOConfig(loop.RunConfig):
     policy: str = _opt("", "the SFT run folder: the policy starts from it and it stays as the frozen reference")
     reward: str = _opt("", "the reward model's run folder (`train reward`); the value model starts from it")
     prompts: str = _opt("", ".txt (a prompt a line) or .jsonl ({prompt} or {messages} a line) to answer")
-    corpus: str = _opt("", "PPO-ptx: a corpus folder whose weighted reader gives the pretraining blocks")
+    corpus: str = _opt("", "PPO-ptx: a corpus folder whose weighted reader gives the pretraining blocks (or a "
+                           "text file, for character-level runs)")
     ptx_coef: float | None = _opt(None, f"weight of the pretraining loss (default {PTX_COEF} with a corpus, else 0)")
     ptx_batch_size: int = _opt(2, "pretraining blocks per micro-batch (PPO-ptx)")
     kl_coef: float = _opt(0.02, "beta: reward - kl_coef x (log pi - log pi_ref) per answer token")
@@ -332,6 +333,17 @@ class RolloutSource:
 
 
 # ---------------------------------------------------------------------------------------------------- the run
+def open_blocks(corpus: str, block_size: int, split: str, seed: int, tokenizer, rank: int = 0, world_size: int = 1):
+    """Pretraining blocks of a corpus folder (its weighted reader) or of a text file (character level), refused
+    unless encoded with `tokenizer`."""
+    source = {"text": [corpus]} if Path(corpus).is_file() else {"corpus": corpus}
+    reader = blocks.open_reader(**source, block_size=block_size, split=split, seed=seed, rank=rank,
+                                world_size=world_size)
+    if blocks.tokenizer_of(reader).get_vocab() != tokenizer.get_vocab():
+        raise TrainError(f"corpus: {corpus} was encoded with another tokenizer than the policy's")
+    return reader
+
+
 def read_prompts(path: str, tokenizer, limit: int, held_out: float, seed: int
                  ) -> tuple[list[tuple[list[dict], list[int]]], list[tuple[list[dict], list[int]]]]:
     """(train, held-out) prompts as (messages, token ids ending with `<|assistant|>`, at most `limit` of them),
@@ -378,10 +390,8 @@ def train(config: PPOConfig, out_dir: str | os.PathLike, *, resume: bool = False
         net.value.load_state_dict(reward_model.state_dict())
         ptx = None
         if config.ptx():
-            ptx = blocks.open_reader(corpus=config.corpus, block_size=reference.config.block_size, split="train",
-                                     seed=config.seed, rank=dist.rank, world_size=dist.world_size)
-            if blocks.tokenizer_of(ptx).get_vocab() != tokenizer.get_vocab():
-                raise TrainError(f"corpus: {config.corpus} was encoded with another tokenizer than {config.policy}")
+            ptx = open_blocks(config.corpus, reference.config.block_size, "train", config.seed, tokenizer, dist.rank,
+                              dist.world_size)
         source = RolloutSource(net, reference, reward_model, [ids for _, ids in train_prompts], config, dist,
                                pad_id, stops, ptx)
         if run.data_state is not None:
