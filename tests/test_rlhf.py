@@ -27,7 +27,7 @@ from rich.console import Console
 
 from corpusforge.feedback import labelers
 from corpusforge.feedback.store import Store
-from corpusforge.trainer import checkpoint, compare, dpo, ppo, pretrain, reward, rollouts, sft
+from corpusforge.trainer import checkpoint, compare, dpo, ppo, ppo_losses, pretrain, reward, rollouts, sft
 from corpusforge.trainer.data import chat
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,7 +158,7 @@ def test_gae_matches_a_hand_computation():
     d0 = 0.1 + gamma * 0.4 - 0.5
     a2, a1 = d2, d1 + gamma * lam * d2
     a0 = d0 + gamma * lam * a1
-    adv, ret = ppo.gae(rewards, values, actions, gamma, lam)
+    adv, ret = ppo_losses.gae(rewards, values, actions, gamma, lam)
     assert adv.tolist()[0] == pytest.approx([a0, a1, a2, 0.0], abs=1e-6)
     assert ret.tolist()[0] == pytest.approx([a0 + 0.5, a1 + 0.4, a2 + 0.3, 0.0], abs=1e-6)
 
@@ -168,22 +168,22 @@ def test_clipped_losses_and_kl_penalty_match_hand_computations():
     old = torch.tensor([[math.log(0.25), math.log(0.9), 0.0]])  # ratios 2 and 1
     adv = torch.tensor([[1.0, -1.0, 5.0]])
     mask = torch.tensor([[1.0, 1.0, 0.0]])
-    loss, clipped = ppo.policy_loss(logp, old, adv, mask, clip=0.2)
+    loss, clipped = ppo_losses.policy_loss(logp, old, adv, mask, clip=0.2)
     # token 0: max(-1 x 2, -1 x 1.2) = -1.2 (clipped); token 1: max(1 x 1, 1 x 1) = 1
     assert loss.item() == pytest.approx((-1.2 + 1.0) / 2) and clipped.item() == pytest.approx(0.5)
     values, old_values, returns = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.5, 0.1]]), torch.tensor([[0.0, 1.0]])
     # token 0: max(1^2, (0.5 + 0.2)^2) = 1; token 1: max(1^2, (0.1 - 0.1 - 1)^2) = 1 -> 0.5 x mean = 0.5
-    assert ppo.value_loss(values, old_values, returns, torch.ones(1, 2), clip=0.2).item() == pytest.approx(
+    assert ppo_losses.value_loss(values, old_values, returns, torch.ones(1, 2), clip=0.2).item() == pytest.approx(
         0.5 * (1.0 + max(1.0, (0.0 - 1.0) ** 2)) / 2)
     values2 = torch.tensor([[0.0, 2.0]])  # moved by -0.5 and 1.9, clipped to 0.3 both: the larger error counts
-    assert ppo.value_loss(values2, old_values, returns, torch.ones(1, 2), clip=0.2).item() == pytest.approx(
+    assert ppo_losses.value_loss(values2, old_values, returns, torch.ones(1, 2), clip=0.2).item() == pytest.approx(
         0.5 * (max(0.0 ** 2, 0.3 ** 2) + max(1.0 ** 2, 0.7 ** 2)) / 2)
     logp, ref = torch.tensor([[0.0, -1.0, -2.0, 0.0]]), torch.tensor([[0.0, -1.5, -1.0, 0.0]])
     actions = torch.tensor([[False, True, True, False]])
-    rewards, kl = ppo.kl_rewards(logp, ref, actions, torch.tensor([3.0]), kl_coef=0.1)
+    rewards, kl = ppo_losses.kl_rewards(logp, ref, actions, torch.tensor([3.0]), kl_coef=0.1)
     assert kl.tolist()[0] == pytest.approx([0.0, 0.5, -1.0, 0.0])
     assert rewards.tolist()[0] == pytest.approx([0.0, -0.05, 0.1 + 3.0, 0.0])
-    assert ppo.adapt_kl_coef(0.1, kl=12.0, target=6.0, answers=100, horizon=1000) == pytest.approx(0.1 * 1.02)
+    assert ppo_losses.adapt_kl_coef(0.1, kl=12.0, target=6.0, answers=100, horizon=1000) == pytest.approx(0.1 * 1.02)
 
 
 def test_dpo_loss_matches_a_hand_computation():
