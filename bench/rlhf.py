@@ -6,10 +6,10 @@
 2. A PPO step: `ppo.train` for `--steps` optimizer steps on a policy, reference, value and reward model of the
    preset (character-level, random weights: the time does not depend on what they learned), 16 answers of up to
    96 tokens per rollout batch, 2 PPO epochs: the share of wall time spent generating, scoring (policy, value,
-   reference and reward model forwards over the batch) and updating (the rest: loss, backward, optimizer), and
-   steps/s.
+   reference and reward model forwards over the batch) and updating (from handing out a micro-batch to asking for
+   the next: loss, backward, optimizer), and steps/s.
 
-Run: `.venv/bin/python -m bench.rlhf [--presets tiny small] [--device cpu] [--steps 8] [--rounds 2]`; writes
+Run: `.venv/bin/python -m bench.rlhf [--presets tiny small] [--device cpu] [--steps 6] [--rounds 2]`; writes
 bench/results/rlhf.json (bench/results/rlhf-cuda.json with --device cuda).
 """
 
@@ -70,30 +70,32 @@ def rollout_rate(policy: GPT, prompts: list[list[int]], use_cache: bool, device:
 
 
 def ppo_step(policy: Path, rm: Path, prompts: Path, out: Path, steps: int, device: str, console) -> dict:
-    """Wall time of `steps` PPO steps and its split (from the run's own counters)."""
+    """Time of `steps` PPO steps (no evaluation between them) and its split, from the run's own counters."""
     config = ppo.make_config(out, {"policy": str(policy), "reward": str(rm), "prompts": str(prompts),
                                    "batch_size": BATCH, "ppo_epochs": 2, "max_new_tokens": NEW_TOKENS,
                                    "max_steps": steps, "log_interval": steps, "eval_interval": 10**6,
-                                   "checkpoint_interval": 10**6, "eval_prompts": 1, "samples": 0, "held_out": 0.01,
+                                   "checkpoint_interval": 10**6, "eval_prompts": 1, "samples": 0, "held_out": 0.05,
                                    "device": device, "peak_tflops": 1.0})
-    t0 = time.perf_counter()
-    summary = ppo.train(config, out, console=console)
-    wall = time.perf_counter() - t0
-    stats = summary["stats"]
-    update = wall - stats["generate_s"] - stats["score_s"]
-    return {"steps": steps, "wall_s": wall, "steps_per_s": steps / wall, "generate_s": stats["generate_s"],
+    stats = ppo.train(config, out, console=console)["stats"]
+    # the last step's update is after the last batch was handed out: counted as the mean of the others
+    update = stats["update_s"] * steps / (steps - 1)
+    total = stats["generate_s"] + stats["score_s"] + update
+    return {"steps": steps, "seconds": total, "steps_per_s": steps / total, "generate_s": stats["generate_s"],
             "score_s": stats["score_s"], "update_s": update,
-            "split": {k: stats[f"{k}_s"] / wall if k != "update" else update / wall
-                      for k in ("generate", "score", "update")}}
+            "split": {"generate": stats["generate_s"] / total, "score": stats["score_s"] / total,
+                      "update": update / total}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=["tiny", "small"])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--steps", type=int, default=8, help="PPO steps timed per preset")
+    parser.add_argument("--steps", type=int, default=6, help="PPO steps timed per preset")
     parser.add_argument("--rounds", type=int, default=2, help="rollout timings per setting; the best is kept")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (1, as `make rlhf`: the small matrices "
+                                                                "of these presets run faster on one)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     console = Console(stderr=True, highlight=False)
     quiet = Console(file=open(os.devnull, "w"))  # noqa: SIM115
     results, table = {}, []

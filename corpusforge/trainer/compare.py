@@ -50,7 +50,7 @@ def _train_config(run: str | Path) -> dict[str, Any]:
 def _follow(run: str | Path, key: str) -> str:
     """The first run up the chain (policy, base) whose config names `key`."""
     seen = 0
-    while run and seen < 8:
+    while run and seen < 8 and (Path(run) / "config.json").is_file():
         train = _train_config(run)
         if train.get(key):
             return train[key][0] if isinstance(train[key], list) else train[key]

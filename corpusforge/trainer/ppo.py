@@ -180,7 +180,9 @@ class RolloutSource:
         self.iteration, self.at, self.kl_coef = 0, self.per_rollout, config.kl_coef
         self.buffer: list[tuple[torch.Tensor, ...]] = []
         self.last: dict[str, float] = {}  # the latest rollout batch's statistics, over all ranks
-        self.seconds = {"generate_s": 0.0, "score_s": 0.0}
+        # where the time goes: sampling, scoring, and the rest between two batches (update; evaluation, if any)
+        self.seconds = {"generate_s": 0.0, "score_s": 0.0, "update_s": 0.0}
+        self._handed_out: float | None = None
         self._ptx_blocks = None  # opened at the first read, after a resumed position is loaded
 
     @property
@@ -211,6 +213,8 @@ class RolloutSource:
 
     def next(self) -> tuple[torch.Tensor, ...]:
         config = self.config
+        if self._handed_out is not None:
+            self.seconds["update_s"] += time.perf_counter() - self._handed_out
         if self.at == self.per_rollout:
             self.rollout()
         epoch, within = divmod(self.at, config.minibatches * self.micro_steps)
@@ -221,6 +225,7 @@ class RolloutSource:
         if self.ptx is not None:
             self._ptx_blocks = self._ptx_blocks or iter(self.ptx)
             batch += (blocks.stack(self._ptx_blocks, config.ptx_batch_size).to(self.dist.device),)
+        self._handed_out = time.perf_counter()
         return batch
 
     def prompts_of(self, global_micro: int) -> list[list[int]]:
