@@ -139,6 +139,8 @@ def print_table(result: dict[str, Any], console: Any = None) -> None:
     from rich.table import Table
 
     console = console or Console()
+    if not console.is_terminal:  # a file or a pipe: room for every column
+        console.width = max(console.width, 150)
     s = result["settings"]
     table = Table(title=f"{s['prompts_used']} prompts x {s['answers']} answers; wins against {result['runs'][0]['run']}"
                         f"; labeler rule {s['rule']!r}; KL to {s['reference']}", header_style="bold")
