@@ -131,7 +131,8 @@ def main() -> None:
                           "baseline": "", "ratio": ""})
     name = "rlhf" if args.device == "cpu" else f"rlhf-{args.device.split(':')[0]}"
     write_json_atomic(ROOT / "bench" / "results" / f"{name}.json",
-                      {"device": where, "batch": BATCH, "new_tokens": NEW_TOKENS, "presets": results, "table": table})
+                      {"device": where, "batch": BATCH, "new_tokens": NEW_TOKENS, "load_average": os.getloadavg(),
+                       "presets": results, "table": table})
 
 
 if __name__ == "__main__":
