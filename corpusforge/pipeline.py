@@ -5,18 +5,23 @@ from __future__ import annotations
 import time
 
 from corpusforge import recipe as recipe_mod
+from corpusforge.cluster import run_log
 from corpusforge.runtime import StageSummary, dask_client, write_json_atomic
 
 
 def run_recipe(rec: recipe_mod.Recipe, only: list[str] | None = None, console=None) -> list[StageSummary | None]:
-    """Run the recipe's stages (or just `only`), sharing one Dask client; write `<output>/_run.json` at the end."""
+    """Run the recipe's stages (or just `only`), sharing one Dask client; log to `<output>/_run.log` (appended, so a
+    resumed run continues it) and write `<output>/_run.json` at the end."""
     from rich.console import Console
 
     console = console or Console(stderr=True)
     stages = [(s, c) for s, c in rec.stage_configs() if not only or s.name in only]
     summaries: list[StageSummary | None] = []
     timings: dict[str, float] = {}
-    with dask_client(rec.run.scheduler, rec.run.workers) as client:
+    with run_log(rec.run.output) as log_path, dask_client(
+            rec.run.scheduler, rec.run.workers, scheduler_file=rec.run.scheduler_file, cluster=rec.run.cluster,
+            console=console) as client:
+        console.print(f"log: {log_path}", highlight=False)
         ctx = recipe_mod.RunContext(run=rec.run, client=client, console=console, recipe=rec)
         for stage, config in stages:
             console.rule(f"[bold]{stage.name}")

@@ -14,6 +14,7 @@ import dataclasses
 import glob
 import hashlib
 import json
+import logging
 import os
 import shutil
 import socket
@@ -36,6 +37,8 @@ SUMMARY_FILE = "_summary.json"
 STAGE_FILE = "_stage.json"  # the completion mark: {"stage", "complete"}; readers refuse an unfinished folder
 FINGERPRINTS_DIR = "_fingerprints"  # one JSON per output file: the settings and inputs it was made from
 REPORT_KEY = b"corpusforge.report"
+LOG_EVERY_S = 30.0  # how often a stage's progress goes to the run's log (a multi-day run's log stays small)
+_log = logging.getLogger("corpusforge")
 # FileReport fields that describe one run rather than the input (kept out of a shard's metadata).
 _RUN_FIELDS = ("output", "seconds", "resumed", "redone")
 # Config fields that do not shape an output file (which inputs a stage reads is decided by the item itself).
@@ -236,6 +239,7 @@ def finish_stage(out_dir: str | os.PathLike, summary: StageSummary, errors: list
     write_text_atomic(out_dir / ERRORS_FILE, "".join(json.dumps(e, default=str, ensure_ascii=False) + "\n" for e in errors))
     write_json_atomic(out_dir / SUMMARY_FILE, summary.to_json())
     write_json_atomic(out_dir / STAGE_FILE, {"stage": summary.stage, "complete": True})
+    _log.info("%s: finished: %s", summary.stage, json.dumps(summary.to_json(), default=str, sort_keys=True))
     print_summary(summary, console=console)
     return summary
 
@@ -264,18 +268,16 @@ def print_summary(summary: StageSummary, console: Any = None) -> None:
 
 # ------------------------------------------------------------------------------------------------------------ dask
 @contextlib.contextmanager
-def dask_client(scheduler: str | None = None, workers: int | None = None, threads_per_worker: int = 1):
-    """A `distributed.Client`: connected to `scheduler` (tcp://host:port) when given, else to a LocalCluster of
-    `workers` processes (default: one per core) with one thread each."""
-    from distributed import Client, LocalCluster
+def dask_client(scheduler: str | None = None, workers: int | None = None, threads_per_worker: int = 1, *,
+                scheduler_file: str | None = None, cluster: Any = None, console: Any = None):
+    """A `distributed.Client` (see `corpusforge.cluster.connect`): connected to `scheduler` (tcp://host:port) or the
+    one in `scheduler_file` when given, else to the cluster `cluster` (a ClusterConfig) describes, by default a
+    LocalCluster of `workers` processes (default: one per core) with `threads_per_worker` threads each."""
+    from corpusforge import cluster as cluster_mod
 
-    if scheduler:
-        with Client(scheduler) as client:
-            yield client
-        return
-    n = workers or os.cpu_count() or 1
-    with LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
-                      dashboard_address=":0", silence_logs=40) as cluster, Client(cluster) as client:
+    config = cluster or cluster_mod.ClusterConfig(threads_per_worker=threads_per_worker)
+    with cluster_mod.connect(config, scheduler=scheduler, scheduler_file=scheduler_file, workers=workers,
+                             console=console) as client:
         yield client
 
 
@@ -308,9 +310,10 @@ def map_files(task: Callable[..., FileReport], items: Sequence[str], out_dir: st
     Returns the summary and the per-file reports in input order. Pass an existing `client` to reuse it; otherwise one
     is made from `scheduler`/`workers` for this call.
     """
-    from distributed import as_completed
+    from distributed import KilledWorker, as_completed
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
 
     console = console or Console(stderr=True)
     out_dir = Path(out_dir)
@@ -329,14 +332,19 @@ def map_files(task: Callable[..., FileReport], items: Sequence[str], out_dir: st
                    for i, item in enumerate(items)]
         index = {f.key: i for i, f in enumerate(futures)}
         progress = Progress(TextColumn(f"[bold]{stage}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            TextColumn("{task.fields[status]}"), console=console, transient=False,
+                            TextColumn("left"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=console, transient=False,
                             disable=not console.is_terminal and not os.environ.get("CORPUSFORGE_PROGRESS"))
         with progress:
             bar = progress.add_task(stage, total=len(futures), status="")
+            logged = time.perf_counter()
             for future in as_completed(futures):
                 i = index[future.key]
                 try:
                     report = future.result()
+                except KilledWorker as exc:  # it lost a worker on every try (out of memory, a crash): poison
+                    report = FileReport(input=str(items[i]))
+                    report.error(f"poison input: its task lost its worker on every try (killed for memory or "
+                                 f"crashed), skipped: {exc}", stage=stage)
                 except Exception as exc:  # the task itself crashed: report it, keep going with the other files
                     report = FileReport(input=str(items[i]))
                     report.error(f"task failed: {type(exc).__name__}: {exc}", stage=stage)
@@ -344,14 +352,19 @@ def map_files(task: Callable[..., FileReport], items: Sequence[str], out_dir: st
                 summary.add(report)
                 if report.redone:
                     console.print(f"{stage}: {items[i]}: made again, {report.redone}", highlight=False)
-                rate = summary.counts.get(kept_key, 0) / max(time.perf_counter() - t0, 1e-9)
+                elapsed = time.perf_counter() - t0
+                rate = summary.counts.get(kept_key, 0) / max(elapsed, 1e-9)
+                line = (f"{stage}: {len(reports)}/{len(futures)} files, {kept_key} "
+                        f"{summary.counts.get(kept_key, 0):,} ({rate:,.1f}/s), errors {summary.errors}")
                 progress.update(bar, advance=1, status=f"{kept_key} {summary.counts.get(kept_key, 0):,} "
                                 f"({rate:,.1f}/s) errors {summary.errors}")
+                if time.perf_counter() - logged > LOG_EVERY_S or len(reports) == len(futures):
+                    logged = time.perf_counter()
+                    left = elapsed / len(reports) * (len(futures) - len(reports))
+                    _log.info("%s, %.0f s elapsed, about %.0f s left", line, elapsed, left)
                 if not progress.disable:
                     continue
-                console.print(f"{stage}: {len(reports)}/{len(futures)} files, {kept_key} "
-                              f"{summary.counts.get(kept_key, 0):,} ({rate:,.1f}/s), errors {summary.errors}",
-                              highlight=False)
+                console.print(line, highlight=False)
     summary.seconds = time.perf_counter() - t0
     ordered = [reports[i] for i in range(len(items))]
     errors = [e for r in ordered for e in r.errors + r.warnings]
