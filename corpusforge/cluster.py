@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import logging
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +26,7 @@ log = logging.getLogger("corpusforge")
 Kind = Literal["local", "slurm", "pbs", "sge", "kubernetes"]
 JOBQUEUE = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster"}
 LOG_FILE = "_run.log"
+SCHEDULER_FILE_WAIT_S = 60.0  # a batch script may start the scheduler in the background just before the run
 
 
 def _help(text: str, default: Any = None, factory: Any = None) -> Any:
@@ -57,6 +60,8 @@ class ClusterConfig:
     job_script_prologue: list[str] = _help("batch system: shell lines run before the worker starts, e.g. "
                                            "['source ~/venv/bin/activate']", factory=list)
     interface: str | None = _help("batch system: network interface the workers listen on, e.g. 'ib0'")
+    scheduler_host: str | None = _help("batch system: address the scheduler (here) listens on; it must be "
+                                       "reachable from the compute nodes (default: this host's address)")
     local_directory: str | None = _help("batch system and kubernetes: scratch folder for spilled data")
     log_directory: str | None = _help("batch system: folder for the jobs' stdout/stderr")
     minimum: int = _help("jobs (batch system) or worker pods (kubernetes) kept however idle", 1)
@@ -83,6 +88,12 @@ class ClusterConfig:
 def _dask_settings(config: ClusterConfig) -> dict[str, Any]:
     # Read by the scheduler when it starts (Dask counts the retries after the first try).
     return {"distributed.scheduler.allowed-failures": config.allowed_failures - 1}
+
+
+def job_script(config: ClusterConfig) -> str:
+    """The batch script dask-jobqueue submits for one job of `config` (to check before a long run)."""
+    with _jobqueue_cluster(config) as cluster:
+        return cluster.job_script()
 
 
 def make_cluster(config: ClusterConfig, workers: int | None = None) -> Any:
@@ -123,7 +134,8 @@ def _jobqueue_cluster(config: ClusterConfig) -> Any:
         queue=config.queue, account=config.account, job_extra_directives=config.job_extra_directives,
         job_script_prologue=config.job_script_prologue, interface=config.interface, job_name=config.name,
         local_directory=config.local_directory, log_directory=config.log_directory,
-        scheduler_options={"dashboard_address": config.dashboard_address})
+        scheduler_options={k: v for k, v in (("dashboard_address", config.dashboard_address),
+                                             ("host", config.scheduler_host)) if v})
     if config.kind == "sge":
         kwargs["resource_spec"] = f"h_vmem={config.memory}"  # SGE has no --mem; its memory is a resource
     return cls(**{k: v for k, v in kwargs.items() if v is not None})
@@ -166,6 +178,8 @@ def connect(config: ClusterConfig | None = None, *, scheduler: str | None = None
     from distributed import Client
 
     config = config or ClusterConfig()
+    if scheduler_file and not scheduler:
+        _wait_for(Path(scheduler_file).expanduser())
     with contextlib.ExitStack() as stack:
         try:
             if scheduler or scheduler_file:
@@ -176,12 +190,24 @@ def connect(config: ClusterConfig | None = None, *, scheduler: str | None = None
         except (OSError, TimeoutError) as err:
             where = scheduler or (f"the scheduler in {scheduler_file}" if scheduler_file else config.kind)
             raise UserError(f"could not reach {where}: {type(err).__name__}: {err}") from None
-        link = client.dashboard_link if client.scheduler_info().get("services", {}).get("dashboard") else None
-        message = f"Dask: {client.scheduler.address}; dashboard: {link or 'none (pip install bokeh)'}"
+        # A scheduler started here serves no dashboard without bokeh (the distributed extra installs it).
+        served = scheduler or scheduler_file or importlib.util.find_spec("bokeh") is not None
+        message = (f"Dask: {client.scheduler.address}; dashboard: "
+                   f"{client.dashboard_link if served else 'none (pip install bokeh)'}")
         log.info(message)
         if console is not None:
-            console.print(message, highlight=False)
+            console.print(message, highlight=False, soft_wrap=True)
         yield client
+
+
+def _wait_for(path: Path) -> None:
+    # distributed would wait for a missing scheduler file forever
+    deadline = time.monotonic() + SCHEDULER_FILE_WAIT_S
+    while not path.is_file():
+        if time.monotonic() > deadline:
+            raise UserError(f"no scheduler file at {path} after {SCHEDULER_FILE_WAIT_S:.0f} s: start "
+                            f"`dask scheduler --scheduler-file {path}` (or dask-mpi) first")
+        time.sleep(0.5)
 
 
 # --------------------------------------------------------------------------------------------------- the run's log

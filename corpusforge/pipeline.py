@@ -21,7 +21,7 @@ def run_recipe(rec: recipe_mod.Recipe, only: list[str] | None = None, console=No
     with run_log(rec.run.output) as log_path, dask_client(
             rec.run.scheduler, rec.run.workers, scheduler_file=rec.run.scheduler_file, cluster=rec.run.cluster,
             console=console) as client:
-        console.print(f"log: {log_path}", highlight=False)
+        console.print(f"log: {log_path}", highlight=False, soft_wrap=True)
         ctx = recipe_mod.RunContext(run=rec.run, client=client, console=console, recipe=rec)
         for stage, config in stages:
             console.rule(f"[bold]{stage.name}")
