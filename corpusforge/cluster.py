@@ -14,6 +14,7 @@ import importlib.util
 import logging
 import os
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -242,8 +243,12 @@ class _Redact(logging.Filter):
 @contextlib.contextmanager
 def run_log(folder: str | os.PathLike) -> Iterator[Path]:
     """Append this run's log (stage progress with ETA, summaries, lost workers and Dask's warnings) to
-    `folder/_run.log` for the block, with credentials redacted; yields the log's path."""
-    path = Path(folder) / LOG_FILE
+    `folder/_run.log` for the block, with credentials redacted; yields the log's path. For an object store folder
+    the log is kept here (NAME_run.log) and uploaded to `folder/_run.log` at the end."""
+    from corpusforge import storage
+
+    remote = storage.is_url(folder)  # an object cannot be appended to: log here, upload it at the end
+    path = Path(f"{storage.name(folder)}{LOG_FILE}") if remote else Path(folder) / LOG_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = _LogFile(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -261,3 +266,6 @@ def run_log(folder: str | os.PathLike) -> Iterator[Path]:
             lg.removeHandler(handler)
             lg.setLevel(level)
         handler.close()
+        if remote:
+            with storage.upload_atomic(storage.join(folder, LOG_FILE)) as tmp:
+                shutil.copyfile(path, tmp)

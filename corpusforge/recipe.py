@@ -248,5 +248,8 @@ class RunContext:
     console: Any
     recipe: Recipe | None = None
 
-    def output(self, *parts: str) -> Path:
-        return Path(self.run.output, *parts)
+    def output(self, *parts: str) -> Any:
+        """A path (or object store URL) under the run's output folder."""
+        from corpusforge import storage
+
+        return storage.join(self.run.output, *parts)

@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import socket
 import sys
 import time
@@ -30,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpusforge import schema as schema_mod
+from corpusforge import storage
 from corpusforge.errors import UserError
 
 ERRORS_FILE = "_errors.jsonl"
@@ -52,8 +52,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     Readers never see a partial file: the temporary name starts with a dot and ends in `.tmp`, which no reader globs.
     A temporary file for the same `path` left by an earlier writer that was killed (a lost Dask worker, SIGKILL) is
-    removed first: one output has one writer at a time, so any other one is debris.
+    removed first: one output has one writer at a time, so any other one is debris. For a URL (`s3://...`) the
+    temporary file is local and uploaded whole to `path` (storage.upload_atomic).
     """
+    if storage.is_url(path):
+        with storage.upload_atomic(str(path)) as tmp:
+            yield tmp
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{socket.gethostname()}-{os.getpid()}.tmp")
@@ -87,7 +92,7 @@ class ShardWriter:
 
     def __init__(self, path: str | os.PathLike, schema_name: str = "document", row_group_rows: int = 2048,
                  fingerprint: Fingerprint | None = None):
-        self.path = Path(path)
+        self.path = path if storage.is_url(path) else Path(path)
         self.fingerprint = fingerprint
         self.schema = schema_mod.arrow_schema(schema_name)
         self.row_group_rows = row_group_rows
@@ -152,7 +157,8 @@ class ShardWriter:
 def read_report(path: str | os.PathLike) -> FileReport | None:
     """The FileReport a ShardWriter stored in a finished Parquet file, or None."""
     try:
-        meta = pq.read_metadata(path).metadata or {}
+        with storage.open_file(path) as fh:
+            meta = pq.read_metadata(fh).metadata or {}
     except Exception:  # an unreadable file is not finished output: redo it
         return None
     raw = meta.get(REPORT_KEY)
@@ -234,11 +240,11 @@ class StageSummary:
 def finish_stage(out_dir: str | os.PathLike, summary: StageSummary, errors: list[dict[str, Any]],
                  console: Any = None) -> StageSummary:
     """Write `_errors.jsonl` and `_summary.json` into `out_dir` (atomically) and print the summary table."""
-    out_dir = Path(out_dir)
     errors = sorted(errors, key=lambda e: (str(e.get("file")), e.get("offset") or 0, str(e.get("reason"))))
-    write_text_atomic(out_dir / ERRORS_FILE, "".join(json.dumps(e, default=str, ensure_ascii=False) + "\n" for e in errors))
-    write_json_atomic(out_dir / SUMMARY_FILE, summary.to_json())
-    write_json_atomic(out_dir / STAGE_FILE, {"stage": summary.stage, "complete": True})
+    write_text_atomic(storage.join(out_dir, ERRORS_FILE),
+                      "".join(json.dumps(e, default=str, ensure_ascii=False) + "\n" for e in errors))
+    write_json_atomic(storage.join(out_dir, SUMMARY_FILE), summary.to_json())
+    write_json_atomic(storage.join(out_dir, STAGE_FILE), {"stage": summary.stage, "complete": True})
     _log.info("%s: finished: %s", summary.stage, json.dumps(summary.to_json(), default=str, sort_keys=True))
     print_summary(summary, console=console)
     return summary
@@ -316,8 +322,7 @@ def map_files(task: Callable[..., FileReport], items: Sequence[str], out_dir: st
                                TimeRemainingColumn)
 
     console = console or Console(stderr=True)
-    out_dir = Path(out_dir)
-    check_protocols(items)
+    check_protocols([*items, str(out_dir)])
     begin_stage(out_dir, stage)
     summary = StageSummary(stage=stage)
     t0 = time.perf_counter()
@@ -434,9 +439,8 @@ class Fingerprint:
         return None
 
 
-def _fingerprint_path(out_path: str | os.PathLike) -> Path:
-    out_path = Path(out_path)
-    return out_path.parent / FINGERPRINTS_DIR / f"{out_path.name}.json"
+def _fingerprint_path(out_path: str | os.PathLike) -> Any:
+    return storage.join(storage.parent(out_path), FINGERPRINTS_DIR, f"{storage.name(out_path)}.json")
 
 
 def resume(out_path: str | os.PathLike, item: str, config: Any, files: Sequence[str] | None = None) -> Fingerprint:
@@ -446,13 +450,13 @@ def resume(out_path: str | os.PathLike, item: str, config: Any, files: Sequence[
     again. Pass the fingerprint to ShardWriter, which saves it beside the finished file."""
     files = list(files) if files is not None else str(item).split("\n")
     fp = Fingerprint(settings=settings_digest(config), inputs={f: input_identity(f) for f in files})
-    if not Path(out_path).exists():
+    if not storage.exists(out_path):
         return fp
     report = read_report(out_path)
     if report is None or report.input != str(item):
         return fp
     try:
-        old = json.loads(_fingerprint_path(out_path).read_text(encoding="utf-8"))
+        old = json.loads(storage.read_text(_fingerprint_path(out_path)))
     except (OSError, ValueError):
         fp.redone = "no fingerprint (made before fingerprints, or interrupted)"
         return fp
@@ -476,17 +480,16 @@ def force_recompute(on: bool = True) -> None:
 def begin_stage(out_dir: str | os.PathLike, stage: str) -> None:
     """Mark `out_dir` as being written by `stage` (readers refuse it until finish_stage marks it complete); under
     `--force` (force_recompute) forget every output's fingerprint there, so that everything is made again."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    storage.makedirs(out_dir)
     if _FORCE:
-        shutil.rmtree(out_dir / FINGERPRINTS_DIR, ignore_errors=True)
-    write_json_atomic(out_dir / STAGE_FILE, {"stage": stage, "complete": False})
+        storage.remove_tree(storage.join(out_dir, FINGERPRINTS_DIR))
+    write_json_atomic(storage.join(out_dir, STAGE_FILE), {"stage": stage, "complete": False})
 
 
 def require_complete(folder: str | os.PathLike) -> None:
     """Refuse (IncompleteStage) a folder whose stage started but did not finish: killed, failed or still running."""
     try:
-        mark = json.loads((Path(folder) / STAGE_FILE).read_text(encoding="utf-8"))
+        mark = json.loads(storage.read_text(storage.join(folder, STAGE_FILE)))
     except FileNotFoundError:
         return  # not a stage's folder: shards the user put there
     except ValueError:
@@ -505,7 +508,7 @@ def resume_or_none(out_path: str | os.PathLike, item: str, config: Any = None) -
     else None. Without `config` only the input name is checked."""
     if config is not None:
         return resume(out_path, item, config).done
-    if not Path(out_path).exists():
+    if not storage.exists(out_path):
         return None
     report = read_report(out_path)
     if report is None or report.input != str(item):
