@@ -48,8 +48,8 @@ class ClusterConfig:
     threads_per_worker: int = _help("threads in each worker process (stages hold the GIL: keep 1)", 1)
     memory_limit: str = _help("memory each worker process may use before its nanny restarts it, e.g. '4GiB' "
                               "(local: 'auto' divides the machine; batch systems: memory / processes)", "auto")
-    allowed_failures: int = _help("times a task may lose its worker (killed, out of memory) before its input is "
-                                  "reported as poison and skipped", 3)
+    max_tries: int = _help("times a task is tried on a worker that dies under it (killed for memory, crashed) "
+                           "before its input is reported as poison and skipped", 3)
     cores: int = _help("batch system: cores per job", 8)
     memory: str = _help("batch system: memory per job, e.g. '32GiB'", "32GiB")
     processes: int = _help("batch system: worker processes per job (each gets cores/processes threads)", 8)
@@ -76,7 +76,7 @@ class ClusterConfig:
                                 "Secrets, not here)", factory=dict)
 
     def validate(self) -> None:
-        for name in ("threads_per_worker", "cores", "processes", "allowed_failures"):
+        for name in ("threads_per_worker", "cores", "processes", "max_tries"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be at least 1, got {getattr(self, name)}")
         if self.minimum < 0 or self.maximum < max(self.minimum, 1):
@@ -87,8 +87,8 @@ class ClusterConfig:
 
 
 def _dask_settings(config: ClusterConfig) -> dict[str, Any]:
-    # Read by the scheduler when it starts (Dask counts the retries after the first try).
-    return {"distributed.scheduler.allowed-failures": config.allowed_failures - 1}
+    # Read by the scheduler when it starts; Dask counts the deaths allowed before the last try.
+    return {"distributed.scheduler.allowed-failures": config.max_tries - 1}
 
 
 def job_script(config: ClusterConfig) -> str:

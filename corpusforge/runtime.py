@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import socket
 import sys
 import time
@@ -348,8 +349,9 @@ def map_files(task: Callable[..., FileReport], items: Sequence[str], out_dir: st
                     report = future.result()
                 except KilledWorker as exc:  # it lost a worker on every try (out of memory, a crash): poison
                     report = FileReport(input=str(items[i]))
-                    report.error(f"poison input: its task lost its worker on every try (killed for memory or "
-                                 f"crashed), skipped: {exc}", stage=stage)
+                    tries = re.search(r"on (\d+) different workers", str(exc))
+                    report.error(f"poison input: its task lost its worker on each of {tries[1] if tries else 'its'} "
+                                 "tries (killed for memory or crashed); skipped", stage=stage)
                 except Exception as exc:  # the task itself crashed: report it, keep going with the other files
                     report = FileReport(input=str(items[i]))
                     report.error(f"task failed: {type(exc).__name__}: {exc}", stage=stage)
