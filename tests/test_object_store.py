@@ -62,6 +62,8 @@ def test_warcs_in_and_shards_out_of_an_object_store(tmp_path, s3, capsys):
         assert cli.main(["run", str(recipe), *scheduler]) == 0
         remote = _bytes(fs, f"{bucket}/run/cc")
         assert len(remote) == len(inputs)
+        assert storage.listing(f"s3://{bucket}/run/cc", "*.parquet") == [
+            f"s3://{bucket}/run/cc/{name}" for name in sorted(remote)]
         assert not [p for p in fs.find(f"{bucket}/run") if p.endswith(".tmp")]  # only whole objects published
         assert b'"complete": true' in fs.cat_file(f"{bucket}/run/cc/_stage.json")
         runtime.require_complete(f"s3://{bucket}/run/cc")
