@@ -58,8 +58,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if unknown:
         raise recipe.RecipeError(f"--only {', '.join(unknown)}: no such stage in {args.recipe}; its stages: "
                                  f"{', '.join(names)}")
-    if args.scheduler:
-        rec.run.scheduler = args.scheduler
+    if args.scheduler or args.scheduler_file:  # the command line's cluster replaces the recipe's
+        rec.run.scheduler, rec.run.scheduler_file = args.scheduler, args.scheduler_file
+        rec.run.validate()
+    if args.cluster:
+        rec.run.cluster.kind = args.cluster
     if args.workers:
         rec.run.workers = args.workers
     summaries = pipeline.run_recipe(rec, only=args.only)
@@ -464,6 +467,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", type=Path)
     p.add_argument("--only", action="append", help="run only this stage (repeatable)")
     _add_dask(p)
+    p.add_argument("--scheduler-file", default=None,
+                   help="run on the Dask scheduler this file names (dask scheduler --scheduler-file, dask-mpi)")
+    p.add_argument("--cluster", choices=["local", "slurm", "pbs", "sge", "kubernetes"], default=None,
+                   help="start the workers with this Dask deployer, sized by the recipe's [run.cluster] "
+                        "(docs/cluster.md)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("validate", help="check a recipe without running it")

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from corpusforge import recipe as recipe_mod
+from corpusforge.cluster import run_log
 from corpusforge.runtime import StageSummary, dask_client, write_json_atomic
 
 
-def run_recipe(rec: recipe_mod.Recipe, only: list[str] | None = None, console=None) -> list[StageSummary | None]:
-    """Run the recipe's stages (or just `only`), sharing one Dask client; write `<output>/_run.json` at the end."""
+def run_recipe(rec: recipe_mod.Recipe, only: list[str] | None = None, console=None,
+               client=None) -> list[StageSummary | None]:
+    """Run the recipe's stages (or just `only`), sharing one Dask client (`client`, e.g. a managed service's, or
+    one opened from `[run]`); log to `<output>/_run.log` (appended, so a resumed run continues it) and write
+    `<output>/_run.json` at the end."""
     from rich.console import Console
 
     console = console or Console(stderr=True)
     stages = [(s, c) for s, c in rec.stage_configs() if not only or s.name in only]
     summaries: list[StageSummary | None] = []
     timings: dict[str, float] = {}
-    with dask_client(rec.run.scheduler, rec.run.workers) as client:
+    opened = contextlib.nullcontext(client) if client is not None else dask_client(
+        rec.run.scheduler, rec.run.workers, scheduler_file=rec.run.scheduler_file, cluster=rec.run.cluster,
+        console=console)
+    with run_log(rec.run.output) as log_path, opened as client:
+        console.print(f"log: {log_path}", highlight=False, soft_wrap=True)
         ctx = recipe_mod.RunContext(run=rec.run, client=client, console=console, recipe=rec)
         for stage, config in stages:
             console.rule(f"[bold]{stage.name}")

@@ -16,6 +16,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from corpusforge.cluster import ClusterConfig
+
 
 class RecipeError(ValueError):
     """A recipe is invalid; the message names the file and the key."""
@@ -30,10 +32,14 @@ class RunConfig:
     scheduler: str | None = None
     seed: int = 1234
     fail_on_error: bool = False
+    scheduler_file: str | None = None  # Dask's scheduler file (dask scheduler --scheduler-file, dask-mpi)
+    cluster: ClusterConfig = dataclasses.field(default_factory=ClusterConfig)  # [run.cluster]: docs/cluster.md
 
     def validate(self) -> None:
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"workers: must be at least 1, got {self.workers}")
+        if self.scheduler and self.scheduler_file:
+            raise ValueError("scheduler, scheduler_file: give one, not both")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,5 +248,8 @@ class RunContext:
     console: Any
     recipe: Recipe | None = None
 
-    def output(self, *parts: str) -> Path:
-        return Path(self.run.output, *parts)
+    def output(self, *parts: str) -> Any:
+        """A path (or object store URL) under the run's output folder."""
+        from corpusforge import storage
+
+        return storage.join(self.run.output, *parts)

@@ -14,8 +14,9 @@ import dataclasses
 import glob
 import hashlib
 import json
+import logging
 import os
-import shutil
+import re
 import socket
 import sys
 import time
@@ -29,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpusforge import schema as schema_mod
+from corpusforge import storage
 from corpusforge.errors import UserError
 
 ERRORS_FILE = "_errors.jsonl"
@@ -36,6 +38,8 @@ SUMMARY_FILE = "_summary.json"
 STAGE_FILE = "_stage.json"  # the completion mark: {"stage", "complete"}; readers refuse an unfinished folder
 FINGERPRINTS_DIR = "_fingerprints"  # one JSON per output file: the settings and inputs it was made from
 REPORT_KEY = b"corpusforge.report"
+LOG_EVERY_S = 30.0  # how often a stage's progress goes to the run's log (a multi-day run's log stays small)
+_log = logging.getLogger("corpusforge")
 # FileReport fields that describe one run rather than the input (kept out of a shard's metadata).
 _RUN_FIELDS = ("output", "seconds", "resumed", "redone")
 # Config fields that do not shape an output file (which inputs a stage reads is decided by the item itself).
@@ -49,8 +53,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     Readers never see a partial file: the temporary name starts with a dot and ends in `.tmp`, which no reader globs.
     A temporary file for the same `path` left by an earlier writer that was killed (a lost Dask worker, SIGKILL) is
-    removed first: one output has one writer at a time, so any other one is debris.
+    removed first: one output has one writer at a time, so any other one is debris. For a URL (`s3://...`) the
+    temporary file is local and uploaded whole to `path` (storage.upload_atomic).
     """
+    if storage.is_url(path):
+        with storage.upload_atomic(str(path)) as tmp:
+            yield tmp
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{socket.gethostname()}-{os.getpid()}.tmp")
@@ -84,7 +93,7 @@ class ShardWriter:
 
     def __init__(self, path: str | os.PathLike, schema_name: str = "document", row_group_rows: int = 2048,
                  fingerprint: Fingerprint | None = None):
-        self.path = Path(path)
+        self.path = path if storage.is_url(path) else Path(path)
         self.fingerprint = fingerprint
         self.schema = schema_mod.arrow_schema(schema_name)
         self.row_group_rows = row_group_rows
@@ -149,7 +158,8 @@ class ShardWriter:
 def read_report(path: str | os.PathLike) -> FileReport | None:
     """The FileReport a ShardWriter stored in a finished Parquet file, or None."""
     try:
-        meta = pq.read_metadata(path).metadata or {}
+        with storage.open_file(path) as fh:
+            meta = pq.read_metadata(fh).metadata or {}
     except Exception:  # an unreadable file is not finished output: redo it
         return None
     raw = meta.get(REPORT_KEY)
@@ -231,11 +241,12 @@ class StageSummary:
 def finish_stage(out_dir: str | os.PathLike, summary: StageSummary, errors: list[dict[str, Any]],
                  console: Any = None) -> StageSummary:
     """Write `_errors.jsonl` and `_summary.json` into `out_dir` (atomically) and print the summary table."""
-    out_dir = Path(out_dir)
     errors = sorted(errors, key=lambda e: (str(e.get("file")), e.get("offset") or 0, str(e.get("reason"))))
-    write_text_atomic(out_dir / ERRORS_FILE, "".join(json.dumps(e, default=str, ensure_ascii=False) + "\n" for e in errors))
-    write_json_atomic(out_dir / SUMMARY_FILE, summary.to_json())
-    write_json_atomic(out_dir / STAGE_FILE, {"stage": summary.stage, "complete": True})
+    write_text_atomic(storage.join(out_dir, ERRORS_FILE),
+                      "".join(json.dumps(e, default=str, ensure_ascii=False) + "\n" for e in errors))
+    write_json_atomic(storage.join(out_dir, SUMMARY_FILE), summary.to_json())
+    write_json_atomic(storage.join(out_dir, STAGE_FILE), {"stage": summary.stage, "complete": True})
+    _log.info("%s: finished: %s", summary.stage, json.dumps(summary.to_json(), default=str, sort_keys=True))
     print_summary(summary, console=console)
     return summary
 
@@ -264,18 +275,16 @@ def print_summary(summary: StageSummary, console: Any = None) -> None:
 
 # ------------------------------------------------------------------------------------------------------------ dask
 @contextlib.contextmanager
-def dask_client(scheduler: str | None = None, workers: int | None = None, threads_per_worker: int = 1):
-    """A `distributed.Client`: connected to `scheduler` (tcp://host:port) when given, else to a LocalCluster of
-    `workers` processes (default: one per core) with one thread each."""
-    from distributed import Client, LocalCluster
+def dask_client(scheduler: str | None = None, workers: int | None = None, threads_per_worker: int = 1, *,
+                scheduler_file: str | None = None, cluster: Any = None, console: Any = None):
+    """A `distributed.Client` (see `corpusforge.cluster.connect`): connected to `scheduler` (tcp://host:port) or the
+    one in `scheduler_file` when given, else to the cluster `cluster` (a ClusterConfig) describes, by default a
+    LocalCluster of `workers` processes (default: one per core) with `threads_per_worker` threads each."""
+    from corpusforge import cluster as cluster_mod
 
-    if scheduler:
-        with Client(scheduler) as client:
-            yield client
-        return
-    n = workers or os.cpu_count() or 1
-    with LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
-                      dashboard_address=":0", silence_logs=40) as cluster, Client(cluster) as client:
+    config = cluster or cluster_mod.ClusterConfig(threads_per_worker=threads_per_worker)
+    with cluster_mod.connect(config, scheduler=scheduler, scheduler_file=scheduler_file, workers=workers,
+                             console=console) as client:
         yield client
 
 
@@ -308,13 +317,13 @@ def map_files(task: Callable[..., FileReport], items: Sequence[str], out_dir: st
     Returns the summary and the per-file reports in input order. Pass an existing `client` to reuse it; otherwise one
     is made from `scheduler`/`workers` for this call.
     """
-    from distributed import as_completed
+    from distributed import KilledWorker, as_completed
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
 
     console = console or Console(stderr=True)
-    out_dir = Path(out_dir)
-    check_protocols(items)
+    check_protocols([*items, str(out_dir)])
     begin_stage(out_dir, stage)
     summary = StageSummary(stage=stage)
     t0 = time.perf_counter()
@@ -329,14 +338,20 @@ def map_files(task: Callable[..., FileReport], items: Sequence[str], out_dir: st
                    for i, item in enumerate(items)]
         index = {f.key: i for i, f in enumerate(futures)}
         progress = Progress(TextColumn(f"[bold]{stage}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            TextColumn("{task.fields[status]}"), console=console, transient=False,
+                            TextColumn("left"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=console, transient=False,
                             disable=not console.is_terminal and not os.environ.get("CORPUSFORGE_PROGRESS"))
         with progress:
             bar = progress.add_task(stage, total=len(futures), status="")
+            logged = time.perf_counter()
             for future in as_completed(futures):
                 i = index[future.key]
                 try:
                     report = future.result()
+                except KilledWorker as exc:  # it lost a worker on every try (out of memory, a crash): poison
+                    report = FileReport(input=str(items[i]))
+                    tries = re.search(r"on (\d+) different workers", str(exc))
+                    report.error(f"poison input: its task lost its worker on each of {tries[1] if tries else 'its'} "
+                                 "tries (killed for memory or crashed); skipped", stage=stage)
                 except Exception as exc:  # the task itself crashed: report it, keep going with the other files
                     report = FileReport(input=str(items[i]))
                     report.error(f"task failed: {type(exc).__name__}: {exc}", stage=stage)
@@ -344,14 +359,19 @@ def map_files(task: Callable[..., FileReport], items: Sequence[str], out_dir: st
                 summary.add(report)
                 if report.redone:
                     console.print(f"{stage}: {items[i]}: made again, {report.redone}", highlight=False)
-                rate = summary.counts.get(kept_key, 0) / max(time.perf_counter() - t0, 1e-9)
+                elapsed = time.perf_counter() - t0
+                rate = summary.counts.get(kept_key, 0) / max(elapsed, 1e-9)
+                line = (f"{stage}: {len(reports)}/{len(futures)} files, {kept_key} "
+                        f"{summary.counts.get(kept_key, 0):,} ({rate:,.1f}/s), errors {summary.errors}")
                 progress.update(bar, advance=1, status=f"{kept_key} {summary.counts.get(kept_key, 0):,} "
                                 f"({rate:,.1f}/s) errors {summary.errors}")
+                if time.perf_counter() - logged > LOG_EVERY_S or len(reports) == len(futures):
+                    logged = time.perf_counter()
+                    left = elapsed / len(reports) * (len(futures) - len(reports))
+                    _log.info("%s, %.0f s elapsed, about %.0f s left", line, elapsed, left)
                 if not progress.disable:
                     continue
-                console.print(f"{stage}: {len(reports)}/{len(futures)} files, {kept_key} "
-                              f"{summary.counts.get(kept_key, 0):,} ({rate:,.1f}/s), errors {summary.errors}",
-                              highlight=False)
+                console.print(line, highlight=False)
     summary.seconds = time.perf_counter() - t0
     ordered = [reports[i] for i in range(len(items))]
     errors = [e for r in ordered for e in r.errors + r.warnings]
@@ -421,9 +441,8 @@ class Fingerprint:
         return None
 
 
-def _fingerprint_path(out_path: str | os.PathLike) -> Path:
-    out_path = Path(out_path)
-    return out_path.parent / FINGERPRINTS_DIR / f"{out_path.name}.json"
+def _fingerprint_path(out_path: str | os.PathLike) -> Any:
+    return storage.join(storage.parent(out_path), FINGERPRINTS_DIR, f"{storage.name(out_path)}.json")
 
 
 def resume(out_path: str | os.PathLike, item: str, config: Any, files: Sequence[str] | None = None) -> Fingerprint:
@@ -433,13 +452,13 @@ def resume(out_path: str | os.PathLike, item: str, config: Any, files: Sequence[
     again. Pass the fingerprint to ShardWriter, which saves it beside the finished file."""
     files = list(files) if files is not None else str(item).split("\n")
     fp = Fingerprint(settings=settings_digest(config), inputs={f: input_identity(f) for f in files})
-    if not Path(out_path).exists():
+    if not storage.exists(out_path):
         return fp
     report = read_report(out_path)
     if report is None or report.input != str(item):
         return fp
     try:
-        old = json.loads(_fingerprint_path(out_path).read_text(encoding="utf-8"))
+        old = json.loads(storage.read_text(_fingerprint_path(out_path)))
     except (OSError, ValueError):
         fp.redone = "no fingerprint (made before fingerprints, or interrupted)"
         return fp
@@ -463,17 +482,16 @@ def force_recompute(on: bool = True) -> None:
 def begin_stage(out_dir: str | os.PathLike, stage: str) -> None:
     """Mark `out_dir` as being written by `stage` (readers refuse it until finish_stage marks it complete); under
     `--force` (force_recompute) forget every output's fingerprint there, so that everything is made again."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    storage.makedirs(out_dir)
     if _FORCE:
-        shutil.rmtree(out_dir / FINGERPRINTS_DIR, ignore_errors=True)
-    write_json_atomic(out_dir / STAGE_FILE, {"stage": stage, "complete": False})
+        storage.remove_tree(storage.join(out_dir, FINGERPRINTS_DIR))
+    write_json_atomic(storage.join(out_dir, STAGE_FILE), {"stage": stage, "complete": False})
 
 
 def require_complete(folder: str | os.PathLike) -> None:
     """Refuse (IncompleteStage) a folder whose stage started but did not finish: killed, failed or still running."""
     try:
-        mark = json.loads((Path(folder) / STAGE_FILE).read_text(encoding="utf-8"))
+        mark = json.loads(storage.read_text(storage.join(folder, STAGE_FILE)))
     except FileNotFoundError:
         return  # not a stage's folder: shards the user put there
     except ValueError:
@@ -492,7 +510,7 @@ def resume_or_none(out_path: str | os.PathLike, item: str, config: Any = None) -
     else None. Without `config` only the input name is checked."""
     if config is not None:
         return resume(out_path, item, config).done
-    if not Path(out_path).exists():
+    if not storage.exists(out_path):
         return None
     report = read_report(out_path)
     if report is None or report.input != str(item):

@@ -70,14 +70,22 @@ def test_validate_check_inputs(tmp_path, capsys):
     ("missing.warc.gz", "no such input: {d}/missing.warc.gz"),
     ("none-*.warc.gz", "no input matches '{d}/none-*.warc.gz'"),
     ("folder", "{d}/folder is a folder; give the WARC files in it, e.g. '{d}/folder/*.warc.gz'"),
-    ("s3://bucket/crawl.warc.gz", "s3:// inputs need a package that is not installed: pip install "
-                                  "'corpusforge[s3]' (installs s3fs)"),
 ])
 def test_inputs_that_are_not_there_are_one_line(tmp_path, capsys, spec, message):
     (tmp_path / "folder").mkdir()
     spec = spec if "://" in spec else str(tmp_path / spec)
     assert cli.main(["commoncrawl", spec, "-o", str(tmp_path / "out")]) == 2
     assert one_line_error(capsys) == "error: " + message.format(d=tmp_path)
+
+
+def test_a_missing_fsspec_backend_names_the_extra(tmp_path, capsys, monkeypatch):
+    from fsspec.registry import _registry  # classes imported so far (the `registry` view is read-only)
+
+    monkeypatch.setitem(sys.modules, "s3fs", None)  # as on a machine without the s3 extra: importing it fails
+    monkeypatch.delitem(_registry, "s3", raising=False)
+    assert cli.main(["commoncrawl", "s3://bucket/crawl.warc.gz", "-o", str(tmp_path / "out")]) == 2
+    assert one_line_error(capsys) == ("error: s3:// inputs need a package that is not installed: pip install "
+                                      "'corpusforge[s3]' (installs s3fs)")
 
 
 def test_a_run_whose_inputs_all_failed_exits_1(tmp_path, capsys, dask_client):

@@ -27,7 +27,7 @@ from typing import Any
 
 import zstandard
 
-from corpusforge import decompress, language
+from corpusforge import decompress, language, storage
 from corpusforge.documents import make_document
 from corpusforge.extract import (MODES, DecodeError, ExtractionFailed, ExtractionTimeout, ExtractOptions,
                                  decode_html, html_lang, http_charset, shared_extractor)
@@ -727,7 +727,7 @@ def warc_to_shard(item: str, out_dir: str, config: CommonCrawlConfig, *, source:
     A shard finished by an earlier run is kept and its report reused (resume).
 
     `extra_columns` maps a record's target URL to extra document columns (WebText2 adds the Reddit score)."""
-    out_path = Path(out_dir) / output_name(item)
+    out_path = storage.join(out_dir, output_name(item))  # a local path or an object store URL
     fp = resume(out_path, item, [config, source, extra_columns])
     if fp.done is not None:
         return fp.done

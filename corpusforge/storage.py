@@ -1,0 +1,160 @@
+"""Where outputs live: a local path or an fsspec URL (`s3://`, `gs://`, `hf://`...). The few operations stages need
+on either, so that workers on different machines need no shared file system.
+
+Publishing is atomic on both: a local file is written beside its final name and renamed; an object is uploaded in
+one request (or one multipart upload) from a local temporary file, and object stores make an object visible only
+when its upload completes, so no reader sees part of one. A folder is finished when its stage's `_stage.json` says
+so (runtime.finish_stage), the completion marker where a store cannot rename a folder.
+
+Credentials come from each store's usual environment and config files (AWS_* / ~/.aws for s3fs, GOOGLE_* / gcloud
+for gcsfs); nothing here reads, stores or prints them, and errors are reported without them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from corpusforge.errors import UserError
+
+PathLike = str | os.PathLike
+
+
+def is_url(path: PathLike) -> bool:
+    """True for an fsspec URL (`scheme://...`), false for a local path."""
+    return "://" in str(path)
+
+
+def join(base: PathLike, *parts: str) -> Any:
+    """`base / parts...`: a Path for a local base, a URL string for a remote one (pathlib would fold `s3://` to
+    `s3:/`)."""
+    if not is_url(base):
+        return Path(base, *parts)
+    return "/".join([str(base).rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+def parent(path: PathLike) -> Any:
+    return str(path).rstrip("/").rsplit("/", 1)[0] if is_url(path) else Path(path).parent
+
+
+def name(path: PathLike) -> str:
+    return str(path).rstrip("/").rsplit("/", 1)[-1]
+
+
+def filesystem(url: str) -> tuple[Any, str]:
+    """The fsspec filesystem for `url` and the path in it."""
+    import fsspec
+
+    return fsspec.core.url_to_fs(url)
+
+
+class StorageError(UserError, OSError):
+    """An object store refused or failed an operation: a missing bucket, missing credentials, a lost connection."""
+
+
+def _explain(err: BaseException, what: str, url: str) -> StorageError:
+    """One line for a store's error, naming the usual cause (the store's message never holds the credentials)."""
+    kind = type(err).__name__
+    text = str(err).splitlines()[0] if str(err) else ""
+    if "NoCredentials" in kind or "credentials" in text.lower():
+        hint = "no credentials found (set them the store's usual way, e.g. AWS_ACCESS_KEY_ID/~/.aws for s3://)"
+    elif "NoSuchBucket" in text or "bucket does not exist" in text.lower():
+        hint = f"the bucket {url.split('://', 1)[1].split('/', 1)[0]} does not exist"
+    elif isinstance(err, PermissionError) or "AccessDenied" in text or "InvalidAccessKeyId" in text:
+        hint = f"access denied ({text})"
+    elif isinstance(err, FileNotFoundError):
+        hint = "not found"
+    else:
+        hint = f"{kind}: {text}" if text else kind
+    return StorageError(f"cannot {what} {url}: {hint}")
+
+
+@contextlib.contextmanager
+def store_errors(what: str, url: PathLike) -> Iterator[None]:
+    """Turn a remote store's failure inside the block into a one-line StorageError about `url`."""
+    if not is_url(url):
+        yield
+        return
+    try:
+        yield
+    except StorageError:
+        raise
+    except Exception as err:  # botocore, aiohttp and fsspec raise many kinds; each becomes one line
+        raise _explain(err, what, str(url)) from None
+
+
+def exists(path: PathLike) -> bool:
+    if not is_url(path):
+        return Path(path).exists()
+    with store_errors("read", path):
+        fs, p = filesystem(str(path))
+        return fs.exists(p)
+
+
+def open_file(path: PathLike, mode: str = "rb") -> IO:
+    """Open a local file or a remote object for reading (for writing, use `atomic_local`)."""
+    if not is_url(path):
+        return open(path, mode)
+    with store_errors("read", path):
+        fs, p = filesystem(str(path))
+        return fs.open(p, mode)
+
+
+def read_text(path: PathLike) -> str:
+    """The text of a local file or object; FileNotFoundError when it is not there."""
+    if not is_url(path):
+        return Path(path).read_text(encoding="utf-8")
+    fs, p = filesystem(str(path))
+    try:
+        with fs.open(p, "rb") as fh:
+            return fh.read().decode("utf-8")
+    except FileNotFoundError:
+        raise
+    except Exception as err:
+        raise _explain(err, "read", str(path)) from None
+
+
+def listing(folder: PathLike, pattern: str = "*") -> list[str]:
+    """The files in `folder` matching `pattern`, sorted, as paths or full URLs."""
+    if not is_url(folder):
+        return sorted(str(p) for p in Path(folder).glob(pattern))
+    with store_errors("list", folder):
+        fs, p = filesystem(str(folder))
+        protocol = str(folder).split("://", 1)[0]
+        return sorted(f"{protocol}://{q}" for q in fs.glob(f"{p.rstrip('/')}/{pattern}"))
+
+
+def makedirs(folder: PathLike) -> None:
+    """Create a local folder (object stores have none to make)."""
+    if not is_url(folder):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+
+
+def remove_tree(folder: PathLike) -> None:
+    if not is_url(folder):
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    with store_errors("delete", folder):
+        fs, p = filesystem(str(folder))
+        if fs.exists(p):
+            fs.rm(p, recursive=True)
+
+
+@contextlib.contextmanager
+def upload_atomic(url: str) -> Iterator[Path]:
+    """Yield a local temporary path; when the block succeeds, upload it to `url` in one go (the object appears
+    whole or not at all), then remove it. The block's writer needs no knowledge of the store."""
+    fd, tmp = tempfile.mkstemp(prefix=".corpusforge-", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with store_errors("write", url):
+            fs, p = filesystem(url)
+            fs.put_file(tmp, p)
+    finally:
+        Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,127 @@
+"""Object storage in and out: WARCs read from and shards written to an S3-compatible server (moto's server mode on
+loopback, as s3fs's own tests do), complete objects only, a resumable run, credentials kept out of logs and
+outputs; a missing bucket, a missing credential and a dropped connection each give one clear line."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import uuid
+
+import pytest
+from cc_fixtures import make_inputs
+
+from corpusforge import cli, runtime, storage
+
+pytest.importorskip("s3fs", reason="the s3 extra (s3fs) is not installed")
+moto_server = pytest.importorskip("moto.server", reason="moto[server] (a test extra) is not installed")
+
+SECRET = "corpusforge-test-secret-8c1f"
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    """moto's S3 server on 127.0.0.1 with an empty bucket; the standard AWS_* variables point s3fs at it. Yields
+    the filesystem and the bucket's name (moto keeps buckets across servers in one process: each test gets its
+    own)."""
+    import s3fs
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    for key, value in {"AWS_ACCESS_KEY_ID": "corpusforge-test", "AWS_SECRET_ACCESS_KEY": SECRET,
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+                       "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent"}.items():
+        monkeypatch.setenv(key, value)
+    s3fs.S3FileSystem.clear_instance_cache()
+    fs = s3fs.S3FileSystem()
+    bucket = f"corpus-{uuid.uuid4().hex[:8]}"
+    fs.mkdir(bucket)
+    yield fs, bucket
+    s3fs.S3FileSystem.clear_instance_cache()
+    server.stop()
+
+
+def _bytes(fs, folder: str) -> dict[str, bytes]:
+    return {p.rsplit("/", 1)[-1]: fs.cat_file(p) for p in sorted(fs.glob(f"{folder}/*.parquet"))}
+
+
+def test_warcs_in_and_shards_out_of_an_object_store(tmp_path, s3, capsys):
+    fs, bucket = s3
+    inputs, _ = make_inputs(tmp_path / "in")
+    for path in inputs:
+        fs.put_file(str(path), f"{bucket}/in/{path.name}")
+    recipe = tmp_path / "s3.toml"
+    recipe.write_text(f'[run]\noutput = "s3://{bucket}/run"\n[commoncrawl]\ninputs = ["s3://{bucket}/in/*.warc.gz"]\n'
+                      f'output = "s3://{bucket}/run/cc"\nlanguages = ["en", "de", "ru", "zh", "nl"]\n')
+    # a worker started with the AWS_* environment, as a cluster's workers would be
+    with runtime.dask_client(workers=1) as client:
+        scheduler = ["--scheduler", client.scheduler.address]
+        assert cli.main(["run", str(recipe), *scheduler]) == 0
+        remote = _bytes(fs, f"{bucket}/run/cc")
+        assert len(remote) == len(inputs)
+        assert storage.listing(f"s3://{bucket}/run/cc", "*.parquet") == [
+            f"s3://{bucket}/run/cc/{name}" for name in sorted(remote)]
+        assert not [p for p in fs.find(f"{bucket}/run") if p.endswith(".tmp")]  # only whole objects published
+        assert b'"complete": true' in fs.cat_file(f"{bucket}/run/cc/_stage.json")
+        runtime.require_complete(f"s3://{bucket}/run/cc")
+        # the same inputs written to a local folder give the same bytes
+        local = tmp_path / "local"
+        assert cli.main(["commoncrawl", f"s3://{bucket}/in/*.warc.gz", "-o", str(local), "--languages", "en", "de",
+                         "ru", "zh", "nl", *scheduler]) == 0
+        assert remote == {p.name: p.read_bytes() for p in local.glob("*.parquet")}
+        # a re-run resumes from the store's objects, and the run's log went up beside them
+        capsys.readouterr()
+        assert cli.main(["run", str(recipe), *scheduler]) == 0
+    assert b'"resumed_files": 5' in fs.cat_file(f"{bucket}/run/cc/_summary.json")
+    log = fs.cat_file(f"{bucket}/run/_run.log").decode()
+    assert "commoncrawl: 5/5 files" in log and "commoncrawl: finished" in log
+    everything = b"".join(fs.cat_file(p) for p in fs.find(f"{bucket}/run")) + log.encode()
+    assert SECRET.encode() not in everything and b"corpusforge-test" not in everything
+    assert SECRET not in capsys.readouterr().err
+
+
+def test_a_missing_bucket_is_one_line(s3, tmp_path, capsys):
+    (tmp_path / "a.warc.gz").write_bytes(b"")
+    assert cli.main(["commoncrawl", str(tmp_path / "a.warc.gz"), "-o", "s3://no-such-bucket/cc"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: cannot write s3://no-such-bucket/cc/_stage.json: the bucket "
+                                               "no-such-bucket does not exist")
+
+
+def test_a_missing_credential_is_one_line(s3, monkeypatch):
+    import s3fs
+
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    s3fs.S3FileSystem.clear_instance_cache()
+    with pytest.raises(storage.StorageError, match=rf"^cannot write s3://{s3[1]}/cc/_stage.json: no credentials"):
+        runtime.begin_stage(f"s3://{s3[1]}/cc", "commoncrawl")
+
+
+def test_a_dropped_connection_is_one_line(s3, monkeypatch):
+    import s3fs
+
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts, then drops every connection unanswered
+
+    def drop() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.close()
+
+    threading.Thread(target=drop, daemon=True).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore's own retries; s3fs still retries a few times
+    s3fs.S3FileSystem.clear_instance_cache()
+    try:
+        with pytest.raises(storage.StorageError) as err:
+            runtime.write_json_atomic(f"s3://{s3[1]}/cc/_stage.json", {"complete": False})
+    finally:
+        listener.close()
+    message = str(err.value)
+    assert message.startswith(f"cannot write s3://{s3[1]}/cc/_stage.json: ") and "\n" not in message
+    assert "Connection" in message and SECRET not in message
