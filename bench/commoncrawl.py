@@ -34,7 +34,7 @@ from warcio.archiveiterator import ArchiveIterator
 from corpusforge import extract_eval, language
 from corpusforge.documents import make_document
 from corpusforge.extract import DecodeError, ExtractOptions, Extractor, decode_html, extract_in_process
-from corpusforge.runtime import FileReport, ShardWriter
+from corpusforge.runtime import FileReport, RunContext, ShardWriter
 from corpusforge.sources import commoncrawl as cc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -199,8 +199,9 @@ def full_path(paths: list[str], out_dir: Path, workers: int, mode: str = MODE) -
     with dask_client(workers=workers) as client:
         # This process and its descendants: scheduler and client, nannies, workers, their extraction processes.
         cpu0, t = cpu_seconds([os.getpid()]), time.perf_counter()
-        summary = cc.run(cc.CommonCrawlConfig(inputs=paths, min_text_chars=1, timeout_s=300, mode=mode), out_dir,
-                         client=client, console=Console(file=io.StringIO()))
+        summary = cc.run(cc.CommonCrawlConfig(inputs=paths, min_text_chars=1, timeout_s=300, mode=mode,
+                                              output=str(out_dir)),
+                         RunContext(client=client, console=Console(file=io.StringIO())))
         wall, cpu = time.perf_counter() - t, cpu_seconds([os.getpid()]) - cpu0
     texts = {}
     for shard in out_dir.glob("*.parquet"):

@@ -21,6 +21,7 @@ throughput. Results: bench/results/wikipedia.json ("table" feeds the README).
 
 from __future__ import annotations
 
+import dataclasses
 import argparse
 import bz2
 import json
@@ -32,7 +33,7 @@ import time
 from pathlib import Path
 
 from corpusforge import bzip2, language, wikitext
-from corpusforge.runtime import FileReport, ShardWriter
+from corpusforge.runtime import FileReport, RunContext, ShardWriter
 from corpusforge.sources import books, wikipedia
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,11 +152,11 @@ def stage_runs(path: str, repeat: int) -> dict[str, float]:
         with dask_client(workers=workers) as client:
             client.submit(sum, [1]).result()  # workers up
             with tempfile.TemporaryDirectory() as tmp:  # imports done and the model loaded in the workers
-                wikipedia.run(config, tmp, client=client)
+                wikipedia.run(dataclasses.replace(config, output=str(tmp)), RunContext(client=client))
             for _ in range(repeat):
                 with tempfile.TemporaryDirectory() as tmp:
                     t = time.perf_counter()
-                    wikipedia.run(config, tmp, client=client)
+                    wikipedia.run(dataclasses.replace(config, output=str(tmp)), RunContext(client=client))
                     best = min(best, time.perf_counter() - t)
         out[label] = best
     return out

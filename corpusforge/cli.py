@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
@@ -33,6 +34,14 @@ def _add_dask(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fail-on-error", action="store_true", help="exit 1 if any input was damaged (default: 0)")
     p.add_argument("--force", action="store_true",
                    help="make every output again, even those whose inputs and settings did not change")
+
+
+def _context(args: argparse.Namespace, run=None):
+    """The run context of a stage command: its --scheduler/--workers, else those of the recipe's `run`."""
+    from corpusforge.runtime import RunContext
+
+    return RunContext(scheduler=args.scheduler or (run and run.scheduler),
+                      workers=args.workers or (run and run.workers))
 
 
 _KEPT = ("documents", "kept", "candidates", "fetched", "links", "shards", "tokens")
@@ -87,9 +96,9 @@ def cmd_commoncrawl(args: argparse.Namespace) -> int:
     config = commoncrawl.CommonCrawlConfig(
         inputs=args.inputs, base_url=args.base_url, languages=args.languages or [],
         min_lang_score=args.min_lang_score, lid_model=args.lid_model, timeout_s=args.timeout,
-        mode=args.mode, limit_files=args.limit_files)
+        mode=args.mode, limit_files=args.limit_files, output=args.output)
     config.validate()
-    summary = commoncrawl.run(config, args.output, scheduler=args.scheduler, workers=args.workers)
+    summary = commoncrawl.run(config, _context(args))
     return _exit_code([summary], args.fail_on_error)
 
 
@@ -237,15 +246,14 @@ def cmd_webtext2_links(args: argparse.Namespace) -> int:
         args, min_score="min_score", score_aggregate="score_aggregate", since="since", until="until",
         buckets="buckets"), drop_nsfw=args.drop_nsfw)
     rules.validate()
-    dask = dict(scheduler=args.scheduler, workers=args.workers)
     if args.pushshift:
-        summary = pushshift.collect(args.pushshift, args.output, rules, **dask)
+        summary = pushshift.collect(args.pushshift, args.output, rules, _context(args))
     else:
         config = reddit.RedditConfig(**_given(
             args, subreddits="subreddit", listing="listing", time_filter="time_filter", limit="limit",
             site="site", oauth_url="oauth_url", reddit_url="reddit_url"))
         config.validate()
-        summary = reddit.collect(config, args.output, rules, **dask)
+        summary = reddit.collect(config, args.output, rules, _context(args))
     return _exit_code([summary], args.fail_on_error)
 
 
@@ -266,8 +274,7 @@ def cmd_webtext2_fetch(args: argparse.Namespace) -> int:
     config.validate()
     extract = _given(args, languages="languages", min_lang_score="min_lang_score", mode="mode",
                      lid_model="lid_model", timeout_s="extract_timeout")
-    summary = webtext2.fetch_and_extract(args.links_dir, args.output, config, extract,
-                                         scheduler=args.scheduler, workers=args.workers)
+    summary = webtext2.fetch_and_extract(args.links_dir, args.output, config, extract, _context(args))
     fetch_errors = summary.extra["fetch"]["errors"]
     return 1 if args.fail_on_error and (summary.errors or fetch_errors) else 0
 
@@ -281,7 +288,7 @@ def cmd_dedup(args: argparse.Namespace) -> int:
         verify=args.verify, url_dedup=not args.no_url,
         source_priority=args.source_priority or list(dedup.DEFAULT_PRIORITY))
     config.validate()
-    summary = dedup.run(config, args.output, scheduler=args.scheduler, workers=args.workers)
+    summary = dedup.run(config, _context(args))
     return _exit_code([summary], args.fail_on_error)
 
 
@@ -293,7 +300,7 @@ def cmd_tokenizer_train(args: argparse.Namespace) -> int:
         min_frequency=args.min_frequency, sample_chars_per_source=args.sample_chars,
         max_chars_per_document=args.max_doc_chars, seed=args.seed)
     config.validate()
-    summary = tokenizer.train(config, args.output, scheduler=args.scheduler, workers=args.workers)
+    summary = tokenizer.run(config, _context(args))
     return _exit_code([summary], args.fail_on_error)
 
 
@@ -305,10 +312,8 @@ def cmd_mix(args: argparse.Namespace) -> int:
         rec = recipe.load(args.recipe)
         if "mix" not in rec.sections:
             raise recipe.RecipeError(f"{args.recipe}: no [mix] section")
-        config = rec.sections["mix"]
-        output = args.output or config.output
-        summary = mixer.mix(config, output, scheduler=args.scheduler or rec.run.scheduler,
-                            workers=args.workers or rec.run.workers)
+        config = dataclasses.replace(rec.sections["mix"], output=args.output or rec.sections["mix"].output)
+        summary = mixer.run(config, _context(args, rec.run))
     except (ValueError, FileNotFoundError) as err:  # RecipeError is a ValueError
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -326,7 +331,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from corpusforge import stats
 
     config = stats.StatsConfig(corpus=str(args.corpus), html=args.html, run_dir=args.run_dir, verify=args.verify)
-    result = stats.run(config, console=Console(stderr=True, quiet=args.json))
+    result = stats.report_corpus(config, console=Console(stderr=True, quiet=args.json))
     if args.json:
         print(json.dumps(result, indent=2, ensure_ascii=False))
     return 1 if args.verify and not result["verify"]["ok"] else 0
@@ -345,22 +350,23 @@ def cmd_wikipedia(args: argparse.Namespace) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 1
         return 0
-    config = wikipedia.WikipediaConfig(inputs=args.inputs, drop_lang_mismatch=args.drop_lang_mismatch, **_given(
+    config = wikipedia.WikipediaConfig(inputs=args.inputs, output=args.output,
+                                       drop_lang_mismatch=args.drop_lang_mismatch, **_given(
         args, namespaces="namespaces", min_chars="min_chars", split_bytes="split_bytes", language="language",
         article_url="article_url", lid_model="lid_model"))
     config.validate()
-    summary = wikipedia.run(config, args.output, scheduler=args.scheduler, workers=args.workers)
+    summary = wikipedia.run(config, _context(args))
     return _exit_code([summary], args.fail_on_error)
 
 
 def cmd_books(args: argparse.Namespace) -> int:
     from corpusforge.sources import books
 
-    config = books.BooksConfig(inputs=args.inputs, unwrap_lines=not args.no_unwrap, **_given(
+    config = books.BooksConfig(inputs=args.inputs, output=args.output, unwrap_lines=not args.no_unwrap, **_given(
         args, split="split", max_part_chars="max_part_chars", min_part_chars="min_part_chars",
         min_chars="min_chars", task_bytes="task_bytes", lid_model="lid_model"))
     config.validate()
-    summary = books.run(config, args.output, scheduler=args.scheduler, workers=args.workers)
+    summary = books.run(config, _context(args))
     return _exit_code([summary], args.fail_on_error)
 
 
@@ -382,7 +388,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
     config = quality.QualityConfig(inputs=args.inputs, output=args.output, heuristics=heuristics,
                                    classifier=classifier, **_given(args, seed="seed", dropped_sample="dropped_sample"))
     config.validate()
-    summary = quality.run(config, args.output, scheduler=args.scheduler, workers=args.workers)
+    summary = quality.run(config, _context(args))
     return _exit_code([summary], args.fail_on_error)
 
 
@@ -399,7 +405,7 @@ def cmd_decontaminate(args: argparse.Namespace) -> int:
         args, ngram="ngram", min_ngram="min_ngram", short_percentile="short_percentile",
         max_documents="max_documents", margin="margin", min_piece="min_piece", max_pieces="max_pieces"))
     config.validate()
-    summary = decontaminate.run(config, args.output, scheduler=args.scheduler, workers=args.workers)
+    summary = decontaminate.run(config, _context(args))
     return _exit_code([summary], args.fail_on_error)
 
 

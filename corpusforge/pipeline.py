@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from corpusforge import recipe as recipe_mod
-from corpusforge.runtime import StageSummary, dask_client, write_json_atomic
+from corpusforge.runtime import RunContext, StageSummary, write_json_atomic
 
 
 def run_recipe(rec: recipe_mod.Recipe, only: list[str] | None = None, console=None) -> list[StageSummary | None]:
@@ -16,14 +16,15 @@ def run_recipe(rec: recipe_mod.Recipe, only: list[str] | None = None, console=No
     stages = [(s, c) for s, c in rec.stage_configs() if not only or s.name in only]
     summaries: list[StageSummary | None] = []
     timings: dict[str, float] = {}
-    with dask_client(rec.run.scheduler, rec.run.workers) as client:
-        ctx = recipe_mod.RunContext(run=rec.run, client=client, console=console, recipe=rec)
+    ctx = RunContext(console=console, scheduler=rec.run.scheduler, workers=rec.run.workers, seed=rec.run.seed,
+                     output=rec.run.output, recipe=rec)
+    with ctx.dask():
         for stage, config in stages:
             console.rule(f"[bold]{stage.name}")
             t0 = time.perf_counter()
             summaries.append(stage.run_function()(config, ctx))
             timings[stage.name] = round(time.perf_counter() - t0, 2)
-    write_json_atomic(ctx.output("_run.json"), {
+    write_json_atomic(ctx.path("_run.json"), {
         "recipe": str(rec.path), "stages": timings,
         "summaries": {s.name: (m.to_json() if m else None) for (s, _), m in zip(stages, summaries)},
     })

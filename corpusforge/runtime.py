@@ -279,6 +279,45 @@ def dask_client(scheduler: str | None = None, workers: int | None = None, thread
         yield client
 
 
+@dataclasses.dataclass
+class RunContext:
+    """What a stage's `run(config, ctx)` gets besides its config: the Dask client, the console, the run's seed and
+    folder (and the recipe, so a stage can find another stage's output). `dask()` is the one place a client is
+    borrowed (the run's, or one a caller passed) or opened for the call from `scheduler`/`workers`."""
+
+    client: Any = None
+    console: Any = None
+    scheduler: str | None = None
+    workers: int | None = None
+    seed: int = 1234
+    output: str = "build/corpus"
+    recipe: Any = None
+
+    def __post_init__(self) -> None:
+        if self.console is None:
+            from rich.console import Console
+
+            self.console = Console(stderr=True)
+
+    @contextlib.contextmanager
+    def dask(self) -> Iterator[Any]:
+        """The context's client; without one, a client opened from `scheduler`/`workers` for this block (and lent
+        to every stage called inside it)."""
+        if self.client is not None:
+            yield self.client
+            return
+        with dask_client(self.scheduler, self.workers) as client:
+            self.client = client
+            try:
+                yield client
+            finally:
+                self.client = None
+
+    def path(self, *parts: str) -> Path:
+        """A path in the run's folder."""
+        return Path(self.output, *parts)
+
+
 _EXTRAS = {"s3": ("s3", "s3fs"), "s3a": ("s3", "s3fs"), "gs": ("gcs", "gcsfs"), "gcs": ("gcs", "gcsfs")}
 
 
@@ -298,65 +337,109 @@ def check_protocols(items: Sequence[str]) -> None:
             raise UserError(f"{protocol}:// is not a protocol fsspec knows") from None
 
 
-def map_files(task: Callable[..., FileReport], items: Sequence[str], out_dir: str | os.PathLike, config: Any, *,
-              stage: str, client: Any = None, scheduler: str | None = None, workers: int | None = None,
-              kept_key: str = "documents", console: Any = None,
-              kwargs_for: Callable[[str], dict[str, Any]] | None = None) -> tuple[StageSummary, list[FileReport]]:
-    """Run `task(item, out_dir, config, **kwargs_for(item))` for every item on Dask, with a live progress bar, and
-    finish the stage (`_errors.jsonl`, `_summary.json`, summary table).
+def progress_shown(console: Any) -> bool:
+    """Whether a live progress bar is drawn (a terminal, or CORPUSFORGE_PROGRESS set); else stages print lines."""
+    return bool(console.is_terminal or os.environ.get("CORPUSFORGE_PROGRESS"))
 
-    Returns the summary and the per-file reports in input order. Pass an existing `client` to reuse it; otherwise one
-    is made from `scheduler`/`workers` for this call.
+
+def map_tasks(client: Any, fn: Callable[..., Any], items: Sequence[Any], *args: Any, title: str, console: Any,
+              fail_fast: bool = False, keys: Sequence[str] | None = None,
+              kwargs_for: Callable[[Any], dict[str, Any]] | None = None,
+              on_result: Callable[[int, Any], str] | None = None, transient: bool = False) -> list[Any]:
+    """Run `fn(item, *args, **kwargs_for(item))` for every item as Dask tasks with a progress bar; return the
+    results in item order. The one submit/progress loop under every stage.
+
+    A task that raises becomes its exception in the results (the caller reports it and the other items go on), or
+    with `fail_fast` cancels the rest and raises RuntimeError: a failing phase of a group-by would leave the result
+    wrong. `on_result(i, result)` is called as each task finishes and returns the progress bar's status text.
     """
     from distributed import as_completed
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    console = console or Console(stderr=True)
+    futures = [client.submit(fn, item, *args, pure=False, **({"key": keys[i]} if keys else {}),
+                             **(kwargs_for(item) if kwargs_for else {}))
+               for i, item in enumerate(items)]
+    index = {f.key: i for i, f in enumerate(futures)}
+    results: dict[int, Any] = {}
+    progress = Progress(TextColumn(f"[bold]{title}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TextColumn("{task.fields[status]}"), console=console, transient=transient,
+                        disable=not progress_shown(console))
+    with progress:
+        bar = progress.add_task(title, total=len(futures), status="")
+        for future in as_completed(futures):
+            i = index[future.key]
+            try:
+                results[i] = future.result()
+            except Exception as exc:
+                if fail_fast:
+                    client.cancel(futures)
+                    raise RuntimeError(f"{title}: task for {items[i]!r} failed: {type(exc).__name__}: {exc}") from exc
+                results[i] = exc
+            progress.update(bar, advance=1, status=on_result(i, results[i]) if on_result else "")
+    return [results[i] for i in range(len(items))]
+
+
+def map_files(task: Callable[..., FileReport], items: Sequence[str], out_dir: str | os.PathLike, config: Any, *,
+              stage: str, ctx: RunContext, kept_key: str = "documents", finish: bool = True,
+              kwargs_for: Callable[[str], dict[str, Any]] | None = None) -> tuple[StageSummary, list[FileReport]]:
+    """Run `task(item, out_dir, config, **kwargs_for(item))` for every item on the context's Dask client, with a
+    live progress bar, and finish the stage (`_errors.jsonl`, `_summary.json`, summary table).
+
+    Returns the summary and the per-file reports in input order. A stage that adds to the summary afterwards passes
+    `finish=False` and calls `finish_stage` itself, once, when it is complete.
+    """
+    console = ctx.console
     out_dir = Path(out_dir)
     check_protocols(items)
     begin_stage(out_dir, stage)
     summary = StageSummary(stage=stage)
     t0 = time.perf_counter()
-    reports: dict[int, FileReport] = {}
     run_token = uuid.uuid4().hex[:8]  # keys unique per call: a re-run on the same client must not reuse results
-    with contextlib.ExitStack() as stack:
-        if client is None:
-            client = stack.enter_context(dask_client(scheduler, workers))
-        futures = [client.submit(task, item, str(out_dir), config,
-                                 key=f"{stage}-{i}-{output_name(item, '')}-{run_token}",
-                                 pure=False, **(kwargs_for(item) if kwargs_for else {}))
-                   for i, item in enumerate(items)]
-        index = {f.key: i for i, f in enumerate(futures)}
-        progress = Progress(TextColumn(f"[bold]{stage}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            TextColumn("{task.fields[status]}"), console=console, transient=False,
-                            disable=not console.is_terminal and not os.environ.get("CORPUSFORGE_PROGRESS"))
-        with progress:
-            bar = progress.add_task(stage, total=len(futures), status="")
-            for future in as_completed(futures):
-                i = index[future.key]
-                try:
-                    report = future.result()
-                except Exception as exc:  # the task itself crashed: report it, keep going with the other files
-                    report = FileReport(input=str(items[i]))
-                    report.error(f"task failed: {type(exc).__name__}: {exc}", stage=stage)
-                reports[i] = report
-                summary.add(report)
-                if report.redone:
-                    console.print(f"{stage}: {items[i]}: made again, {report.redone}", highlight=False)
-                rate = summary.counts.get(kept_key, 0) / max(time.perf_counter() - t0, 1e-9)
-                progress.update(bar, advance=1, status=f"{kept_key} {summary.counts.get(kept_key, 0):,} "
-                                f"({rate:,.1f}/s) errors {summary.errors}")
-                if not progress.disable:
-                    continue
-                console.print(f"{stage}: {len(reports)}/{len(futures)} files, {kept_key} "
-                              f"{summary.counts.get(kept_key, 0):,} ({rate:,.1f}/s), errors {summary.errors}",
-                              highlight=False)
+    keys = [f"{stage}-{i}-{output_name(item, '')}-{run_token}" for i, item in enumerate(items)]
+    done = 0
+
+    def on_result(i: int, report: Any) -> str:
+        nonlocal done
+        if isinstance(report, Exception):  # the task itself crashed: report it, keep going with the other files
+            exc, report = report, FileReport(input=str(items[i]))
+            report.error(f"task failed: {type(exc).__name__}: {exc}", stage=stage)
+            reports[i] = report
+        done += 1
+        summary.add(report)
+        if report.redone:
+            console.print(f"{stage}: {items[i]}: made again, {report.redone}", highlight=False)
+        rate = summary.counts.get(kept_key, 0) / max(time.perf_counter() - t0, 1e-9)
+        if not progress_shown(console):
+            console.print(f"{stage}: {done}/{len(items)} files, {kept_key} "
+                          f"{summary.counts.get(kept_key, 0):,} ({rate:,.1f}/s), errors {summary.errors}",
+                          highlight=False)
+        return f"{kept_key} {summary.counts.get(kept_key, 0):,} ({rate:,.1f}/s) errors {summary.errors}"
+
+    reports: dict[int, FileReport] = {}
+    with ctx.dask() as client:
+        results = map_tasks(client, task, items, str(out_dir), config, title=stage, console=console, keys=keys,
+                            kwargs_for=kwargs_for, on_result=on_result)
+    ordered = [reports.get(i, r) for i, r in enumerate(results)]
     summary.seconds = time.perf_counter() - t0
-    ordered = [reports[i] for i in range(len(items))]
-    errors = [e for r in ordered for e in r.errors + r.warnings]
-    finish_stage(out_dir, summary, errors, console=console)
+    if finish:
+        finish_stage(out_dir, summary, errors_of(ordered), console=console)
     return summary, ordered
+
+
+def run_phase(client: Any, title: str, fn: Callable[..., Any], items: Sequence[Any], *args: Any,
+              console: Any) -> list[Any]:
+    """One phase of a group-by (dedup's shuffle, decontamination's count and cut): `map_tasks` in fail-fast mode,
+    then a line saying how long it took. Unlike a damaged input file (which a task reports and survives), a failing
+    phase would leave the result wrong, so it stops the stage."""
+    t0 = time.perf_counter()
+    results = map_tasks(client, fn, items, *args, title=title, console=console, fail_fast=True, transient=True)
+    console.print(f"{title}: {len(items)} task(s) in {time.perf_counter() - t0:.1f}s", highlight=False)
+    return results
+
+
+def errors_of(reports: Sequence[FileReport]) -> list[dict[str, Any]]:
+    """The errors and warnings of `reports`, for `_errors.jsonl`."""
+    return [e for r in reports for e in r.errors + r.warnings]
 
 
 # ------------------------------------------------------------------------------------ fingerprints and marks

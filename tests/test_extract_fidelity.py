@@ -15,7 +15,7 @@ from corpusforge.dedup import DedupConfig
 from corpusforge.dedup import run as dedup_run
 from corpusforge.extract import (ExtractOptions, decode_html, extract_in_process, html_lang, strip_xml_declaration,
                                  visible_paragraph_chars)
-from corpusforge.runtime import FileReport
+from corpusforge.runtime import FileReport, RunContext
 from corpusforge.sources import commoncrawl as cc
 
 XHTML_DOCTYPE = ('<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN" '
@@ -253,8 +253,8 @@ def test_ids_unique_across_repeated_captures_and_dedup_never_removes_x_for_x(tmp
     other = [Rec("http://docs.example/other", manual_page(MANUAL[1:2]).encode())]
     write_warc(tmp_path / "in" / "a.warc.gz", captures + other)
     write_warc(tmp_path / "in" / "b.warc.gz", captures[:2])
-    summary = cc.run(cc.CommonCrawlConfig(inputs=[str(tmp_path / "in" / "*.warc.gz")]), tmp_path / "cc",
-                     client=dask_client, console=Console(file=io.StringIO()))
+    summary = cc.run(cc.CommonCrawlConfig(inputs=[str(tmp_path / "in" / "*.warc.gz")], output=str(tmp_path / "cc")),
+                     RunContext(client=dask_client, console=Console(file=io.StringIO())))
     assert summary.counts["documents"] == 6
     rows = [r for s in sorted((tmp_path / "cc").glob("*.parquet")) for r in pq.read_table(s).to_pylist()]
     assert len({r["id"] for r in rows}) == 6  # every row its own id

@@ -16,6 +16,7 @@ import zstandard
 from corpusforge import runtime, schema
 from corpusforge.sources.webtext2 import links, pushshift
 from corpusforge.sources.webtext2.urls import LinkFields, LinkFilter, LinkRules, normalize_url, split_url, url_host
+from corpusforge.runtime import RunContext
 from webtext2_servers import submission
 
 
@@ -149,7 +150,8 @@ def test_pushshift_links_dedup_aggregate_and_report_damage(tmp_path, dask_client
     path2.write_bytes(compress(("\n".join(lines) + "\n").encode()) + lost[:-6])
 
     out = tmp_path / "links"
-    summary = pushshift.collect([str(tmp_path / "RS_*.zst")], out, LinkRules(buckets=4), client=dask_client)
+    summary = pushshift.collect([str(tmp_path / "RS_*.zst")], out, LinkRules(buckets=4),
+                                RunContext(client=dask_client))
     rows = {r["url"]: r for r in read_links(out)}
     assert sorted(rows) == ["https://c.example.com/x", "https://news.example.org/a"]
     best = rows["https://news.example.org/a"]
@@ -175,7 +177,7 @@ def test_pushshift_links_dedup_aggregate_and_report_damage(tmp_path, dask_client
     # OpenWebText2's rule: scores of all submissions of a URL add up (1 + 2 + 2 >= 3); the max rule drops it.
     summed = tmp_path / "summed"
     pushshift.collect([str(path1), str(path2)], summed, LinkRules(score_aggregate="sum", buckets=2),
-                      client=dask_client)
+                      RunContext(client=dask_client))
     rows = {r["url"]: r for r in read_links(summed)}
     summed_row = rows["https://blog.example.net/summed"]
     assert (summed_row["score"], summed_row["submissions"], summed_row["submission_score"]) == (5, 3, 2)
@@ -184,7 +186,7 @@ def test_pushshift_links_dedup_aggregate_and_report_damage(tmp_path, dask_client
 
     # A re-run resumes every dump and writes the same link table.
     before = {f: Path(f).read_bytes() for f in links.list_link_files(out)}
-    again = pushshift.collect([str(tmp_path / "RS_*.zst")], out, LinkRules(buckets=4), client=dask_client)
+    again = pushshift.collect([str(tmp_path / "RS_*.zst")], out, LinkRules(buckets=4), RunContext(client=dask_client))
     assert again.resumed_files == 2 and again.counts == summary.counts
     assert [pq.read_table(f).to_pylist() for f in before] == [pq.read_table(f).to_pylist() for f in
                                                                links.list_link_files(out)]
@@ -192,7 +194,8 @@ def test_pushshift_links_dedup_aggregate_and_report_damage(tmp_path, dask_client
 
 def test_missing_dump_is_a_clear_error(tmp_path, dask_client):
     with pytest.raises(FileNotFoundError, match="no Pushshift dump matches"):
-        pushshift.collect([str(tmp_path / "RS_1999-*.zst")], tmp_path / "links", LinkRules(), client=dask_client)
+        pushshift.collect([str(tmp_path / "RS_1999-*.zst")], tmp_path / "links", LinkRules(),
+                          RunContext(client=dask_client))
 
 
 @pytest.mark.shared_data
@@ -200,7 +203,7 @@ def test_real_pushshift_records(shared_data, tmp_path, dask_client):
     """The real records in shared data, with the counts their README states."""
     api = shared_data / "reddit" / "pushshift-api_submissions_2020-11_2022-12.ndjson.zst"
     cassettes = shared_data / "reddit" / "reddit-api_submissions_praw-cassettes.ndjson.zst"
-    summary = pushshift.collect([str(api)], tmp_path / "api", LinkRules(), client=dask_client)
+    summary = pushshift.collect([str(api)], tmp_path / "api", LinkRules(), RunContext(client=dask_client))
     assert summary.counts["submissions"] == 2057
     assert summary.counts["submissions"] - summary.counts["dropped_low_score"] == 13  # "only 13 have score >= 3"
     assert summary.counts["links"] == 13 and summary.errors == 0
@@ -208,7 +211,7 @@ def test_real_pushshift_records(shared_data, tmp_path, dask_client):
     assert {r["subreddit"] for r in rows} == {"science"}
     assert "https://www.cam.ac.uk/stories/london-underground-pollution" in {r["url"] for r in rows}
 
-    summary = pushshift.collect([str(cassettes)], tmp_path / "cassettes", LinkRules(), client=dask_client)
+    summary = pushshift.collect([str(cassettes)], tmp_path / "cassettes", LinkRules(), RunContext(client=dask_client))
     counts = summary.counts
     assert counts["submissions"] == 3417
     assert counts["submissions"] - counts["dropped_low_score"] == 2174  # "2,174 with score >= 3"

@@ -3,6 +3,7 @@ multistream index, damaged bz2 and malformed pages, resume, byte-identical outpu
 
 from __future__ import annotations
 
+import dataclasses
 import bz2
 import hashlib
 import http.server
@@ -17,7 +18,7 @@ import shard_io
 from shard_io import read_errors
 
 from corpusforge import cli
-from corpusforge.runtime import FileReport
+from corpusforge.runtime import FileReport, RunContext
 from corpusforge.sample import wikipedia as sample_wiki
 from corpusforge.sources import wikipedia
 
@@ -61,7 +62,7 @@ def read_docs(folder: Path) -> list[dict]:
 def run(tmp: Path, inputs, client, **kw):
     config = wikipedia.WikipediaConfig(inputs=[str(i) for i in inputs], **kw)
     config.validate()
-    summary = wikipedia.run(config, tmp, client=client)
+    summary = wikipedia.run(dataclasses.replace(config, output=str(tmp)), RunContext(client=client))
     return summary, read_docs(tmp)
 
 

@@ -19,7 +19,6 @@ Every step resumes: spill files and shards carry their FileReport, and a finishe
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
@@ -294,14 +293,14 @@ def _plan_shards(config: MixConfig, counts: dict[str, int], spills: list[str]) -
 
 
 # --------------------------------------------------------------------------------------------------------- run
-def mix(config: MixConfig, out_dir: str | os.PathLike, *, client=None, scheduler: str | None = None,
-        workers: int | None = None, console=None) -> runtime.StageSummary:
-    """Write the mixed corpus (per-set shards, tokenizer.json, manifest.json) to `out_dir`; see the module doc."""
+def run(config: MixConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
+    """The stage: write the mixed corpus (per-set shards, tokenizer.json, manifest.json) to `config.output`; see
+    the module doc."""
     from rich.console import Console
 
-    console = console or Console(stderr=True)
+    console = ctx.console
     config.validate()
-    out_dir = Path(out_dir)
+    out_dir = Path(config.output)
     set_files = {s.name: documents.find_shards(s.inputs)[0] for s in config.sets}
     files = sorted({f for fs in set_files.values() for f in fs})
     tokenizer_sha = inputs.file_sha256(config.tokenizer) if Path(config.tokenizer).exists() else None
@@ -323,9 +322,7 @@ def mix(config: MixConfig, out_dir: str | os.PathLike, *, client=None, scheduler
     t0 = time.perf_counter()
     (out_dir / manifest_mod.MANIFEST_FILE).unlink(missing_ok=True)  # the corpus is unfinished until it is rewritten
     work = out_dir / WORK_DIR / fp[:16]
-    with contextlib.ExitStack() as stack:
-        if client is None:
-            client = stack.enter_context(runtime.dask_client(scheduler, workers))
+    with ctx.dask() as client:
         members = [set(set_files[s.name]) for s in config.sets]
         encode_job = _EncodeJob(sets=config.sets, tokenizer=str(config.tokenizer), seed=config.seed,
                                 sets_of={f: [i for i, m in enumerate(members) if f in m] for f in files},
@@ -333,13 +330,13 @@ def mix(config: MixConfig, out_dir: str | os.PathLike, *, client=None, scheduler
                                 row_group_tokens=config.row_group_tokens)
         encoded, encode_reports = runtime.map_files(
             _encode_file, files, work / "spill", client.scatter(encode_job, broadcast=True), stage="mix-encode",
-            client=client, console=console)
+            ctx=ctx, finish=False)
         spills = [str(p) for f in files if (p := work / "spill" / runtime.output_name(f)).exists()]
         plan = _plan_shards(config, encoded.counts, spills)
         shard_job = _ShardJob(shards=plan, spills=spills, row_group_tokens=config.row_group_tokens)
         written, shard_reports = runtime.map_files(
             _write_shard, list(plan), work / "shards", client.scatter(shard_job, broadcast=True), stage="mix",
-            client=client, console=console, kept_key="rows")
+            ctx=ctx, kept_key="rows", finish=False)
         failed = [r.input for r in shard_reports if not (work / "shards" / f"{r.input}.parquet").exists()]
         if failed:
             runtime.finish_stage(out_dir, written, [e for r in shard_reports for e in r.errors], console=console)
@@ -442,8 +439,3 @@ def _manifest(config: MixConfig, plan: dict[str, tuple[str, int, int]], reports:
         "totals": {k: sum(s[k] for s in sets) for k in ("documents", "tokens", "text_bytes", "bytes")},
         "warnings": warnings,
     }
-
-
-def run_stage(config: MixConfig, ctx) -> runtime.StageSummary:
-    """The `[mix]` recipe stage, on the run's shared Dask client."""
-    return mix(config, config.output, client=ctx.client, console=ctx.console)

@@ -12,7 +12,6 @@ gives about the same number of characters whatever its size, and the sample is t
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import os
@@ -152,15 +151,12 @@ def _sampled_texts(client, files: list[str], config: TokenizerConfig, rates: dic
         yield from texts
 
 
-def train(config: TokenizerConfig, out_dir: str | os.PathLike, *, client=None, scheduler: str | None = None,
-          workers: int | None = None, console=None) -> runtime.StageSummary:
-    """Write `out_dir/tokenizer.json`: trained on a seeded per-source sample of `config.inputs`, or adopted from
-    `config.existing`. Skipped when an earlier run with the same config and inputs finished."""
-    from rich.console import Console
-
-    console = console or Console(stderr=True)
+def run(config: TokenizerConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
+    """The stage: write `config.output/tokenizer.json`, trained on a seeded per-source sample of `config.inputs`,
+    or adopted from `config.existing`. Skipped when an earlier run with the same config and inputs finished."""
+    console = ctx.console
     config.validate()
-    out_dir = Path(out_dir)
+    out_dir = Path(config.output)
     files = [] if config.existing else documents.find_shards(config.inputs)[0]
     fp = inputs.fingerprint(config, files, *([config.existing] if config.existing else []))
     done = inputs.finished(out_dir, fp, TOKENIZER_FILE)
@@ -177,11 +173,9 @@ def train(config: TokenizerConfig, out_dir: str | os.PathLike, *, client=None, s
     else:
         if not files:
             raise FileNotFoundError(f"tokenizer: no document shards under {config.inputs}")
-        with contextlib.ExitStack() as stack:
-            if client is None:
-                client = stack.enter_context(runtime.dask_client(scheduler, workers))
-            summary, reports = runtime.map_files(_measure, files, out_dir, config, stage="tokenizer", client=client,
-                                                 console=console)
+        with ctx.dask() as client:
+            summary, reports = runtime.map_files(_measure, files, out_dir, config, stage="tokenizer", ctx=ctx,
+                                                 finish=False)
             chars = {k.split(".", 1)[1]: v for k, v in summary.counts.items() if k.startswith("chars.")}
             rates = {source: min(1.0, config.sample_chars_per_source / n) for source, n in chars.items() if n}
             tokenizer, trainer = new_bpe(config.vocab_size, config.min_frequency,
@@ -196,13 +190,6 @@ def train(config: TokenizerConfig, out_dir: str | os.PathLike, *, client=None, s
     with runtime.atomic_path(out_dir / TOKENIZER_FILE) as tmp:
         tokenizer.save(str(tmp))
     summary.extra.update(fingerprint=fp, vocab_size=tokenizer.get_vocab_size(), path=str(out_dir / TOKENIZER_FILE))
-    runtime.write_json_atomic(out_dir / runtime.SUMMARY_FILE, summary.to_json())
-    if not reports:
-        runtime.write_text_atomic(out_dir / runtime.ERRORS_FILE, "")
+    runtime.finish_stage(out_dir, summary, runtime.errors_of(reports), console=console)
     console.print(f"tokenizer: vocab {tokenizer.get_vocab_size():,} -> {out_dir / TOKENIZER_FILE}")
     return summary
-
-
-def run_stage(config: TokenizerConfig, ctx) -> runtime.StageSummary:
-    """The `[tokenizer]` recipe stage, on the run's shared Dask client."""
-    return train(config, config.output, client=ctx.client, console=ctx.console)

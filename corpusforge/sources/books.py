@@ -33,7 +33,7 @@ from typing import Any, Literal
 from corpusforge import decompress, language
 from corpusforge.documents import make_document
 from corpusforge.extract import DecodeError, decode_html
-from corpusforge.runtime import FileReport, ShardWriter, StageSummary, map_files, output_name, resume
+from corpusforge.runtime import FileReport, RunContext, ShardWriter, StageSummary, map_files, output_name, resume
 
 SOURCE = "books"
 BOOK_SUFFIXES = (".txt", ".txt.gz", ".txt.bz2", ".txt.xz", ".txt.zst", ".epub")
@@ -504,14 +504,7 @@ def books_to_shard(item: str, out_dir: str, config: BooksConfig) -> FileReport:
     return report
 
 
-def run(config: BooksConfig, output: str | Path, *, client: Any = None, scheduler: str | None = None,
-        workers: int | None = None, console: Any = None) -> StageSummary:
-    """Every book of `config.inputs` -> part documents in `output`, on Dask; writes `_summary.json` and
-    `_errors.jsonl` there."""
-    summary, _ = map_files(books_to_shard, plan(config), output, config, stage=SOURCE, client=client,
-                           scheduler=scheduler, workers=workers, console=console)
-    return summary
-
-
-def run_stage(config: BooksConfig, ctx) -> StageSummary:
-    return run(config, config.output, client=ctx.client, console=ctx.console)
+def run(config: BooksConfig, ctx: RunContext) -> StageSummary:
+    """The stage: every book -> part documents in `config.output`, on Dask, with `_summary.json` and
+    `_errors.jsonl`."""
+    return map_files(books_to_shard, plan(config), config.output, config, stage=SOURCE, ctx=ctx)[0]

@@ -32,8 +32,8 @@ from corpusforge.documents import make_document
 from corpusforge.extract import (MODES, DecodeError, ExtractionFailed, ExtractionTimeout, ExtractOptions,
                                  decode_html, html_lang, http_charset, shared_extractor)
 from corpusforge.errors import UserError
-from corpusforge.runtime import (FileReport, ShardWriter, StageSummary, check_protocols, map_files, output_name,
-                                 resume)
+from corpusforge.runtime import (FileReport, RunContext, ShardWriter, StageSummary, check_protocols, map_files,
+                                 output_name, resume)
 
 SOURCE = "commoncrawl"
 _HTML_TYPES = ("text/html", "application/xhtml+xml", "application/xml+html")
@@ -751,12 +751,10 @@ def warc_to_shard(item: str, out_dir: str, config: CommonCrawlConfig, *, source:
     return report
 
 
-def run(config: CommonCrawlConfig, output: str | Path, *, client: Any = None, scheduler: str | None = None,
-        workers: int | None = None, source: str = SOURCE, extra_columns_for=None,
-        console: Any = None) -> StageSummary:
-    """Extract every input WARC into `output` on Dask; write `_summary.json` and `_errors.jsonl` there.
-
-    `extra_columns_for(item)` (run on the client) gives the `extra_columns` for one input file."""
+def extract_all(config: CommonCrawlConfig, ctx: RunContext, *, source: str = SOURCE, extra_columns_for=None,
+                finish: bool = True) -> tuple[StageSummary, list[FileReport]]:
+    """Extract every input WARC into `config.output` on Dask. `extra_columns_for(item)` (run on the client) gives
+    the `extra_columns` for one input file; another source (webtext2) passes its name and `finish=False`."""
     items = expand_inputs(config.inputs, config.base_url)
     if config.limit_files is not None:
         items = items[: config.limit_files]
@@ -764,10 +762,11 @@ def run(config: CommonCrawlConfig, output: str | Path, *, client: Any = None, sc
     if extra_columns_for is not None or source != SOURCE:
         def kwargs_for(item: str) -> dict[str, Any]:
             return {"source": source, "extra_columns": extra_columns_for(item) if extra_columns_for else None}
-    summary, _ = map_files(warc_to_shard, items, output, config, stage=source, client=client, scheduler=scheduler,
-                           workers=workers, console=console, kwargs_for=kwargs_for)
-    return summary
+    return map_files(warc_to_shard, items, config.output, config, stage=source, ctx=ctx, kwargs_for=kwargs_for,
+                     finish=finish)
 
 
-def run_stage(config: CommonCrawlConfig, ctx) -> StageSummary:
-    return run(config, config.output, client=ctx.client, console=ctx.console)
+def run(config: CommonCrawlConfig, ctx: RunContext) -> StageSummary:
+    """The stage: every input WARC -> document shards in `config.output`, with `_summary.json` and
+    `_errors.jsonl`."""
+    return extract_all(config, ctx)[0]

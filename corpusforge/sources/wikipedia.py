@@ -34,7 +34,7 @@ from urllib.parse import quote
 
 from corpusforge import bzip2, language, wikitemplates, wikitext
 from corpusforge.documents import make_document
-from corpusforge.runtime import FileReport, ShardWriter, StageSummary, map_files, output_name, resume
+from corpusforge.runtime import FileReport, RunContext, ShardWriter, StageSummary, map_files, output_name, resume
 
 SOURCE = "wikipedia"
 _CHUNK = 1 << 20
@@ -522,18 +522,10 @@ def dump_to_shard(item: str, out_dir: str, config: WikipediaConfig) -> FileRepor
     return report
 
 
-def run(config: WikipediaConfig, output: str | Path, *, client: Any = None, scheduler: str | None = None,
-        workers: int | None = None, console: Any = None) -> StageSummary:
-    """Every dump of `config.inputs` -> article shards in `output`, on Dask; writes `_summary.json` and
-    `_errors.jsonl` there."""
-    items = plan(config)
-    summary, _ = map_files(dump_to_shard, items, output, config, stage=SOURCE, client=client, scheduler=scheduler,
-                           workers=workers, console=console)
-    return summary
-
-
-def run_stage(config: WikipediaConfig, ctx) -> StageSummary:
-    return run(config, config.output, client=ctx.client, console=ctx.console)
+def run(config: WikipediaConfig, ctx: RunContext) -> StageSummary:
+    """The stage: every dump -> article shards in `config.output`, on Dask, with `_summary.json` and
+    `_errors.jsonl`."""
+    return map_files(dump_to_shard, plan(config), config.output, config, stage=SOURCE, ctx=ctx)[0]
 
 
 # --------------------------------------------------------------------------------------------------------- download

@@ -795,12 +795,10 @@ def extra_columns(warc: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def run(links_dir: str | Path, output: str | Path, config: FetchConfig, *, client: Any = None,
-        scheduler: str | None = None, workers: int | None = None, console: Any = None) -> runtime.StageSummary:
+def run(links_dir: str | Path, output: str | Path, config: FetchConfig,
+        ctx: runtime.RunContext) -> runtime.StageSummary:
     """Fetch every link file of `links_dir` into `output/warc/` on Dask (one task per link file)."""
     from corpusforge.sources.webtext2.links import list_link_files
 
-    summary, _ = runtime.map_files(fetch_links, list_link_files(links_dir), Path(output) / "warc", config,
-                                   stage="webtext2 fetch", client=client, scheduler=scheduler, workers=workers,
-                                   kept_key="fetched", console=console)
-    return summary
+    return runtime.map_files(fetch_links, list_link_files(links_dir), Path(output) / "warc", config,
+                             stage="webtext2 fetch", ctx=ctx, kept_key="fetched")[0]

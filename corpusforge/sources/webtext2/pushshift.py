@@ -10,7 +10,6 @@ reported where it broke, keeping what was read before it.
 from __future__ import annotations
 
 import collections
-import contextlib
 import glob
 import itertools
 import json
@@ -190,15 +189,14 @@ def scan_dump(item: str, out_dir: str, rules: LinkRules) -> runtime.FileReport:
     return report
 
 
-def collect(inputs: list[str], links_dir: str | Path, rules: LinkRules, *, client: Any = None,
-            scheduler: str | None = None, workers: int | None = None, console: Any = None) -> runtime.StageSummary:
+def collect(inputs: list[str], links_dir: str | Path, rules: LinkRules,
+            ctx: runtime.RunContext) -> runtime.StageSummary:
     """Pushshift dumps (paths or globs) -> the link table in `links_dir`, one Dask task per dump."""
     files = expand_inputs(inputs)
     unit_root = links.candidates_dir(links_dir, rules)
-    with runtime.dask_client(scheduler, workers) if client is None else contextlib.nullcontext(client) as client:
+    with ctx.dask() as client:
         summary, reports = runtime.map_files(scan_dump, files, unit_root, rules, stage="webtext2 links (pushshift)",
-                                             client=client, kept_key="candidates", console=console)
+                                             ctx=ctx, kept_key="candidates")
         summary.stage = "webtext2 links"
         return links.build_link_table([r.output or "" for r in reports if r.output], links_dir, rules, summary,
-                                      [e for r in reports for e in r.errors], client=client, console=console)
-
+                                      [e for r in reports for e in r.errors], client=client, console=ctx.console)
