@@ -141,7 +141,8 @@ def real_shards(out: Path, client) -> dict[str, list[str]]:
     """Real document shards in `out` for the classifier: `positives` (Wikipedia articles of the enwiki dump chunk
     through the wikipedia stage and the wtf_wikipedia articles through `wikitext.to_text`, and the parts of four
     Gutenberg novels through the books stage) and `negatives` (the 697 dolma CommonCrawl documents)."""
-    from corpusforge import documents, language, runtime, wikitext
+    from corpusforge import documents, language, runtime
+    from corpusforge.formats import wikitext
     from corpusforge.sources import books, wikipedia
 
     wikipedia.run(wikipedia.WikipediaConfig(inputs=[str(ENWIKI)], output=str(out / "wikipedia")),

@@ -33,13 +33,14 @@ from warcio.archiveiterator import ArchiveIterator
 
 from corpusforge import cli, schema
 from corpusforge.runtime import ERRORS_FILE, SUMMARY_FILE, FileReport, RunContext, output_name
+from corpusforge.formats import warc
 from corpusforge.sources import commoncrawl as cc
 
 def read_file(path: Path, **config) -> tuple[list[dict], FileReport]:
     """Documents and report of one WARC file, in this process (what the per-file task does, minus the shard)."""
     config = cc.CommonCrawlConfig(inputs=[str(path)], **config)
     report = FileReport(input=str(path))
-    records = cc.read_records(str(path), report, config.max_html_bytes)
+    records = warc.read_records(str(path), report, config.max_html_bytes)
     return list(cc.documents_from_records(records, str(path), config, report)), report
 
 
@@ -222,7 +223,7 @@ def test_warcio_warnings_go_to_the_report_of_the_file_being_read(tmp_path, capfd
 
     def read_both() -> tuple[FileReport, FileReport]:
         reports = FileReport(input=str(odd)), FileReport(input=str(clean))
-        readers = [cc.read_records(str(p), r, 10**6) for p, r in zip((odd, clean), reports)]
+        readers = [warc.read_records(str(p), r, 10**6) for p, r in zip((odd, clean), reports)]
         for _ in itertools.zip_longest(*readers):  # a record of each file in turn, in each of several threads
             pass
         return reports
@@ -329,7 +330,7 @@ def test_zstd_record_that_decompresses_a_thousandfold_is_read_in_bounded_memory(
     report = FileReport(input=str(path))
     tracemalloc.start()
     try:
-        records = [(r.url, r.offset) for r in cc.read_records(str(path), report, 10**6)]
+        records = [(r.url, r.offset) for r in warc.read_records(str(path), report, 10**6)]
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -16,6 +16,7 @@ from corpusforge.dedup import run as dedup_run
 from corpusforge.extract import (ExtractOptions, decode_html, extract_in_process, html_lang, strip_xml_declaration,
                                  visible_paragraph_chars)
 from corpusforge.runtime import FileReport, RunContext
+from corpusforge.formats import warc
 from corpusforge.sources import commoncrawl as cc
 
 XHTML_DOCTYPE = ('<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN" '
@@ -54,7 +55,7 @@ def plain(fragment: str) -> str:
 def read_file(path, **config) -> list[dict]:
     config = cc.CommonCrawlConfig(inputs=[str(path)], min_text_chars=1, **config)
     report = FileReport(input=str(path))
-    docs = list(cc.documents_from_records(cc.read_records(str(path), report, config.max_html_bytes), str(path),
+    docs = list(cc.documents_from_records(warc.read_records(str(path), report, config.max_html_bytes), str(path),
                                           config, report))
     assert report.errors == [], report.errors
     return docs

@@ -14,6 +14,7 @@ from shard_io import read_errors
 import zstandard
 
 from corpusforge import runtime, schema
+from corpusforge.formats import pushshift as dumps
 from corpusforge.sources.webtext2 import links, pushshift
 from corpusforge.sources.webtext2.urls import LinkFields, LinkFilter, LinkRules, normalize_url, split_url, url_host
 from corpusforge.runtime import RunContext
@@ -66,11 +67,11 @@ def test_link_rules_say_why_they_drop():
 
 def test_dumps_are_long_window_zstd(tmp_path):
     path = tmp_path / "RS_2020-09.zst"
-    pushshift.write_dump(path, [submission(i, 5, f"https://a.example/{i}") for i in range(3)])
+    dumps.write_dump(path, [submission(i, 5, f"https://a.example/{i}") for i in range(3)])
     with pytest.raises(zstandard.ZstdError):  # like the real dumps: a default decompressor refuses the window
         zstandard.ZstdDecompressor().stream_reader(io.BytesIO(path.read_bytes())).read()
     report = runtime.FileReport(input=str(path))
-    assert [r["id"] for _, r in pushshift.read_submissions(str(path), report)] == ["s00000", "s00001", "s00002"]
+    assert [r["id"] for _, r in dumps.read_submissions(str(path), report)] == ["s00000", "s00001", "s00002"]
     assert report.errors == []
 
 
@@ -112,7 +113,7 @@ def test_fast_reader_reads_what_the_json_module_reads(tmp_path):
 
     for fields in (None, LinkFields):
         report = runtime.FileReport(input=str(path))
-        got = list(pushshift.read_submissions(str(path), report, fields))
+        got = list(dumps.read_submissions(str(path), report, fields))
         assert [(e["offset"], e["reason"]) for e in report.errors] == expected_errors
         assert [o for o, _ in got] == [o for o, _ in expected]
         check = LinkFilter(LinkRules()).check
@@ -137,7 +138,7 @@ def test_pushshift_links_dedup_aggregate_and_report_damage(tmp_path, dask_client
         submission(7, 50, "https://i.redd.it/cat.png"),
     ]
     path1 = tmp_path / "RS_2020-09.zst"
-    pushshift.write_dump(path1, month1)
+    dumps.write_dump(path1, month1)
     # Month 2: the real format plus damage: a malformed line, a line that is not an object, and a second zstd
     # frame cut short (a truncated download).
     good = [submission(10, 2, "https://blog.example.net/summed"), submission(11, 5, "https://c.example.com/x"),
