@@ -38,7 +38,7 @@ from bench.timing import best_rate
 from corpusforge import language, runtime
 from corpusforge.documents import document_id, make_document
 from corpusforge.mix import manifest, mixer, tokenizer
-from corpusforge.shards import WeightedReader
+from corpusforge.trainer.data.shards import WeightedReader
 from corpusforge.runtime import RunContext
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,7 +21,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,11 @@ SUMMARY_FILE = "_summary.json"
 STAGE_FILE = "_stage.json"  # the completion mark: {"stage", "complete"}; readers refuse an unfinished folder
 FINGERPRINTS_DIR = "_fingerprints"  # one JSON per output file: the settings and inputs it was made from
 REPORT_KEY = b"corpusforge.report"
+# What stages leave beside their shards, named here so readers (stats) need not import the stages.
+DROPPED_FILE = "_dropped.parquet"  # quality: a sample of the dropped documents per reason
+DUPLICATES_FILE = "_duplicates.parquet"  # dedup: each removed document and the copy kept
+DECONTAMINATION_FILE = "_decontamination.parquet"  # decontaminate: what was cut for which example
+DIRTY_FILE = "_dirty_examples.parquet"  # decontaminate: the evaluation examples seen in training
 # FileReport fields that describe one run rather than the input (kept out of a shard's metadata).
 _RUN_FIELDS = ("output", "seconds", "resumed", "redone")
 # Config fields that do not shape an output file (which inputs a stage reads is decided by the item itself).
@@ -531,6 +536,42 @@ def resume(out_path: str | os.PathLike, item: str, config: Any, files: Sequence[
         report.resumed = True
         fp.done = report
     return fp
+
+
+def stage_fingerprint(config: Any, files: Iterable[str], *extra: str) -> str:
+    """A digest of a whole-folder stage's config (without its output folder), its input files (path, size, mtime)
+    and `extra` strings: equal fingerprints mean its finished output is still current (see `finished_stage`)."""
+    h = hashlib.sha256()
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "output"}
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    for path in files:
+        st = os.stat(path)
+        h.update(f"\0{path}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+    for item in extra:
+        h.update(f"\0{item}".encode())
+    return h.hexdigest()
+
+
+def finished_stage(out_dir: str | os.PathLike, fp: str, *outputs: str) -> dict[str, Any] | None:
+    """The `_summary.json` of `out_dir` if an earlier run with `stage_fingerprint` `fp` finished there and its
+    `outputs` still exist, else None."""
+    out_dir = Path(out_dir)
+    try:
+        summary = json.loads((out_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if summary.get("extra", {}).get("fingerprint") != fp or not all((out_dir / o).exists() for o in outputs):
+        return None
+    return summary
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 _FORCE = False

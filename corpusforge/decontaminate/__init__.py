@@ -40,13 +40,11 @@ from corpusforge import documents, runtime, schema
 from corpusforge.decontaminate.cut import CutRules, cut, window
 from corpusforge.decontaminate.evals import EvalSetConfig, read_eval_set
 from corpusforge.decontaminate.ngrams import Index, Lookup, build_index, occurrences
-from corpusforge.mix import inputs as fingerprints
+from corpusforge.runtime import DECONTAMINATION_FILE, DIRTY_FILE
 
 __all__ = ["CutRules", "DecontaminateConfig", "EvalSetConfig", "run"]
 
 STAGE = "decontaminate"
-DECONTAMINATION_FILE = "_decontamination.parquet"
-DIRTY_FILE = "_dirty_examples.parquet"
 HITS_SCHEMA = pa.schema([("row", pa.int64()), ("key", pa.int64())])
 # what one shard task cut, before the client names the evaluation sets and examples of each n-gram
 CUT_SCHEMA = pa.schema([("document_id", pa.string()), ("source", pa.string()), ("key", pa.int64()),
@@ -275,8 +273,8 @@ def run(config: DecontaminateConfig, ctx: runtime.RunContext) -> runtime.StageSu
     paths, missing = documents.find_shards(config.inputs, exclude=out)
     for spec in missing:
         console.print(f"[yellow]{STAGE}: warning: input {spec} does not exist; skipped[/yellow]")
-    fp = fingerprints.fingerprint(config, [*paths, *(e.path for e in config.evals if Path(e.path).is_file())])
-    done = fingerprints.finished(out, fp, DECONTAMINATION_FILE, DIRTY_FILE)
+    fp = runtime.stage_fingerprint(config, [*paths, *(e.path for e in config.evals if Path(e.path).is_file())])
+    done = runtime.finished_stage(out, fp, DECONTAMINATION_FILE, DIRTY_FILE)
     if done is not None:
         console.print(f"{STAGE}: {out} is up to date")
         return runtime.StageSummary(**{**done, "resumed_files": done["files"]})

@@ -34,11 +34,11 @@ from corpusforge.dedup import exchange as ex
 from corpusforge.dedup.minhash import MinHashParams, SignatureMismatch
 from corpusforge.dedup.priority import DEFAULT_PRIORITY, source_rank
 from corpusforge.dedup.scan import Shard, read_documents, scan, signature_matrix, signature_params
+from corpusforge.runtime import DUPLICATES_FILE
 from corpusforge.schema import document_schema
 
 __all__ = ["DEFAULT_PRIORITY", "DedupConfig", "MinHashParams", "SignatureMismatch", "run"]
 
-DUPLICATES_FILE = "_duplicates.parquet"
 PARAMS_FILE = "_minhash.json"
 KINDS = ("url", "exact", "near")
 

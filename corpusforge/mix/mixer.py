@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from corpusforge import documents, runtime, schema
-from corpusforge.mix import inputs, manifest as manifest_mod, tokenizer as tok_mod
+from corpusforge.mix import manifest as manifest_mod, tokenizer as tok_mod
 
 KEY_SPACE = 2**63  # shuffle keys are 63-bit, so they fit Parquet's signed int64 and its statistics
 WORK_DIR = "_work"
@@ -303,12 +303,12 @@ def run(config: MixConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
     out_dir = Path(config.output)
     set_files = {s.name: documents.find_shards(s.inputs)[0] for s in config.sets}
     files = sorted({f for fs in set_files.values() for f in fs})
-    tokenizer_sha = inputs.file_sha256(config.tokenizer) if Path(config.tokenizer).exists() else None
+    tokenizer_sha = runtime.file_sha256(config.tokenizer) if Path(config.tokenizer).exists() else None
     if tokenizer_sha is None:
         raise FileNotFoundError(f"mix: no tokenizer at {config.tokenizer}; run `corpusforge tokenizer train` "
                                 "(recipe section [tokenizer]) or name an existing tokenizer.json")
-    fp = inputs.fingerprint(config, files, tokenizer_sha)
-    done = inputs.finished(out_dir, fp, manifest_mod.MANIFEST_FILE)
+    fp = runtime.stage_fingerprint(config, files, tokenizer_sha)
+    done = runtime.finished_stage(out_dir, fp, manifest_mod.MANIFEST_FILE)
     if done is not None:
         console.print(f"mix: {out_dir / manifest_mod.MANIFEST_FILE} is up to date")
         return runtime.StageSummary(**{**done, "resumed_files": done["files"]})
@@ -343,7 +343,7 @@ def run(config: MixConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
             raise RuntimeError(f"mix: {len(failed)} shard(s) could not be written ({failed[:3]}...); see "
                                f"{out_dir / runtime.ERRORS_FILE}; a re-run resumes")
         done_paths = [str(work / "shards" / f"{item}.parquet") for item in plan]
-        checksums = dict(zip(plan, client.gather(client.map(inputs.file_sha256, done_paths, pure=False))))
+        checksums = dict(zip(plan, client.gather(client.map(runtime.file_sha256, done_paths, pure=False))))
 
     _move_into_place(work / "shards", out_dir, list(plan))
     with runtime.atomic_path(out_dir / tok_mod.TOKENIZER_FILE) as tmp:
@@ -431,7 +431,7 @@ def _manifest(config: MixConfig, plan: dict[str, tuple[str, int, int]], reports:
         "format": "corpusforge-corpus", "version": 1, "schema": "corpus", "seed": config.seed,
         "budget_tokens": config.budget_tokens, "shard_tokens": config.shard_tokens,
         "row_group_tokens": config.row_group_tokens, "val_fraction": config.val_fraction,
-        "tokenizer": {"path": tok_mod.TOKENIZER_FILE, "sha256": inputs.file_sha256(out_dir / tok_mod.TOKENIZER_FILE),
+        "tokenizer": {"path": tok_mod.TOKENIZER_FILE, "sha256": runtime.file_sha256(out_dir / tok_mod.TOKENIZER_FILE),
                       "vocab_size": tokenizer.get_vocab_size(), "eot_id": specials[tok_mod.EOT],
                       "special_tokens": specials},
         "weights": {"recipe_sum": recipe_sum, "normalized": abs(recipe_sum - 1.0) > 1e-9},

@@ -24,7 +24,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from corpusforge import documents, runtime
-from corpusforge.mix import inputs
 from corpusforge.trainer.data.chat import EOT, SPECIAL_TOKENS, special_ids  # noqa: F401 (the tokenizer's API too)
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -57,25 +56,25 @@ class TokenizerConfig:
 
 # --------------------------------------------------------------------------------------------------- using one
 @functools.lru_cache(maxsize=4)
-def _load_cached(path: str, _size: int, _mtime_ns: int):
+def _load_cached(path: str, _size: int, _mtime_ns: int, specials_in_text: bool):
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(path)
     # Corpus text that happens to contain "<|endoftext|>" must not become the special token (the setting is not
     # saved in tokenizer.json, so it is set on every load).
-    tokenizer.encode_special_tokens = True
+    tokenizer.encode_special_tokens = not specials_in_text
     return tokenizer
 
 
-def load(path: str | os.PathLike):
-    """The tokenizer saved at `path`, set to encode special-token strings in text as plain text (cached per process
-    and file version)."""
+def load(path: str | os.PathLike, *, specials_in_text: bool = False):
+    """The tokenizer saved at `path` (cached per process and file version): the one place a tokenizer is loaded.
+    Special-token strings in text are plain text, unless `specials_in_text` (text a chat template rendered)."""
     path = Path(path)
     try:
         st = path.stat()
     except FileNotFoundError:
         raise FileNotFoundError(f"no tokenizer at {path}; run `corpusforge tokenizer train` first") from None
-    return _load_cached(str(path), st.st_size, st.st_mtime_ns)
+    return _load_cached(str(path), st.st_size, st.st_mtime_ns, specials_in_text)
 
 
 def encode(tokenizer, texts: list[str]) -> pa.ListArray:
@@ -158,8 +157,8 @@ def run(config: TokenizerConfig, ctx: runtime.RunContext) -> runtime.StageSummar
     config.validate()
     out_dir = Path(config.output)
     files = [] if config.existing else documents.find_shards(config.inputs)[0]
-    fp = inputs.fingerprint(config, files, *([config.existing] if config.existing else []))
-    done = inputs.finished(out_dir, fp, TOKENIZER_FILE)
+    fp = runtime.stage_fingerprint(config, files, *([config.existing] if config.existing else []))
+    done = runtime.finished_stage(out_dir, fp, TOKENIZER_FILE)
     if done is not None:
         console.print(f"tokenizer: {out_dir / TOKENIZER_FILE} is up to date")
         return runtime.StageSummary(**{**done, "resumed_files": done["files"]})

@@ -32,11 +32,11 @@ from corpusforge.documents import find_shards, read_batches, unit_hash
 from corpusforge.quality import classifier, heuristics
 from corpusforge.quality.classifier import ClassifierConfig
 from corpusforge.quality.heuristics import HeuristicsConfig
+from corpusforge.runtime import DROPPED_FILE
 
 __all__ = ["ClassifierConfig", "HeuristicsConfig", "QualityConfig", "filter_shard", "run"]
 
 MODEL_FILE = "_classifier.npz"
-DROPPED_FILE = "_dropped.parquet"
 DROPPED_PARTS = "_work/dropped"
 CLASSIFIER_REASON = "classifier"
 # Every document column but the score, which this stage sets (shards written before it existed lack it).

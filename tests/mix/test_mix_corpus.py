@@ -16,7 +16,7 @@ import pytest
 
 from corpusforge import cli, recipe, runtime, schema
 from corpusforge.documents import find_shards, read_batches
-from corpusforge.mix import inputs, manifest, mixer, tokenizer
+from corpusforge.mix import manifest, mixer, tokenizer
 from corpusforge.runtime import RunContext
 
 from mixdata import gpt3_config, read_corpus, write_documents
@@ -30,7 +30,7 @@ def test_manifest_valid_and_true_to_its_shards(corpus):
     m = manifest.load(corpus)  # validates against schemas/manifest.schema.json
     assert [s["name"] for s in m["sets"]] == SETS
     assert m["tokenizer"]["eot_id"] == 0 and m["tokenizer"]["vocab_size"] == 4096
-    assert m["tokenizer"]["sha256"] == inputs.file_sha256(corpus / "tokenizer.json")
+    assert m["tokenizer"]["sha256"] == runtime.file_sha256(corpus / "tokenizer.json")
     for s in m["sets"]:
         for split in ("train", "val"):
             for shard in s[split]["shards"]:
@@ -40,7 +40,7 @@ def test_manifest_valid_and_true_to_its_shards(corpus):
                 assert table.num_rows == shard["rows"]
                 assert sum(table.column("n_tokens").to_pylist()) == shard["tokens"]
                 assert path.stat().st_size == shard["bytes"]
-                assert inputs.file_sha256(path) == shard["sha256"]
+                assert runtime.file_sha256(path) == shard["sha256"]
                 assert set(table.column("set").to_pylist()) == {s["name"]}
             assert s[split]["documents"] == sum(sh["rows"] for sh in s[split]["shards"])
         assert s["val"]["documents"] >= 1, "every set has a validation stream"
