@@ -260,7 +260,7 @@ def test_ids_unique_across_repeated_captures_and_dedup_never_removes_x_for_x(tmp
     rows = [r for s in sorted((tmp_path / "cc").glob("*.parquet")) for r in pq.read_table(s).to_pylist()]
     assert len({r["id"] for r in rows}) == 6  # every row its own id
     assert len({r["content_hash"] for r in rows}) == 2  # the same text, the same content hash
-    dedup_run(DedupConfig(inputs=[str(tmp_path / "cc")]), tmp_path / "dedup", client=dask_client)
+    dedup_run(DedupConfig(inputs=[str(tmp_path / "cc")], output=str(tmp_path / "dedup")), RunContext(client=dask_client))
     removed = pq.read_table(tmp_path / "dedup" / "_duplicates.parquet").to_pylist()
     assert len(removed) == 4 and all(r["removed_id"] != r["kept_id"] for r in removed)
     kept = [r for p in sorted((tmp_path / "dedup").glob("[!_]*.parquet")) for r in pq.read_table(p).to_pylist()]

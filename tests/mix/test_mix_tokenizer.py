@@ -68,7 +68,7 @@ def test_existing_tokenizer_adopted_with_missing_special_tokens(tmp_path, docume
 
     config = tokenizer.TokenizerConfig(inputs=[], existing=str(existing))
     config.validate()
-    summary = tokenizer.train(config, tmp_path / "out")
+    summary = tokenizer.run(dataclasses.replace(config, output=str(tmp_path / "out")), RunContext())
     assert summary.extra["added"] == list(tokenizer.SPECIAL_TOKENS)
     adopted = tokenizer.load(tmp_path / "out" / tokenizer.TOKENIZER_FILE)
     ids = tokenizer.special_ids(adopted)
