@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from corpusforge import language
+from corpusforge.inputs import resolve
 from corpusforge.formats import bzip2, mediawiki, wikitext
 from corpusforge.runtime import FileReport, RunContext, ShardWriter
 from corpusforge.sources import books, wikipedia
@@ -166,7 +167,7 @@ def stage_runs(path: str, repeat: int) -> dict[str, float]:
 def books_rate() -> dict:
     """CPU seconds and uncompressed MB of the 65 Gutenberg books through read, split and language ID."""
     config = books.BooksConfig(inputs=[str(GUTENBERG)])
-    paths = books.expand_inputs(config.inputs)
+    paths = resolve(config.inputs, what="book", folder_suffixes=books.BOOK_SUFFIXES, recursive=True)
     total_chars = parts = 0
     t = time.process_time()
     for path in paths:

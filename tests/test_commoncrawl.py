@@ -32,6 +32,7 @@ from rich.console import Console
 from warcio.archiveiterator import ArchiveIterator
 
 from corpusforge import cli, schema
+from corpusforge.inputs import resolve
 from corpusforge.runtime import ERRORS_FILE, SUMMARY_FILE, FileReport, RunContext, output_name
 from corpusforge.formats import warc
 from corpusforge.sources import commoncrawl as cc
@@ -441,13 +442,13 @@ def test_paths_listing_with_base_url_and_globs_over_http(http_root, tmp_path, da
         write_warc(root / name, pages(f"http://site{i}.example", LANGS[i: i + 2]))
     with gzip.open(root / "warc.paths.gz", "wt") as fh:
         fh.write("\n".join(rel) + "\n")
-    assert cc.expand_inputs([base + "warc.paths.gz"], base_url=base) == [base + r for r in rel]
-    assert cc.expand_inputs([base + "crawl-data/CC-TEST/segments/1/warc/*.warc.gz"]) == [base + rel[1]]
+    assert resolve([base + "warc.paths.gz"], base_url=base) == [base + r for r in rel]
+    assert resolve([base + "crawl-data/CC-TEST/segments/1/warc/*.warc.gz"]) == [base + rel[1]]
     local = tmp_path / "local"
     for name in ("b.warc.gz", "a.warc.gz", "c.txt"):
         (local / name).parent.mkdir(exist_ok=True)
         (local / name).write_bytes(b"")
-    assert cc.expand_inputs([str(local / "*.warc.gz"), str(local / "a.warc.gz")]) == [
+    assert resolve([str(local / "*.warc.gz"), str(local / "a.warc.gz")]) == [
         str(local / "a.warc.gz"), str(local / "b.warc.gz")]
 
     config = cc.CommonCrawlConfig(inputs=[base + "warc.paths.gz"], base_url=base)

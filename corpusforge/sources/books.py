@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import glob as globlib
 import hashlib
 import os
 import re
@@ -30,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from corpusforge import decompress, language
+from corpusforge import decompress, inputs, language
 from corpusforge.documents import make_document
 from corpusforge.extract import DecodeError, decode_html
 from corpusforge.runtime import FileReport, RunContext, ShardWriter, StageSummary, map_files, output_name, resume
@@ -441,25 +440,9 @@ def book_documents(book: Book, path: str, config: BooksConfig, report: FileRepor
 
 
 # ------------------------------------------------------------------------------------------------------ the stage
-def expand_inputs(inputs: list[str]) -> list[str]:
-    """Book files named by `inputs` (paths, globs, folders searched recursively), each pattern sorted."""
-    out: list[str] = []
-    for spec in inputs:
-        if os.path.isdir(spec):
-            found = sorted(str(p) for p in Path(spec).rglob("*") if p.is_file() and p.name.endswith(BOOK_SUFFIXES))
-        elif any(c in spec for c in "*?["):
-            found = sorted(p for p in globlib.glob(spec, recursive=True) if os.path.isfile(p))
-        else:
-            found = [spec]
-        out.extend(found)
-    return list(dict.fromkeys(out))
-
-
 def plan(config: BooksConfig) -> list[str]:
     """Work items: consecutive book files grouped up to `task_bytes` (on disk), one item per line group."""
-    paths = expand_inputs(config.inputs)
-    if not paths:
-        raise FileNotFoundError(f"no book matches {config.inputs}")
+    paths = inputs.resolve(config.inputs, what="book", folder_suffixes=BOOK_SUFFIXES, recursive=True)
     items, group, size = [], [], 0
     for path in paths:
         if not os.path.isfile(path):

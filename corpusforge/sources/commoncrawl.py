@@ -10,24 +10,23 @@ and counted.
 from __future__ import annotations
 
 import dataclasses
-import glob as globlib
 import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from corpusforge import language
+from corpusforge import inputs, language
 from corpusforge.documents import make_document
 from corpusforge.extract import (MODES, DecodeError, ExtractionFailed, ExtractionTimeout, ExtractOptions,
                                  decode_html, html_lang, http_charset, shared_extractor)
-from corpusforge.errors import UserError
 from corpusforge.formats import warc
 from corpusforge.formats.warc import Response, is_html, read_records
-from corpusforge.runtime import (FileReport, RunContext, ShardWriter, StageSummary, check_protocols, map_files,
-                                 output_name, resume)
+from corpusforge.runtime import FileReport, RunContext, ShardWriter, StageSummary, map_files, output_name, resume
 
 SOURCE = "commoncrawl"
+
+
 @dataclasses.dataclass
 class CommonCrawlConfig:
     """`[commoncrawl]` / `corpusforge commoncrawl`: inputs and the extraction and language settings."""
@@ -59,41 +58,6 @@ class CommonCrawlConfig:
 
 
 # ---------------------------------------------------------------------------------------------------------- inputs
-def expand_inputs(inputs: list[str], base_url: str = "https://data.commoncrawl.org/") -> list[str]:
-    """Paths/URLs of the WARC files named by `inputs`: plain paths or URLs, globs (local or fsspec), and
-    `*.paths` / `*.paths.gz` listings whose relative lines are joined to `base_url`. Order kept, duplicates dropped."""
-    import fsspec
-
-    out: list[str] = []
-    for spec in inputs:
-        name = spec.rstrip("/").rsplit("/", 1)[-1]
-        if name.endswith((".paths", ".paths.gz", "paths.txt", "paths.txt.gz")):
-            with fsspec.open(spec, "rt", compression="infer") as fh:
-                for line in fh:
-                    line = line.strip()
-                    if line and not line.startswith("#"):
-                        out.append(line if "://" in line or line.startswith("/") else base_url.rstrip("/") + "/" + line)
-        elif any(c in spec for c in "*?["):
-            if "://" in spec:
-                check_protocols([spec])
-                fs, _, _ = fsspec.get_fs_token_paths(spec)
-                protocol = spec.split("://", 1)[0]
-                # s3/gcs globs return bare "bucket/key" paths, http globs return full URLs
-                found = [p if "://" in p else f"{protocol}://{p}" for p in sorted(fs.glob(spec))]
-            else:
-                found = sorted(p for p in globlib.glob(spec) if not Path(p).is_dir())
-            if not found:
-                raise UserError(f"no input matches {spec!r}")
-            out.extend(found)
-        elif "://" not in spec and Path(spec).is_dir():
-            raise UserError(f"{spec} is a folder; give the WARC files in it, e.g. '{spec.rstrip('/')}/*.warc.gz'")
-        elif "://" not in spec and not Path(spec).exists():
-            raise UserError(f"no such input: {spec}")
-        else:
-            out.append(spec)
-    return list(dict.fromkeys(out))
-
-
 # --------------------------------------------------------------------------------------------------------- documents
 _UTF8_SEQUENCE = re.compile(rb"[\xc2-\xf4][\x80-\xbf]+")
 _UTF8_META = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?\s*utf-?8", re.I)
@@ -206,7 +170,8 @@ def extract_all(config: CommonCrawlConfig, ctx: RunContext, *, source: str = SOU
                 finish: bool = True) -> tuple[StageSummary, list[FileReport]]:
     """Extract every input WARC into `config.output` on Dask. `extra_columns_for(item)` (run on the client) gives
     the `extra_columns` for one input file; another source (webtext2) passes its name and `finish=False`."""
-    items = expand_inputs(config.inputs, config.base_url)
+    items = inputs.resolve(config.inputs, base_url=config.base_url,
+                           folder_error="{spec} is a folder; give the WARC files in it, e.g. '{spec}/*.warc.gz'")
     if config.limit_files is not None:
         items = items[: config.limit_files]
     kwargs_for = None

@@ -16,7 +16,6 @@ start, which is where a reader seeks to find it again.
 from __future__ import annotations
 
 import dataclasses
-import glob as globlib
 import hashlib
 import os
 import re
@@ -24,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from corpusforge import language
+from corpusforge import inputs, language
 from corpusforge.formats import wikitemplates, wikitext
 from corpusforge.formats.mediawiki import Page, SiteInfo, iter_pages, read_siteinfo
 from corpusforge.documents import make_document
@@ -119,22 +118,6 @@ def page_document(page: Page, path: str, site: SiteInfo, vocab: wikitext.Vocabul
 
 
 # ------------------------------------------------------------------------------------------------------ the stage
-def expand_inputs(inputs: list[str]) -> list[str]:
-    """Dump files named by `inputs` (paths, globs, folders), sorted within each pattern, without index files."""
-    out: list[str] = []
-    for spec in inputs:
-        if os.path.isdir(spec):
-            found = [str(p) for p in sorted(Path(spec).iterdir()) if p.name.endswith((".xml", ".bz2"))]
-        elif any(c in spec for c in "*?["):
-            found = sorted(globlib.glob(spec))
-        else:
-            found = [spec]
-        if not found:
-            raise FileNotFoundError(f"no dump matches {spec!r}")
-        out.extend(p for p in found if "-index" not in Path(p).name)
-    return list(dict.fromkeys(out))
-
-
 def index_path(path: str) -> str | None:
     """The multistream index beside a `*-multistream.xml.bz2` dump, if there is one."""
     if "multistream" not in path:
@@ -164,7 +147,8 @@ def _index_cuts(index: str, split_bytes: int) -> list[int]:
 def plan(config: WikipediaConfig) -> list[str]:
     """Work items: a dump path, or `path#bytes=START-END` for each range of a dump larger than `split_bytes`."""
     items = []
-    for path in expand_inputs(config.inputs):
+    dumps = inputs.resolve(config.inputs, what="dump", folder_suffixes=(".xml", ".bz2"))
+    for path in (p for p in dumps if "-index" not in Path(p).name):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"no such dump: {path}")
         size = os.path.getsize(path)

@@ -4,30 +4,14 @@
 from __future__ import annotations
 
 import collections
-import glob
 import time
 from pathlib import Path
 
 from corpusforge import runtime
+from corpusforge.inputs import resolve
 from corpusforge.formats.pushshift import read_submissions
 from corpusforge.sources.webtext2 import links
 from corpusforge.sources.webtext2.urls import LinkFields, LinkFilter, LinkRules
-
-
-def expand_inputs(patterns: list[str]) -> list[str]:
-    """Paths from paths and globs, sorted, without repeats; a pattern that matches nothing is an error."""
-    paths: list[str] = []
-    for pattern in patterns:
-        if "://" in pattern:
-            paths.append(pattern)
-            continue
-        matched = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
-        if not matched or not all(Path(p).exists() for p in matched):
-            raise FileNotFoundError(f"no Pushshift dump matches {pattern!r}")
-        if any(Path(p).is_dir() for p in matched):
-            raise IsADirectoryError(f"{pattern} is a folder; give the dumps in it, e.g. '{pattern}/RS_*.zst'")
-        paths.extend(matched)
-    return list(dict.fromkeys(paths))
 
 
 def scan_dump(item: str, out_dir: str, rules: LinkRules) -> runtime.FileReport:
@@ -64,7 +48,8 @@ def scan_dump(item: str, out_dir: str, rules: LinkRules) -> runtime.FileReport:
 def collect(inputs: list[str], links_dir: str | Path, rules: LinkRules,
             ctx: runtime.RunContext) -> runtime.StageSummary:
     """Pushshift dumps (paths or globs) -> the link table in `links_dir`, one Dask task per dump."""
-    files = expand_inputs(inputs)
+    files = resolve(inputs, what="Pushshift dump",
+                    folder_error="{spec} is a folder; give the dumps in it, e.g. '{spec}/RS_*.zst'")
     unit_root = links.candidates_dir(links_dir, rules)
     with ctx.dask() as client:
         summary, reports = runtime.map_files(scan_dump, files, unit_root, rules, stage="webtext2 links (pushshift)",
