@@ -357,19 +357,17 @@ def cmd_quality(args: argparse.Namespace) -> int:
 
 def cmd_decontaminate(args: argparse.Namespace) -> int:
     from corpusforge import decontaminate
+    from corpusforge.errors import UserError
 
     names = args.name or []
     if len(names) > len(args.evals):
-        raise ValueError(f"--name: {len(names)} names for {len(args.evals)} evaluation sets")
-    evals = [decontaminate.EvalSetConfig(path=path, name=names[i] if i < len(names) else None,
-                                         fields=args.field or [], **_given(args, split="split", id_field="id_field"))
+        raise UserError(f"--name: {len(names)} names for {len(args.evals)} evaluation sets")
+    given = {k: v for k, v in (("split", args.split), ("id_field", args.id_field)) if v is not None}
+    evals = [{"path": path, "name": names[i] if i < len(names) else None, "fields": args.field or [], **given}
              for i, path in enumerate(args.evals)]
-    config = decontaminate.DecontaminateConfig(inputs=args.inputs, output=args.output, evals=evals, **_given(
-        args, ngram="ngram", min_ngram="min_ngram", short_percentile="short_percentile",
-        max_documents="max_documents", margin="margin", min_piece="min_piece", max_pieces="max_pieces"))
-    config.validate()
-    summary = decontaminate.run(config, _context(args))
-    return _exit_code([summary], args.fail_on_error)
+    config = options.from_args(decontaminate.DecontaminateConfig, args, inputs=args.inputs, output=args.output,
+                               evals=evals)
+    return _exit_code([decontaminate.run(config, _context(args))], args.fail_on_error)
 
 
 # <commands: add new `cmd_*` functions above this line>
@@ -633,16 +631,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                    "or row number)")
     p.add_argument("--split", choices=["line", "paragraph"], default=None,
                    help="plain text: one example per line (default) or per blank-line paragraph")
-    p.add_argument("--ngram", type=int, default=None, help="tokens per n-gram (default 13)")
-    p.add_argument("--min-ngram", type=int, default=None,
-                   help="a set of short examples gets n = 5th percentile of their lengths, not below this (default 8)")
-    p.add_argument("--short-percentile", type=float, default=None, help="that percentile (default 5)")
-    p.add_argument("--max-documents", type=int, default=None,
-                   help="an n-gram in more training documents than this is a common phrase, ignored (default 10)")
-    p.add_argument("--margin", type=int, default=None, help="characters cut either side of an n-gram (default 200)")
-    p.add_argument("--min-piece", type=int, default=None, help="shorter pieces are dropped (default 200)")
-    p.add_argument("--max-pieces", type=int, default=None,
-                   help="a document cut into more pieces is dropped whole (default 10)")
+    config_options(p, "decontaminate", "corpusforge.decontaminate:DecontaminateConfig")
     _add_dask(p)
     p.set_defaults(func=cmd_decontaminate)
 

@@ -40,6 +40,7 @@ from corpusforge import documents, runtime, schema
 from corpusforge.decontaminate.cut import CutRules, cut, window
 from corpusforge.decontaminate.evals import EvalSetConfig, read_eval_set
 from corpusforge.decontaminate.ngrams import Index, Lookup, build_index, occurrences
+from corpusforge.options import option
 from corpusforge.runtime import DECONTAMINATION_FILE, DIRTY_FILE
 
 __all__ = ["CutRules", "DecontaminateConfig", "EvalSetConfig", "run"]
@@ -65,13 +66,17 @@ class DecontaminateConfig:
     inputs: list[str] = dataclasses.field(default_factory=list)
     output: str = "build/decontaminate"
     evals: list[EvalSetConfig] = dataclasses.field(default_factory=list)
-    ngram: int = 13
-    min_ngram: int = 8
-    short_percentile: float = 5.0
-    max_documents: int = 10
-    margin: int = CutRules.margin
-    min_piece: int = CutRules.min_piece
-    max_pieces: int = CutRules.max_pieces
+    ngram: int = dataclasses.field(default=13, metadata=option("tokens per n-gram"))
+    min_ngram: int = dataclasses.field(default=8, metadata=option(
+        "a set of short examples gets n = the short_percentile of their lengths, not below this"))
+    short_percentile: float = dataclasses.field(default=5.0, metadata=option("that percentile"))
+    max_documents: int = dataclasses.field(default=10, metadata=option(
+        "an n-gram in more training documents than this is a common phrase, ignored"))
+    margin: int = dataclasses.field(default=CutRules.margin, metadata=option(
+        "characters cut either side of an n-gram"))
+    min_piece: int = dataclasses.field(default=CutRules.min_piece, metadata=option("shorter pieces are dropped"))
+    max_pieces: int = dataclasses.field(default=CutRules.max_pieces, metadata=option(
+        "a document cut into more pieces is dropped whole"))
 
     def rules(self) -> CutRules:
         return CutRules(margin=self.margin, min_piece=self.min_piece, max_pieces=self.max_pieces)
