@@ -34,7 +34,8 @@ from warcio.archiveiterator import ArchiveIterator
 from corpusforge import extract_eval, language
 from corpusforge.documents import make_document
 from corpusforge.extract import DecodeError, ExtractOptions, Extractor, decode_html, extract_in_process
-from corpusforge.runtime import FileReport, ShardWriter
+from corpusforge.runtime import FileReport, RunContext, ShardWriter
+from corpusforge.formats import warc
 from corpusforge.sources import commoncrawl as cc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,10 +77,10 @@ def stages_in_process(paths: list[str], modes: tuple[str, ...], out_dir: Path) -
     records = []
     for path in paths:
         report = FileReport(input=path)
-        records += [(path, r) for r in cc.read_records(path, report, 5_000_000)]
+        records += [(path, r) for r in warc.read_records(path, report, 5_000_000)]
     cpu["read"] = time.process_time() - t
     html = [(p, r) for p, r in records
-            if r.rec_type == "response" and r.status == 200 and cc.is_html(r.content_type, r.body)]
+            if r.rec_type == "response" and r.status == 200 and warc.is_html(r.content_type, r.body)]
 
     t = time.process_time()
     decoded = []
@@ -146,7 +147,7 @@ def write_warc_zst(gz_path: str, out_dir: Path, dictionary: zstandard.ZstdCompre
 
 
 def read_formats(gz_paths: list[str], out_dir: Path) -> dict:
-    """CPU time of reading every record (cc.read_records) of the same WARC files as .warc.gz and as .warc.zst, the
+    """CPU time of reading every record (warc.read_records) of the same WARC files as .warc.gz and as .warc.zst, the
     zstd dictionary trained on the first 200 records, as a crawler trains it on its first records."""
     out_dir.mkdir(parents=True, exist_ok=True)
     data = gzip.decompress(Path(gz_paths[0]).read_bytes())
@@ -158,7 +159,7 @@ def read_formats(gz_paths: list[str], out_dir: Path) -> dict:
     result = {"uncompressed_mb": round(sum(n for _, n in written) / 1e6, 1)}
     for name, paths in (("gzip", gz_paths), ("zstd", [p for p, _ in written])):
         t = time.process_time()
-        records = sum(1 for p in paths for _ in cc.read_records(p, FileReport(input=p), 5_000_000))
+        records = sum(1 for p in paths for _ in warc.read_records(p, FileReport(input=p), 5_000_000))
         result[name] = {"records": records, "cpu_s": round(time.process_time() - t, 3),
                         "compressed_mb": round(sum(os.path.getsize(p) for p in paths) / 1e6, 1)}
     return result
@@ -199,8 +200,9 @@ def full_path(paths: list[str], out_dir: Path, workers: int, mode: str = MODE) -
     with dask_client(workers=workers) as client:
         # This process and its descendants: scheduler and client, nannies, workers, their extraction processes.
         cpu0, t = cpu_seconds([os.getpid()]), time.perf_counter()
-        summary = cc.run(cc.CommonCrawlConfig(inputs=paths, min_text_chars=1, timeout_s=300, mode=mode), out_dir,
-                         client=client, console=Console(file=io.StringIO()))
+        summary = cc.run(cc.CommonCrawlConfig(inputs=paths, min_text_chars=1, timeout_s=300, mode=mode,
+                                              output=str(out_dir)),
+                         RunContext(client=client, console=Console(file=io.StringIO())))
         wall, cpu = time.perf_counter() - t, cpu_seconds([os.getpid()]) - cpu0
     texts = {}
     for shard in out_dir.glob("*.parquet"):

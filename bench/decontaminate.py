@@ -19,6 +19,7 @@ bench/results/decontaminate.json. Needs ../shared/data (or CORPUSFORGE_SHARED_DA
 
 from __future__ import annotations
 
+import dataclasses
 import argparse
 import gzip
 import json
@@ -33,6 +34,8 @@ import numpy as np
 import pyarrow as pa
 
 from bench.timing import best_rate, peak_rss_kib, reset_peak_rss
+
+from corpusforge.runtime import RunContext
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("CORPUSFORGE_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -173,7 +176,8 @@ def scaling(sizes: list[int], work: Path) -> list[dict]:
             reset_peak_rss()
             client_idle = peak_rss_kib()
             t0 = time.perf_counter()
-            summary = decontaminate.run(config, folder / "out", client=client)
+            summary = decontaminate.run(dataclasses.replace(config, output=str(folder / "out")),
+                                        RunContext(client=client))
             seconds = time.perf_counter() - t0
             client_peak = peak_rss_kib()
             peak = sorted(client.run(peak_rss_kib).values())

@@ -24,6 +24,7 @@ Needs the dolma test file under ../shared/data (or CORPUSFORGE_SHARED_DATA).
 
 from __future__ import annotations
 
+import dataclasses
 import argparse
 import gzip
 import json
@@ -42,6 +43,7 @@ from bench.timing import peak_rss_kib
 from corpusforge import documents, runtime, schema
 from corpusforge.dedup import DedupConfig, minhash, run
 from corpusforge.dedup.normalize import normalize_batch, normalize_text
+from corpusforge.runtime import RunContext
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("CORPUSFORGE_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -151,7 +153,7 @@ def quality(texts: list[str], work: Path, threshold: float) -> dict:
     with runtime.ShardWriter(folder / "in.parquet") as writer:
         writer.write_table(schema.to_table(rows))
     config = DedupConfig(inputs=[str(folder / "in.parquet")], threshold=threshold)
-    summary = run(config, folder / "out", workers=2)
+    summary = run(dataclasses.replace(config, output=str(folder / "out")), RunContext(workers=2))
     removed = {r["removed_id"]: r["kept_id"] for r in pq.read_table(folder / "out" / "_duplicates.parquet").to_pylist()}
     # detected: both in one cluster (the real crawl has near duplicates of its own, which may survive instead)
     detected = [(a, b, j, removed.get(a, a) == removed.get(b, b)) for a, b, j in pairs]
@@ -218,8 +220,8 @@ def scaling(sizes: list[int], work: Path) -> list[dict]:
                           silence_logs=40) as cluster, Client(cluster) as client:
             idle = sorted(client.run(peak_rss_kib).values())
             t0 = time.perf_counter()
-            summary = run(DedupConfig(inputs=[str(folder / "in")], partition_rows=200_000), folder / "out",
-                          client=client)
+            summary = run(DedupConfig(inputs=[str(folder / "in")], partition_rows=200_000, output=str(folder / "out")),
+                          RunContext(client=client))
             seconds = time.perf_counter() - t0
             peak = sorted(client.run(peak_rss_kib).values())
         out.append({"documents": n, "seconds": seconds, "docs_per_s": n / seconds, "generate_seconds": made,

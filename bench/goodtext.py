@@ -136,7 +136,7 @@ def _shard_docs(folder: Path, set_: str, kind: str) -> list[dict]:
 
 def wikipedia_articles() -> list[dict]:
     """The articles of the Wikipedia dumps through the wikipedia reader, and the wtf_wikipedia articles."""
-    from corpusforge import wikitext
+    from corpusforge.formats import wikitext
     from corpusforge.sources import wikipedia
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,6 +19,7 @@ Run: `.venv/bin/python -m bench.mix [--copies 4] [--rounds 3]`; writes bench/res
 
 from __future__ import annotations
 
+import dataclasses
 import argparse
 import gzip
 import itertools
@@ -37,7 +38,8 @@ from bench.timing import best_rate
 from corpusforge import language, runtime
 from corpusforge.documents import document_id, make_document
 from corpusforge.mix import manifest, mixer, tokenizer
-from corpusforge.shards import WeightedReader
+from corpusforge.trainer.data.shards import WeightedReader
+from corpusforge.runtime import RunContext
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("CORPUSFORGE_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -176,7 +178,7 @@ def main() -> None:
         tok_config = tokenizer.TokenizerConfig(inputs=[str(work / "docs")], vocab_size=16_384,
                                                sample_chars_per_source=4_000_000)
         with runtime.dask_client(workers=2) as client:
-            tokenizer.train(tok_config, work / "tok", client=client)
+            tokenizer.run(dataclasses.replace(tok_config, output=str(work / "tok")), RunContext(client=client))
             tok_path = work / "tok" / tokenizer.TOKENIZER_FILE
             enc = encoding(tok_path, [d["text"] for d in docs], args.rounds)
 
@@ -190,7 +192,7 @@ def main() -> None:
             config = mixer.MixConfig(sets=sets, tokenizer=str(tok_path), budget_tokens=100_000_000,
                                      shard_tokens=2_000_000, row_group_tokens=262_144, val_fraction=0.005)
             t0 = time.perf_counter()
-            mixer.mix(config, work / "corpus", client=client)
+            mixer.run(dataclasses.replace(config, output=str(work / "corpus")), RunContext(client=client))
             mix_seconds = time.perf_counter() - t0
         corpus_tokens = manifest.load(work / "corpus")["totals"]["tokens"]
         read = reading(work / "corpus")

@@ -23,6 +23,7 @@ bench/results/quality.json. Needs ../shared/data (or CORPUSFORGE_SHARED_DATA).
 
 from __future__ import annotations
 
+import dataclasses
 import argparse
 import gzip
 import json
@@ -39,6 +40,7 @@ import numpy as np
 
 from bench.timing import best_rate, peak_rss_kib, reset_peak_rss
 from corpusforge.quality import heuristics
+from corpusforge.runtime import RunContext
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("CORPUSFORGE_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -139,12 +141,15 @@ def real_shards(out: Path, client) -> dict[str, list[str]]:
     """Real document shards in `out` for the classifier: `positives` (Wikipedia articles of the enwiki dump chunk
     through the wikipedia stage and the wtf_wikipedia articles through `wikitext.to_text`, and the parts of four
     Gutenberg novels through the books stage) and `negatives` (the 697 dolma CommonCrawl documents)."""
-    from corpusforge import documents, language, runtime, wikitext
+    from corpusforge import documents, language, runtime
+    from corpusforge.formats import wikitext
     from corpusforge.sources import books, wikipedia
 
-    wikipedia.run(wikipedia.WikipediaConfig(inputs=[str(ENWIKI)]), out / "wikipedia", client=client)
-    books.run(books.BooksConfig(inputs=[str(GUTENBERG / b) for b in BOOKS], max_part_chars=20_000),
-              out / "books", client=client)
+    wikipedia.run(wikipedia.WikipediaConfig(inputs=[str(ENWIKI)], output=str(out / "wikipedia")),
+                  RunContext(client=client))
+    books.run(books.BooksConfig(inputs=[str(GUTENBERG / b) for b in BOOKS], max_part_chars=20_000,
+                                output=str(out / "books")),
+              RunContext(client=client))
 
     def write(path: Path, rows: list[dict]) -> None:
         with runtime.ShardWriter(path) as writer:
@@ -265,7 +270,7 @@ def scaling(sizes: list[int], docs: list[dict], positives: list[str], work: Path
             reset_peak_rss()
             client_idle = peak_rss_kib()
             t0 = time.perf_counter()
-            summary = quality.run(config, folder / "out", client=client)
+            summary = quality.run(dataclasses.replace(config, output=str(folder / "out")), RunContext(client=client))
             seconds = time.perf_counter() - t0
             client_peak = peak_rss_kib()
             peak = sorted(client.run(peak_rss_kib).values())

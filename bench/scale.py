@@ -31,7 +31,7 @@ from bench.timing import peak_rss_kib
 from corpusforge import extract_eval
 from corpusforge.dedup import DedupConfig
 from corpusforge.dedup import run as dedup_run
-from corpusforge.runtime import dask_client
+from corpusforge.runtime import RunContext, dask_client
 from corpusforge.sources import commoncrawl as cc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,8 +116,8 @@ def main(argv: list[str] | None = None) -> dict:
         warcs = [str(p) for p in extract_eval.write_warcs(pages, tmp / "eval", files=8)]
         synthetic_shards(tmp / "synthetic", args.docs, per_shard=args.docs // 4)
         for n in args.workers:
-            config = cc.CommonCrawlConfig(inputs=warcs, min_text_chars=1, timeout_s=300)
-            r = measure(n, lambda client: cc.run(config, tmp / f"cc-{n}", client=client, console=quiet()))
+            config = cc.CommonCrawlConfig(inputs=warcs, min_text_chars=1, timeout_s=300, output=str(tmp / f"cc-{n}"))
+            r = measure(n, lambda client: cc.run(config, RunContext(client=client, console=quiet())))
             s = r.pop("summary")
             r.update(files=s.files, pages=s.counts.get("html_responses", 0), documents=s.counts.get("documents", 0),
                      pages_per_cpu_s=round(s.counts.get("html_responses", 0) / r["cpu_s"], 2))
@@ -125,8 +125,8 @@ def main(argv: list[str] | None = None) -> dict:
             print("commoncrawl", json.dumps(r), flush=True)
             out = tmp / f"dedup-{n}"
             with ShuffleWatch(out / "_work" / "shuffle") as watch:
-                dedup = DedupConfig(inputs=[str(tmp / "synthetic")], partition_rows=20_000)
-                r = measure(n, lambda client: dedup_run(dedup, out, client=client, console=quiet()))
+                dedup = DedupConfig(inputs=[str(tmp / "synthetic")], partition_rows=20_000, output=str(out))
+                r = measure(n, lambda client: dedup_run(dedup, RunContext(client=client, console=quiet())))
             s = r.pop("summary")
             r.update(shards=s.files, documents=s.counts["documents"], removed=s.counts["documents"] - s.counts["kept"],
                      docs_per_cpu_s=round(s.counts["documents"] / r["cpu_s"], 1),

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from corpusforge import runtime
 from corpusforge.sample.reddit import serve
+from corpusforge.formats import pushshift as dumps
 from corpusforge.sources.webtext2 import fetch, pushshift
 from corpusforge.sources.webtext2.links import candidate_row
 from corpusforge.sources.webtext2.urls import LinkRules
@@ -53,7 +54,7 @@ def real_records() -> list[dict]:
     records = []
     for path in sorted((SHARED / "reddit").glob("*.zst")):
         report = runtime.FileReport(input=str(path))
-        records.extend(r for _, r in pushshift.read_submissions(str(path), report))
+        records.extend(r for _, r in dumps.read_submissions(str(path), report))
     return records
 
 
@@ -75,7 +76,7 @@ def bench_scan(tmp: Path, rounds: int) -> dict:
     records = [{**r, "id": f"{r.get('id')}c{k}", "url": f"{r.get('url')}{'&' if '?' in str(r.get('url')) else '?'}"
                 f"copy={k}"} for k in range(COPIES) for r in base]
     dump = tmp / "RS_bench.zst"
-    pushshift.write_dump(dump, records)
+    dumps.write_dump(dump, records)
     ours, theirs = [], []
     for i in range(rounds):
         t0 = time.perf_counter()

@@ -21,6 +21,7 @@ throughput. Results: bench/results/wikipedia.json ("table" feeds the README).
 
 from __future__ import annotations
 
+import dataclasses
 import argparse
 import bz2
 import json
@@ -31,8 +32,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from corpusforge import bzip2, language, wikitext
-from corpusforge.runtime import FileReport, ShardWriter
+from corpusforge import language
+from corpusforge.inputs import resolve
+from corpusforge.formats import bzip2, mediawiki, wikitext
+from corpusforge.runtime import FileReport, RunContext, ShardWriter
 from corpusforge.sources import books, wikipedia
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,14 +62,14 @@ def cpu(fn):
 
 def ours(path: str, out_dir: Path) -> tuple[dict[str, float], dict]:
     """Our path, step by step over the whole dump: CPU seconds per step and what came out."""
-    site = wikipedia.read_siteinfo(path)
+    site = mediawiki.read_siteinfo(path)
     config = wikipedia.WikipediaConfig(inputs=[path])
-    vocab = site.vocabulary(config)
+    vocab = config.vocabulary(site)
     report = FileReport(input=path)
     blocks, t_bz2 = cpu(lambda: list(bzip2.read_blocks(path)))
     xml_copy = out_dir / "dump.xml"  # the same XML uncompressed: reading pages from it is the XML step alone
     xml_copy.write_bytes(b"".join(b.data for b in blocks))
-    pages, t_xml = cpu(lambda: list(wikipedia.iter_pages(str(xml_copy), encoding=site.encoding, report=report)))
+    pages, t_xml = cpu(lambda: list(mediawiki.iter_pages(str(xml_copy), encoding=site.encoding, report=report)))
     articles = [p for p in pages if p.ns == 0 and not p.redirect and not wikitext.is_redirect(p.text)]
     converted, t_wikitext = cpu(lambda: [wikitext.convert(p.text, vocab) for p in articles])
     kept = [(p, c) for p, c in zip(articles, converted)
@@ -123,15 +126,15 @@ def split_cost(path: str, pieces: int) -> tuple[float, float]:
     """CPU seconds of reading every page of the dump (bz2 + XML) whole, and as `pieces` byte ranges read one after
     another: the extra work of cutting a single-stream dump (each range decodes the block it starts in, and the last
     page of a range is finished from the next range's first block)."""
-    site = wikipedia.read_siteinfo(path)
+    site = mediawiki.read_siteinfo(path)
     size = os.path.getsize(path)
     cuts = [size * k // pieces for k in range(pieces + 1)]
 
     def ranges():
         return [p for a, b in zip(cuts, cuts[1:])
-                for p in wikipedia.iter_pages(path, a, b, encoding=site.encoding, report=FileReport(input=path))]
+                for p in mediawiki.iter_pages(path, a, b, encoding=site.encoding, report=FileReport(input=path))]
 
-    whole, t_whole = cpu(lambda: list(wikipedia.iter_pages(path, encoding=site.encoding,
+    whole, t_whole = cpu(lambda: list(mediawiki.iter_pages(path, encoding=site.encoding,
                                                            report=FileReport(input=path))))
     split, t_split = cpu(ranges)
     assert [p.page_id for p in split] == [p.page_id for p in whole]
@@ -151,11 +154,11 @@ def stage_runs(path: str, repeat: int) -> dict[str, float]:
         with dask_client(workers=workers) as client:
             client.submit(sum, [1]).result()  # workers up
             with tempfile.TemporaryDirectory() as tmp:  # imports done and the model loaded in the workers
-                wikipedia.run(config, tmp, client=client)
+                wikipedia.run(dataclasses.replace(config, output=str(tmp)), RunContext(client=client))
             for _ in range(repeat):
                 with tempfile.TemporaryDirectory() as tmp:
                     t = time.perf_counter()
-                    wikipedia.run(config, tmp, client=client)
+                    wikipedia.run(dataclasses.replace(config, output=str(tmp)), RunContext(client=client))
                     best = min(best, time.perf_counter() - t)
         out[label] = best
     return out
@@ -164,7 +167,7 @@ def stage_runs(path: str, repeat: int) -> dict[str, float]:
 def books_rate() -> dict:
     """CPU seconds and uncompressed MB of the 65 Gutenberg books through read, split and language ID."""
     config = books.BooksConfig(inputs=[str(GUTENBERG)])
-    paths = books.expand_inputs(config.inputs)
+    paths = resolve(config.inputs, what="book", folder_suffixes=books.BOOK_SUFFIXES, recursive=True)
     total_chars = parts = 0
     t = time.process_time()
     for path in paths:

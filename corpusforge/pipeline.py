@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 from corpusforge import recipe as recipe_mod
 from corpusforge.cluster import run_log
-from corpusforge.runtime import StageSummary, dask_client, write_json_atomic
+from corpusforge.runtime import RunContext, StageSummary, write_json_atomic
 
 
 def run_recipe(rec: recipe_mod.Recipe, only: list[str] | None = None, console=None,
@@ -21,18 +20,17 @@ def run_recipe(rec: recipe_mod.Recipe, only: list[str] | None = None, console=No
     stages = [(s, c) for s, c in rec.stage_configs() if not only or s.name in only]
     summaries: list[StageSummary | None] = []
     timings: dict[str, float] = {}
-    opened = contextlib.nullcontext(client) if client is not None else dask_client(
-        rec.run.scheduler, rec.run.workers, scheduler_file=rec.run.scheduler_file, cluster=rec.run.cluster,
-        console=console)
-    with run_log(rec.run.output) as log_path, opened as client:
+    ctx = RunContext(client=client, console=console, scheduler=rec.run.scheduler, workers=rec.run.workers,
+                     seed=rec.run.seed, output=rec.run.output, recipe=rec, scheduler_file=rec.run.scheduler_file,
+                     cluster=rec.run.cluster)
+    with run_log(rec.run.output) as log_path, ctx.dask():
         console.print(f"log: {log_path}", highlight=False, soft_wrap=True)
-        ctx = recipe_mod.RunContext(run=rec.run, client=client, console=console, recipe=rec)
         for stage, config in stages:
             console.rule(f"[bold]{stage.name}")
             t0 = time.perf_counter()
             summaries.append(stage.run_function()(config, ctx))
             timings[stage.name] = round(time.perf_counter() - t0, 2)
-    write_json_atomic(ctx.output("_run.json"), {
+    write_json_atomic(ctx.path("_run.json"), {
         "recipe": str(rec.path), "stages": timings,
         "summaries": {s.name: (m.to_json() if m else None) for (s, _), m in zip(stages, summaries)},
     })

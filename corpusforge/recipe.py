@@ -9,7 +9,6 @@ Relative paths in a recipe are relative to the directory `corpusforge run` is st
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import tomllib
 import types
 import typing
@@ -17,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from corpusforge.cluster import ClusterConfig
+from corpusforge.errors import UserError
+from corpusforge.options import resolve
 
 
-class RecipeError(ValueError):
+class RecipeError(UserError, ValueError):
     """A recipe is invalid; the message names the file and the key."""
 
 
@@ -51,32 +52,27 @@ class Stage:
     runner: str
 
     def config_class(self) -> type:
-        return _resolve(self.config)
+        return resolve(self.config)
 
     def run_function(self):
-        return _resolve(self.runner)
+        return resolve(self.runner)
 
 
-# The order stages run in. Each runner is `run_stage(config, ctx: RunContext) -> StageSummary | None`.
+# The order stages run in. Each runner is `run(config, ctx: runtime.RunContext) -> StageSummary | None`.
 STAGES: list[Stage] = [
-    Stage("sample", "corpusforge.sample:SampleConfig", "corpusforge.sample:run_stage"),
-    Stage("commoncrawl", "corpusforge.sources.commoncrawl:CommonCrawlConfig", "corpusforge.sources.commoncrawl:run_stage"),
-    Stage("webtext2", "corpusforge.sources.webtext2:WebText2Config", "corpusforge.sources.webtext2:run_stage"),
-    Stage("wikipedia", "corpusforge.sources.wikipedia:WikipediaConfig", "corpusforge.sources.wikipedia:run_stage"),
-    Stage("books", "corpusforge.sources.books:BooksConfig", "corpusforge.sources.books:run_stage"),
-    Stage("quality", "corpusforge.quality:QualityConfig", "corpusforge.quality:run_stage"),
-    Stage("dedup", "corpusforge.dedup:DedupConfig", "corpusforge.dedup:run_stage"),
-    Stage("decontaminate", "corpusforge.decontaminate:DecontaminateConfig", "corpusforge.decontaminate:run_stage"),
-    Stage("tokenizer", "corpusforge.mix.tokenizer:TokenizerConfig", "corpusforge.mix.tokenizer:run_stage"),
-    Stage("mix", "corpusforge.mix.mixer:MixConfig", "corpusforge.mix.mixer:run_stage"),
-    Stage("stats", "corpusforge.stats:StatsConfig", "corpusforge.stats:run_stage"),
+    Stage("sample", "corpusforge.sample:SampleConfig", "corpusforge.sample:run"),
+    Stage("commoncrawl", "corpusforge.sources.commoncrawl:CommonCrawlConfig", "corpusforge.sources.commoncrawl:run"),
+    Stage("webtext2", "corpusforge.sources.webtext2:WebText2Config", "corpusforge.sources.webtext2:run"),
+    Stage("wikipedia", "corpusforge.sources.wikipedia:WikipediaConfig", "corpusforge.sources.wikipedia:run"),
+    Stage("books", "corpusforge.sources.books:BooksConfig", "corpusforge.sources.books:run"),
+    Stage("quality", "corpusforge.quality:QualityConfig", "corpusforge.quality:run"),
+    Stage("dedup", "corpusforge.dedup:DedupConfig", "corpusforge.dedup:run"),
+    Stage("decontaminate", "corpusforge.decontaminate:DecontaminateConfig", "corpusforge.decontaminate:run"),
+    Stage("tokenizer", "corpusforge.mix.tokenizer:TokenizerConfig", "corpusforge.mix.tokenizer:run"),
+    Stage("mix", "corpusforge.mix.mixer:MixConfig", "corpusforge.mix.mixer:run"),
+    Stage("stats", "corpusforge.stats:StatsConfig", "corpusforge.stats:run"),
     # <stages: add new stages above this line, in data-flow order>
 ]
-
-
-def _resolve(spec: str):
-    module, _, attr = spec.partition(":")
-    return getattr(importlib.import_module(module), attr)
 
 
 @dataclasses.dataclass
@@ -236,20 +232,3 @@ def _input_specs(config: Any) -> list[str]:
         elif dataclasses.is_dataclass(value):
             out.extend(_input_specs(value))
     return out
-
-
-@dataclasses.dataclass
-class RunContext:
-    """What a stage runner gets besides its own config: the run settings, the shared Dask client, the console and
-    the recipe (so a stage can find another stage's output folder)."""
-
-    run: RunConfig
-    client: Any
-    console: Any
-    recipe: Recipe | None = None
-
-    def output(self, *parts: str) -> Any:
-        """A path (or object store URL) under the run's output folder."""
-        from corpusforge import storage
-
-        return storage.join(self.run.output, *parts)

@@ -22,7 +22,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,11 @@ FINGERPRINTS_DIR = "_fingerprints"  # one JSON per output file: the settings and
 REPORT_KEY = b"corpusforge.report"
 LOG_EVERY_S = 30.0  # how often a stage's progress goes to the run's log (a multi-day run's log stays small)
 _log = logging.getLogger("corpusforge")
+# What stages leave beside their shards, named here so readers (stats) need not import the stages.
+DROPPED_FILE = "_dropped.parquet"  # quality: a sample of the dropped documents per reason
+DUPLICATES_FILE = "_duplicates.parquet"  # dedup: each removed document and the copy kept
+DECONTAMINATION_FILE = "_decontamination.parquet"  # decontaminate: what was cut for which example
+DIRTY_FILE = "_dirty_examples.parquet"  # decontaminate: the evaluation examples seen in training
 # FileReport fields that describe one run rather than the input (kept out of a shard's metadata).
 _RUN_FIELDS = ("output", "seconds", "resumed", "redone")
 # Config fields that do not shape an output file (which inputs a stage reads is decided by the item itself).
@@ -288,6 +293,48 @@ def dask_client(scheduler: str | None = None, workers: int | None = None, thread
         yield client
 
 
+@dataclasses.dataclass
+class RunContext:
+    """What a stage's `run(config, ctx)` gets besides its config: the Dask client, the console, the run's seed and
+    folder (and the recipe, so a stage can find another stage's output). `dask()` is the one place a client is
+    borrowed (the run's, or one a caller passed) or opened for the call from `scheduler`/`workers`."""
+
+    client: Any = None
+    console: Any = None
+    scheduler: str | None = None
+    workers: int | None = None
+    seed: int = 1234
+    output: str = "build/corpus"
+    recipe: Any = None
+    scheduler_file: str | None = None  # Dask's scheduler file (dask-mpi, Slurm batch scripts)
+    cluster: Any = None  # a cluster.ClusterConfig ([run.cluster]); None: a LocalCluster
+
+    def __post_init__(self) -> None:
+        if self.console is None:
+            from rich.console import Console
+
+            self.console = Console(stderr=True)
+
+    @contextlib.contextmanager
+    def dask(self) -> Iterator[Any]:
+        """The context's client; without one, a client opened from `scheduler`/`workers` for this block (and lent
+        to every stage called inside it)."""
+        if self.client is not None:
+            yield self.client
+            return
+        with dask_client(self.scheduler, self.workers, scheduler_file=self.scheduler_file, cluster=self.cluster,
+                         console=self.console) as client:
+            self.client = client
+            try:
+                yield client
+            finally:
+                self.client = None
+
+    def path(self, *parts: str) -> Any:
+        """A path (or object store URL) in the run's folder."""
+        return storage.join(self.output, *parts)
+
+
 _EXTRAS = {"s3": ("s3", "s3fs"), "s3a": ("s3", "s3fs"), "gs": ("gcs", "gcsfs"), "gcs": ("gcs", "gcsfs")}
 
 
@@ -307,76 +354,120 @@ def check_protocols(items: Sequence[str]) -> None:
             raise UserError(f"{protocol}:// is not a protocol fsspec knows") from None
 
 
-def map_files(task: Callable[..., FileReport], items: Sequence[str], out_dir: str | os.PathLike, config: Any, *,
-              stage: str, client: Any = None, scheduler: str | None = None, workers: int | None = None,
-              kept_key: str = "documents", console: Any = None,
-              kwargs_for: Callable[[str], dict[str, Any]] | None = None) -> tuple[StageSummary, list[FileReport]]:
-    """Run `task(item, out_dir, config, **kwargs_for(item))` for every item on Dask, with a live progress bar, and
-    finish the stage (`_errors.jsonl`, `_summary.json`, summary table).
+def progress_shown(console: Any) -> bool:
+    """Whether a live progress bar is drawn (a terminal, or CORPUSFORGE_PROGRESS set); else stages print lines."""
+    return bool(console.is_terminal or os.environ.get("CORPUSFORGE_PROGRESS"))
 
-    Returns the summary and the per-file reports in input order. Pass an existing `client` to reuse it; otherwise one
-    is made from `scheduler`/`workers` for this call.
+
+def map_tasks(client: Any, fn: Callable[..., Any], items: Sequence[Any], *args: Any, title: str, console: Any,
+              fail_fast: bool = False, keys: Sequence[str] | None = None,
+              kwargs_for: Callable[[Any], dict[str, Any]] | None = None,
+              on_result: Callable[[int, Any], str] | None = None, transient: bool = False) -> list[Any]:
+    """Run `fn(item, *args, **kwargs_for(item))` for every item as Dask tasks with a progress bar; return the
+    results in item order. The one submit/progress loop under every stage.
+
+    A task that raises becomes its exception in the results (the caller reports it and the other items go on), or
+    with `fail_fast` cancels the rest and raises RuntimeError: a failing phase of a group-by would leave the result
+    wrong. `on_result(i, result)` is called as each task finishes and returns the progress bar's status text.
     """
-    from distributed import KilledWorker, as_completed
-    from rich.console import Console
+    from distributed import as_completed
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
-    console = console or Console(stderr=True)
+    futures = [client.submit(fn, item, *args, pure=False, **({"key": keys[i]} if keys else {}),
+                             **(kwargs_for(item) if kwargs_for else {}))
+               for i, item in enumerate(items)]
+    index = {f.key: i for i, f in enumerate(futures)}
+    results: dict[int, Any] = {}
+    progress = Progress(TextColumn(f"[bold]{title}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TextColumn("left"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=console, transient=transient,
+                        disable=not progress_shown(console))
+    with progress:
+        bar = progress.add_task(title, total=len(futures), status="")
+        for future in as_completed(futures):
+            i = index[future.key]
+            try:
+                results[i] = future.result()
+            except Exception as exc:
+                if fail_fast:
+                    client.cancel(futures)
+                    raise RuntimeError(f"{title}: task for {items[i]!r} failed: {type(exc).__name__}: {exc}") from exc
+                results[i] = exc
+            progress.update(bar, advance=1, status=on_result(i, results[i]) if on_result else "")
+    return [results[i] for i in range(len(items))]
+
+
+def map_files(task: Callable[..., FileReport], items: Sequence[str], out_dir: str | os.PathLike, config: Any, *,
+              stage: str, ctx: RunContext, kept_key: str = "documents", finish: bool = True,
+              kwargs_for: Callable[[str], dict[str, Any]] | None = None) -> tuple[StageSummary, list[FileReport]]:
+    """Run `task(item, out_dir, config, **kwargs_for(item))` for every item on the context's Dask client, with a
+    live progress bar, and finish the stage (`_errors.jsonl`, `_summary.json`, summary table).
+
+    Returns the summary and the per-file reports in input order. A stage that adds to the summary afterwards passes
+    `finish=False` and calls `finish_stage` itself, once, when it is complete.
+    """
+    from distributed import KilledWorker
+
+    console = ctx.console
     check_protocols([*items, str(out_dir)])
     begin_stage(out_dir, stage)
     summary = StageSummary(stage=stage)
     t0 = time.perf_counter()
-    reports: dict[int, FileReport] = {}
     run_token = uuid.uuid4().hex[:8]  # keys unique per call: a re-run on the same client must not reuse results
-    with contextlib.ExitStack() as stack:
-        if client is None:
-            client = stack.enter_context(dask_client(scheduler, workers))
-        futures = [client.submit(task, item, str(out_dir), config,
-                                 key=f"{stage}-{i}-{output_name(item, '')}-{run_token}",
-                                 pure=False, **(kwargs_for(item) if kwargs_for else {}))
-                   for i, item in enumerate(items)]
-        index = {f.key: i for i, f in enumerate(futures)}
-        progress = Progress(TextColumn(f"[bold]{stage}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            TextColumn("left"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=console, transient=False,
-                            disable=not console.is_terminal and not os.environ.get("CORPUSFORGE_PROGRESS"))
-        with progress:
-            bar = progress.add_task(stage, total=len(futures), status="")
+    keys = [f"{stage}-{i}-{output_name(item, '')}-{run_token}" for i, item in enumerate(items)]
+    done, logged = 0, time.perf_counter()
+
+    def on_result(i: int, report: Any) -> str:
+        nonlocal done, logged
+        if isinstance(report, Exception):
+            exc, report = report, FileReport(input=str(items[i]))
+            if isinstance(exc, KilledWorker):  # it lost a worker on every try (out of memory, a crash): poison
+                tries = re.search(r"on (\d+) different workers", str(exc))
+                report.error(f"poison input: its task lost its worker on each of {tries[1] if tries else 'its'} "
+                             "tries (killed for memory or crashed); skipped", stage=stage)
+            else:  # the task itself crashed: report it, keep going with the other files
+                report.error(f"task failed: {type(exc).__name__}: {exc}", stage=stage)
+            reports[i] = report
+        done += 1
+        summary.add(report)
+        if report.redone:
+            console.print(f"{stage}: {items[i]}: made again, {report.redone}", highlight=False)
+        elapsed = time.perf_counter() - t0
+        rate = summary.counts.get(kept_key, 0) / max(elapsed, 1e-9)
+        line = (f"{stage}: {done}/{len(items)} files, {kept_key} {summary.counts.get(kept_key, 0):,} "
+                f"({rate:,.1f}/s), errors {summary.errors}")
+        if time.perf_counter() - logged > LOG_EVERY_S or done == len(items):
             logged = time.perf_counter()
-            for future in as_completed(futures):
-                i = index[future.key]
-                try:
-                    report = future.result()
-                except KilledWorker as exc:  # it lost a worker on every try (out of memory, a crash): poison
-                    report = FileReport(input=str(items[i]))
-                    tries = re.search(r"on (\d+) different workers", str(exc))
-                    report.error(f"poison input: its task lost its worker on each of {tries[1] if tries else 'its'} "
-                                 "tries (killed for memory or crashed); skipped", stage=stage)
-                except Exception as exc:  # the task itself crashed: report it, keep going with the other files
-                    report = FileReport(input=str(items[i]))
-                    report.error(f"task failed: {type(exc).__name__}: {exc}", stage=stage)
-                reports[i] = report
-                summary.add(report)
-                if report.redone:
-                    console.print(f"{stage}: {items[i]}: made again, {report.redone}", highlight=False)
-                elapsed = time.perf_counter() - t0
-                rate = summary.counts.get(kept_key, 0) / max(elapsed, 1e-9)
-                line = (f"{stage}: {len(reports)}/{len(futures)} files, {kept_key} "
-                        f"{summary.counts.get(kept_key, 0):,} ({rate:,.1f}/s), errors {summary.errors}")
-                progress.update(bar, advance=1, status=f"{kept_key} {summary.counts.get(kept_key, 0):,} "
-                                f"({rate:,.1f}/s) errors {summary.errors}")
-                if time.perf_counter() - logged > LOG_EVERY_S or len(reports) == len(futures):
-                    logged = time.perf_counter()
-                    left = elapsed / len(reports) * (len(futures) - len(reports))
-                    _log.info("%s, %.0f s elapsed, about %.0f s left", line, elapsed, left)
-                if not progress.disable:
-                    continue
-                console.print(line, highlight=False)
+            _log.info("%s, %.0f s elapsed, about %.0f s left", line, elapsed, elapsed / done * (len(items) - done))
+        if not progress_shown(console):
+            console.print(line, highlight=False)
+        return f"{kept_key} {summary.counts.get(kept_key, 0):,} ({rate:,.1f}/s) errors {summary.errors}"
+
+    reports: dict[int, FileReport] = {}
+    with ctx.dask() as client:
+        results = map_tasks(client, task, items, str(out_dir), config, title=stage, console=console, keys=keys,
+                            kwargs_for=kwargs_for, on_result=on_result)
+    ordered = [reports.get(i, r) for i, r in enumerate(results)]
     summary.seconds = time.perf_counter() - t0
-    ordered = [reports[i] for i in range(len(items))]
-    errors = [e for r in ordered for e in r.errors + r.warnings]
-    finish_stage(out_dir, summary, errors, console=console)
+    if finish:
+        finish_stage(out_dir, summary, errors_of(ordered), console=console)
     return summary, ordered
+
+
+def run_phase(client: Any, title: str, fn: Callable[..., Any], items: Sequence[Any], *args: Any,
+              console: Any) -> list[Any]:
+    """One phase of a group-by (dedup's shuffle, decontamination's count and cut): `map_tasks` in fail-fast mode,
+    then a line saying how long it took. Unlike a damaged input file (which a task reports and survives), a failing
+    phase would leave the result wrong, so it stops the stage."""
+    t0 = time.perf_counter()
+    results = map_tasks(client, fn, items, *args, title=title, console=console, fail_fast=True, transient=True)
+    console.print(f"{title}: {len(items)} task(s) in {time.perf_counter() - t0:.1f}s", highlight=False)
+    return results
+
+
+def errors_of(reports: Sequence[FileReport]) -> list[dict[str, Any]]:
+    """The errors and warnings of `reports`, for `_errors.jsonl`."""
+    return [e for r in reports for e in r.errors + r.warnings]
 
 
 # ------------------------------------------------------------------------------------ fingerprints and marks
@@ -467,6 +558,42 @@ def resume(out_path: str | os.PathLike, item: str, config: Any, files: Sequence[
         report.resumed = True
         fp.done = report
     return fp
+
+
+def stage_fingerprint(config: Any, files: Iterable[str], *extra: str) -> str:
+    """A digest of a whole-folder stage's config (without its output folder), its input files (path, size, mtime)
+    and `extra` strings: equal fingerprints mean its finished output is still current (see `finished_stage`)."""
+    h = hashlib.sha256()
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "output"}
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    for path in files:
+        st = os.stat(path)
+        h.update(f"\0{path}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+    for item in extra:
+        h.update(f"\0{item}".encode())
+    return h.hexdigest()
+
+
+def finished_stage(out_dir: str | os.PathLike, fp: str, *outputs: str) -> dict[str, Any] | None:
+    """The `_summary.json` of `out_dir` if an earlier run with `stage_fingerprint` `fp` finished there and its
+    `outputs` still exist, else None."""
+    out_dir = Path(out_dir)
+    try:
+        summary = json.loads((out_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if summary.get("extra", {}).get("fingerprint") != fp or not all((out_dir / o).exists() for o in outputs):
+        return None
+    return summary
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 _FORCE = False

@@ -14,6 +14,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from corpusforge.errors import UserError
+
 SCHEMA_DIR = Path(os.environ.get("CORPUSFORGE_SCHEMAS", Path(__file__).resolve().parent.parent / "schemas"))
 
 _ARROW_TYPES: dict[str, pa.DataType] = {
@@ -35,7 +37,7 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
 }
 
 
-class SchemaError(ValueError):
+class SchemaError(UserError, ValueError):
     """A table or record does not match its contract."""
 
 

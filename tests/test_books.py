@@ -3,6 +3,7 @@ splitting and reassembling a book, damaged input, resume and the CLI."""
 
 from __future__ import annotations
 
+import dataclasses
 import csv
 import gzip
 import json
@@ -14,7 +15,7 @@ import shard_io
 from shard_io import read_errors
 
 from corpusforge import cli
-from corpusforge.runtime import FileReport
+from corpusforge.runtime import FileReport, RunContext
 from corpusforge.sample import books as sample_books
 from corpusforge.sources import books
 
@@ -34,7 +35,7 @@ def read_docs(folder: Path) -> list[dict]:
 def run(out: Path, inputs, client, **kw):
     config = books.BooksConfig(inputs=[str(i) for i in inputs], **kw)
     config.validate()
-    return books.run(config, out, client=client), read_docs(out)
+    return books.run(dataclasses.replace(config, output=str(out)), RunContext(client=client)), read_docs(out)
 
 
 def reassemble(docs: list[dict]) -> dict[str, str]:

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from corpusforge import bzip2
+from corpusforge.formats import bzip2
 
 
 @pytest.fixture(scope="module")

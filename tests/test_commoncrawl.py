@@ -5,6 +5,7 @@ user sees (progress, `_summary.json`, `_errors.jsonl`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gzip
 import http.server
@@ -31,14 +32,16 @@ from rich.console import Console
 from warcio.archiveiterator import ArchiveIterator
 
 from corpusforge import cli, schema
-from corpusforge.runtime import ERRORS_FILE, SUMMARY_FILE, FileReport, output_name
+from corpusforge.inputs import resolve
+from corpusforge.runtime import ERRORS_FILE, SUMMARY_FILE, FileReport, RunContext, output_name
+from corpusforge.formats import warc
 from corpusforge.sources import commoncrawl as cc
 
 def read_file(path: Path, **config) -> tuple[list[dict], FileReport]:
     """Documents and report of one WARC file, in this process (what the per-file task does, minus the shard)."""
     config = cc.CommonCrawlConfig(inputs=[str(path)], **config)
     report = FileReport(input=str(path))
-    records = cc.read_records(str(path), report, config.max_html_bytes)
+    records = warc.read_records(str(path), report, config.max_html_bytes)
     return list(cc.documents_from_records(records, str(path), config, report)), report
 
 
@@ -193,7 +196,8 @@ def test_warcio_warnings_go_to_errors_jsonl_not_stderr(tmp_path, capfd):
     # Dask workers run tasks in threads: two threads in this process, so that stderr is this test's to check.
     with (LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster,
           Client(cluster) as client):
-        summary = cc.run(cc.CommonCrawlConfig(inputs=[str(path)]), out, client=client, console=quiet())
+        summary = cc.run(cc.CommonCrawlConfig(inputs=[str(path)], output=str(out)),
+                         RunContext(client=client, console=quiet()))
     assert "Record not followed" not in capfd.readouterr().err
     lines = [json.loads(line) for line in (out / ERRORS_FILE).read_text().splitlines()]
     warnings = [e for e in lines if e.get("level") == "warning"]
@@ -220,7 +224,7 @@ def test_warcio_warnings_go_to_the_report_of_the_file_being_read(tmp_path, capfd
 
     def read_both() -> tuple[FileReport, FileReport]:
         reports = FileReport(input=str(odd)), FileReport(input=str(clean))
-        readers = [cc.read_records(str(p), r, 10**6) for p, r in zip((odd, clean), reports)]
+        readers = [warc.read_records(str(p), r, 10**6) for p, r in zip((odd, clean), reports)]
         for _ in itertools.zip_longest(*readers):  # a record of each file in turn, in each of several threads
             pass
         return reports
@@ -327,7 +331,7 @@ def test_zstd_record_that_decompresses_a_thousandfold_is_read_in_bounded_memory(
     report = FileReport(input=str(path))
     tracemalloc.start()
     try:
-        records = [(r.url, r.offset) for r in cc.read_records(str(path), report, 10**6)]
+        records = [(r.url, r.offset) for r in warc.read_records(str(path), report, 10**6)]
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -366,8 +370,8 @@ def test_zstd_and_gzip_warcs_give_the_same_shards_on_dask(tmp_path, dask_client)
     write_warc(tmp_path / "in" / "crawl.warc.gz", records)
     offsets = write_warc_zst(tmp_path / "in" / "crawl.warc.zst", records, dictionary, compress_dictionary=True)
     out = tmp_path / "out"
-    summary = cc.run(cc.CommonCrawlConfig(inputs=[str(tmp_path / "in" / "crawl.warc.*")]), out, client=dask_client,
-                     console=quiet())
+    summary = cc.run(cc.CommonCrawlConfig(inputs=[str(tmp_path / "in" / "crawl.warc.*")], output=str(out)),
+                     RunContext(client=dask_client, console=quiet()))
     assert summary.files == 2 and summary.errors == 0 and summary.counts["documents"] == 14
     gz, zst = (pq.read_table(out / output_name(str(tmp_path / "in" / name))) for name in ("crawl.warc.gz",
                                                                                          "crawl.warc.zst"))
@@ -438,17 +442,18 @@ def test_paths_listing_with_base_url_and_globs_over_http(http_root, tmp_path, da
         write_warc(root / name, pages(f"http://site{i}.example", LANGS[i: i + 2]))
     with gzip.open(root / "warc.paths.gz", "wt") as fh:
         fh.write("\n".join(rel) + "\n")
-    assert cc.expand_inputs([base + "warc.paths.gz"], base_url=base) == [base + r for r in rel]
-    assert cc.expand_inputs([base + "crawl-data/CC-TEST/segments/1/warc/*.warc.gz"]) == [base + rel[1]]
+    assert resolve([base + "warc.paths.gz"], base_url=base) == [base + r for r in rel]
+    assert resolve([base + "crawl-data/CC-TEST/segments/1/warc/*.warc.gz"]) == [base + rel[1]]
     local = tmp_path / "local"
     for name in ("b.warc.gz", "a.warc.gz", "c.txt"):
         (local / name).parent.mkdir(exist_ok=True)
         (local / name).write_bytes(b"")
-    assert cc.expand_inputs([str(local / "*.warc.gz"), str(local / "a.warc.gz")]) == [
+    assert resolve([str(local / "*.warc.gz"), str(local / "a.warc.gz")]) == [
         str(local / "a.warc.gz"), str(local / "b.warc.gz")]
 
     config = cc.CommonCrawlConfig(inputs=[base + "warc.paths.gz"], base_url=base)
-    summary = cc.run(config, tmp_path / "out", client=dask_client, console=quiet())
+    summary = cc.run(dataclasses.replace(config, output=str(tmp_path / "out")),
+                     RunContext(client=dask_client, console=quiet()))
     assert summary.files == 3 and summary.errors == 0 and summary.counts["documents"] == 6
     table = pq.read_table(tmp_path / "out" / output_name(base + rel[2]))
     assert table.column("origin_file").to_pylist() == [base + rel[2]] * 2
@@ -461,7 +466,7 @@ def test_run_writes_schema_valid_shards_summary_and_errors(tmp_path, dask_client
     out = tmp_path / "out"
     console = Console(file=io.StringIO(), width=200)
     config = cc.CommonCrawlConfig(inputs=[str(tmp_path / "in" / "*.warc.gz")])
-    cc.run(config, out, client=dask_client, console=console)
+    cc.run(dataclasses.replace(config, output=str(out)), RunContext(client=dask_client, console=console))
 
     shards = sorted(out.glob("*.parquet"))
     assert [p.name for p in shards] == sorted(output_name(str(p)) for p in inputs)
@@ -493,16 +498,16 @@ def test_rerun_resumes_and_output_is_byte_identical(tmp_path, dask_client):
     inputs, _ = make_inputs(tmp_path / "in")
     out = tmp_path / "out"
     config = cc.CommonCrawlConfig(inputs=[str(p) for p in inputs])
-    first = cc.run(config, out, client=dask_client, console=quiet())
+    first = cc.run(dataclasses.replace(config, output=str(out)), RunContext(client=dask_client, console=quiet()))
     before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.glob("*.parquet")}
 
-    again = cc.run(config, out, client=dask_client, console=quiet())
+    again = cc.run(dataclasses.replace(config, output=str(out)), RunContext(client=dask_client, console=quiet()))
     assert again.resumed_files == 5 and again.counts == first.counts and again.errors == first.errors
     assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.glob("*.parquet")} == before
 
     for shard in out.glob("*.parquet"):
         shard.unlink()
-    redone = cc.run(config, out, client=dask_client, console=quiet())
+    redone = cc.run(dataclasses.replace(config, output=str(out)), RunContext(client=dask_client, console=quiet()))
     assert redone.resumed_files == 0 and redone.counts == first.counts
     assert {p.name: p.read_bytes() for p in out.glob("*.parquet")} == {k: v[0] for k, v in before.items()}
 
@@ -512,7 +517,8 @@ def test_progress_bar_shows_running_counts(tmp_path, dask_client, monkeypatch):
     write_warc(path, pages())
     monkeypatch.setenv("CORPUSFORGE_PROGRESS", "1")
     console = Console(file=io.StringIO(), width=200)
-    cc.run(cc.CommonCrawlConfig(inputs=[str(path)]), tmp_path / "out", client=dask_client, console=console)
+    cc.run(cc.CommonCrawlConfig(inputs=[str(path)], output=str(tmp_path / "out")),
+           RunContext(client=dask_client, console=console))
     text = console.file.getvalue()
     assert "commoncrawl" in text and "1/1" in text and "documents 5" in text and "errors 0" in text
 

@@ -4,6 +4,7 @@ evaluation set wrapped into WARC records and scored against their must-contain /
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import json
@@ -16,7 +17,7 @@ from rich.console import Console
 from warcio.archiveiterator import ArchiveIterator
 
 from corpusforge import extract_eval, schema
-from corpusforge.runtime import ERRORS_FILE, output_name, read_report
+from corpusforge.runtime import ERRORS_FILE, RunContext, output_name, read_report
 from corpusforge.sources import commoncrawl as cc
 
 pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
@@ -144,7 +145,8 @@ def real_run(shared_data, tmp_path_factory, dask_client):
     out = tmp_path_factory.mktemp("real")
     # A generous time limit: these counts must not depend on how busy the machine is (test_extract tests the limit).
     config = cc.CommonCrawlConfig(inputs=[str(p) for p in files], timeout_s=300)
-    summary = cc.run(config, out, client=dask_client, console=Console(file=io.StringIO()))
+    summary = cc.run(dataclasses.replace(config, output=str(out)),
+                     RunContext(client=dask_client, console=Console(file=io.StringIO())))
     return root, files, out, summary
 
 
@@ -236,7 +238,8 @@ def test_trafilatura_eval_set_through_the_full_path(shared_data, tmp_path, dask_
     assert len(pages) == 990
     extract_eval.write_warcs(pages, tmp_path / "in", files=8)
     config = cc.CommonCrawlConfig(inputs=[str(tmp_path / "in" / "*.warc.gz")], min_text_chars=1, timeout_s=300)
-    summary = cc.run(config, tmp_path / "out", client=dask_client, console=Console(file=io.StringIO()))
+    summary = cc.run(dataclasses.replace(config, output=str(tmp_path / "out")),
+                     RunContext(client=dask_client, console=Console(file=io.StringIO())))
     assert summary.files == 8 and summary.counts["html_responses"] == 990 and summary.errors == 0
     # One page's URL has a space, which warcio replaces (and says so); five pages are UTF-8 but for a few invalid
     # bytes, which are replaced (and reported) instead of decoding the page as another code page.

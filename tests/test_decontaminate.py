@@ -4,6 +4,7 @@ any cluster, and the stats section."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import re
@@ -23,6 +24,7 @@ from corpusforge.decontaminate.ngrams import build_index, choose_n
 from corpusforge.documents import make_document
 from corpusforge.errors import UserError
 from corpusforge.stats import collect, report, tables
+from corpusforge.runtime import RunContext
 
 # Evaluation text written for these tests (none of it is in the books the documents come from).
 PASSAGE = ("The lighthouse keeper counted forty seven gulls on the northern rocks before the storm reached the "
@@ -97,7 +99,7 @@ def corpus(tmp_path_factory, shared_data):
 @pytest.fixture(scope="module")
 def decontaminated(corpus, dask_client):
     root, config, rows = corpus
-    summary = decontaminate.run(config, root / "out", client=dask_client)
+    summary = decontaminate.run(dataclasses.replace(config, output=str(root / "out")), RunContext(client=dask_client))
     out = root / "out"
     return summary, out, rows, read_docs(out), pq.read_table(out / decontaminate.DECONTAMINATION_FILE).to_pylist()
 
@@ -195,8 +197,9 @@ def test_damaged_evaluation_lines_are_reported_and_the_rest_is_used(decontaminat
 def test_the_same_bytes_on_one_worker_and_on_separate_processes(corpus, decontaminated, separate_cluster):
     root, config, _ = corpus
     _, out, *_ = decontaminated
-    decontaminate.run(config, root / "one", workers=1)
-    decontaminate.run(config, root / "remote", scheduler=separate_cluster)
+    decontaminate.run(dataclasses.replace(config, output=str(root / "one")), RunContext(workers=1))
+    decontaminate.run(dataclasses.replace(config, output=str(root / "remote")),
+                      RunContext(scheduler=separate_cluster))
     files = sorted(p.name for p in out.glob("*.parquet"))
     assert len(files) == 5
     for other in ("one", "remote"):

@@ -5,6 +5,7 @@ connected components on their own."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import shutil
 from datetime import datetime, timedelta, timezone
@@ -20,6 +21,7 @@ from corpusforge.dedup import DedupConfig, MinHashParams, SignatureMismatch, clu
 from corpusforge.dedup import exchange as ex
 from corpusforge.dedup.exact import EDGE_SCHEMA
 from corpusforge.dedup.normalize import normalize_text
+from corpusforge.runtime import RunContext
 
 from dedup_corpus import doc, planted_corpus, web_documents, write_shards
 
@@ -50,8 +52,8 @@ def planted(shared_data, tmp_path_factory, dask_client):
     base = tmp_path_factory.mktemp("planted")
     write_shards(base / "commoncrawl", [r for r in rows if r["source"] == "commoncrawl"], per_shard=150)
     write_shards(base / "webtext2", [r for r in rows if r["source"] == "webtext2"])
-    summary = run(DedupConfig(inputs=[str(base / "commoncrawl"), str(base / "webtext2")]), base / "out",
-                  client=dask_client)
+    summary = run(DedupConfig(inputs=[str(base / "commoncrawl"), str(base / "webtext2")], output=str(base / "out")),
+                  RunContext(client=dask_client))
     return rows, truth, base / "out", summary
 
 
@@ -121,7 +123,7 @@ def mixed(shared_data, tmp_path_factory, dask_client):
     base = tmp_path_factory.mktemp("mixed")
     ids = mixed_corpus(shared_data, base)
     inputs = [str(base / s) for s in ("commoncrawl", "webtext2", "wikipedia", "books", "not-there-yet")]
-    summary = run(DedupConfig(inputs=inputs), base / "out", client=dask_client)
+    summary = run(DedupConfig(inputs=inputs, output=str(base / "out")), RunContext(client=dask_client))
     return base, ids, inputs, summary
 
 
@@ -159,9 +161,9 @@ def test_damaged_shard_is_reported_and_the_rest_goes_on(mixed):
 
 def test_rerun_resumes_and_gives_identical_output(mixed, dask_client):
     base, _, inputs, first = mixed
-    again = run(DedupConfig(inputs=inputs), base / "out", client=dask_client)
+    again = run(DedupConfig(inputs=inputs, output=str(base / "out")), RunContext(client=dask_client))
     assert again.resumed_files == first.files
-    fresh = run(DedupConfig(inputs=inputs), base / "fresh", client=dask_client)
+    fresh = run(DedupConfig(inputs=inputs, output=str(base / "fresh")), RunContext(client=dask_client))
     assert fresh.resumed_files == 0
     names = sorted(p.name for p in (base / "out").glob("*.parquet"))
     assert names == sorted(p.name for p in (base / "fresh").glob("*.parquet")) and "_duplicates.parquet" in names
@@ -172,7 +174,7 @@ def test_rerun_resumes_and_gives_identical_output(mixed, dask_client):
 def test_signatures_of_other_settings_are_refused(mixed, dask_client):
     base, _, inputs, _ = mixed
     with pytest.raises(SignatureMismatch, match="ngram"):
-        run(DedupConfig(inputs=inputs, ngram=3), base / "out", client=dask_client)
+        run(DedupConfig(inputs=inputs, ngram=3, output=str(base / "out")), RunContext(client=dask_client))
 
 
 @pytest.mark.slow
@@ -200,14 +202,12 @@ def test_recipe_stage(tmp_path, dask_client, mixed):
     rec = recipe.load(path)
     (stage, config), = rec.stage_configs()
     assert stage.name == "dedup" and config.params().threshold() == pytest.approx((1 / 20) ** (1 / 5))
-    ctx = recipe.RunContext(run=rec.run, client=dask_client, console=None, recipe=rec)
-    from rich.console import Console
-
-    ctx.console = Console(stderr=True)
+    ctx = RunContext(client=dask_client, recipe=rec)
     summary = stage.run_function()(config, ctx)
     assert summary.counts["documents"] == 1 and (tmp_path / "dedup" / "_minhash.json").exists()
     # nothing there yet at all: an empty, valid output
-    empty = run(DedupConfig(inputs=[str(tmp_path / "none")]), tmp_path / "empty", client=dask_client)
+    empty = run(DedupConfig(inputs=[str(tmp_path / "none")], output=str(tmp_path / "empty")),
+                RunContext(client=dask_client))
     assert empty.counts["documents"] == 0 and duplicates(tmp_path / "empty") == {}
     path.write_text('[dedup]\ninputs = ["x"]\nbands = 20\nrows = 8\n')
     with pytest.raises(recipe.RecipeError, match="bands x rows"):
@@ -249,12 +249,13 @@ def test_connected_components_match_union_find(tmp_path, dask_client):
 def test_verify_with_true_jaccard(mixed, dask_client):
     base, ids, inputs, first = mixed
     config = DedupConfig(inputs=inputs, verify="shingles")
-    summary = run(config, base / "shingles", client=dask_client)
+    summary = run(dataclasses.replace(config, output=str(base / "shingles")), RunContext(client=dask_client))
     # the planted copies are similar by their shingle sets too: the same documents go
     assert duplicates(base / "shingles").keys() == duplicates(base / "out").keys()
     assert summary.counts["verified_pairs"] == first.counts["verified_pairs"]
     # a bar above what the edited copies reach keeps them all; exact copies still go
-    strict = run(DedupConfig(inputs=inputs, verify="shingles", threshold=0.995), base / "strict", client=dask_client)
+    strict = run(DedupConfig(inputs=inputs, verify="shingles", threshold=0.995, output=str(base / "strict")),
+                 RunContext(client=dask_client))
     removed = duplicates(base / "strict")
     assert not {ids[n] for n in ("cc-copy", "wt-copy", "book-copy", "wiki-copy", "cc-short")} & removed.keys()
     tie = sorted([ids["tie-1"], ids["tie-2"]])

@@ -3,9 +3,11 @@ processes (ephemeral ports on 127.0.0.1) gives identical survivors, byte for byt
 
 from __future__ import annotations
 
+import dataclasses
 import pytest
 
 from corpusforge.dedup import DedupConfig, run
+from corpusforge.runtime import RunContext
 
 from dedup_corpus import planted_corpus, write_shards
 
@@ -18,8 +20,8 @@ def test_local_cluster_and_separate_processes_give_identical_survivors(shared_da
     write_shards(tmp_path / "commoncrawl", [r for r in rows if r["source"] == "commoncrawl"], per_shard=120)
     write_shards(tmp_path / "webtext2", [r for r in rows if r["source"] == "webtext2"])
     config = DedupConfig(inputs=[str(tmp_path / "commoncrawl"), str(tmp_path / "webtext2")], partition_rows=1000)
-    local = run(config, tmp_path / "local", client=dask_client)
-    remote = run(config, tmp_path / "remote", scheduler=separate_cluster)
+    local = run(dataclasses.replace(config, output=str(tmp_path / "local")), RunContext(client=dask_client))
+    remote = run(dataclasses.replace(config, output=str(tmp_path / "remote")), RunContext(scheduler=separate_cluster))
     assert remote.counts == local.counts and local.counts["removed_near"] > 50
     names = sorted(p.name for p in (tmp_path / "local").glob("*.parquet"))
     assert names == sorted(p.name for p in (tmp_path / "remote").glob("*.parquet")) and len(names) > 4

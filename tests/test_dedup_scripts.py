@@ -11,6 +11,7 @@ import pytest
 
 from corpusforge.dedup import DedupConfig, MinHashParams, SignatureMismatch, minhash, run
 from corpusforge.dedup.normalize import normalize_text
+from corpusforge.runtime import RunContext
 
 from dedup_corpus import cjk_corpus, write_shards
 
@@ -37,7 +38,7 @@ def deduplicated(shared_data, tmp_path_factory, dask_client):
     rows, truth = cjk_corpus(shared_data)
     base = tmp_path_factory.mktemp("scripts")
     write_shards(base / "in", rows, per_shard=40)
-    summary = run(DedupConfig(inputs=[str(base / "in")]), base / "out", client=dask_client)
+    summary = run(DedupConfig(inputs=[str(base / "in")], output=str(base / "out")), RunContext(client=dask_client))
     removed = {r["removed_id"]: r for r in pq.read_table(base / "out" / "_duplicates.parquet").to_pylist()}
     return rows, truth, base, removed, summary
 
@@ -77,11 +78,12 @@ def test_shingle_settings_are_recorded_and_refused_when_they_differ(deduplicated
     recorded = json.loads((base / "out" / "_minhash.json").read_text())
     assert recorded["ngram"] == 5 and recorded["char_ngram"] == 5 and summary.extra["minhash"]["char_ngram"] == 5
     with pytest.raises(SignatureMismatch, match="char_ngram"):
-        run(DedupConfig(inputs=[str(base / "in")], char_ngram=3), base / "out", client=dask_client)
+        run(DedupConfig(inputs=[str(base / "in")], char_ngram=3, output=str(base / "out")),
+            RunContext(client=dask_client))
     # a work folder from before character shingles (normalization v1, no char_ngram) is not resumed either
     keys = base / "old" / "_work" / "keys"
     keys.mkdir(parents=True)
     old = {k: v for k, v in MinHashParams().to_json().items() if k != "char_ngram"}
     (keys / "_minhash.json").write_text(json.dumps({**old, "normalization": "corpusforge-text/v1"}))
     with pytest.raises(SignatureMismatch, match="normalization"):
-        run(DedupConfig(inputs=[str(base / "in")]), base / "old", client=dask_client)
+        run(DedupConfig(inputs=[str(base / "in")], output=str(base / "old")), RunContext(client=dask_client))

@@ -15,7 +15,8 @@ from corpusforge.dedup import DedupConfig
 from corpusforge.dedup import run as dedup_run
 from corpusforge.extract import (ExtractOptions, decode_html, extract_in_process, html_lang, strip_xml_declaration,
                                  visible_paragraph_chars)
-from corpusforge.runtime import FileReport
+from corpusforge.runtime import FileReport, RunContext
+from corpusforge.formats import warc
 from corpusforge.sources import commoncrawl as cc
 
 XHTML_DOCTYPE = ('<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN" '
@@ -54,7 +55,7 @@ def plain(fragment: str) -> str:
 def read_file(path, **config) -> list[dict]:
     config = cc.CommonCrawlConfig(inputs=[str(path)], min_text_chars=1, **config)
     report = FileReport(input=str(path))
-    docs = list(cc.documents_from_records(cc.read_records(str(path), report, config.max_html_bytes), str(path),
+    docs = list(cc.documents_from_records(warc.read_records(str(path), report, config.max_html_bytes), str(path),
                                           config, report))
     assert report.errors == [], report.errors
     return docs
@@ -253,13 +254,13 @@ def test_ids_unique_across_repeated_captures_and_dedup_never_removes_x_for_x(tmp
     other = [Rec("http://docs.example/other", manual_page(MANUAL[1:2]).encode())]
     write_warc(tmp_path / "in" / "a.warc.gz", captures + other)
     write_warc(tmp_path / "in" / "b.warc.gz", captures[:2])
-    summary = cc.run(cc.CommonCrawlConfig(inputs=[str(tmp_path / "in" / "*.warc.gz")]), tmp_path / "cc",
-                     client=dask_client, console=Console(file=io.StringIO()))
+    summary = cc.run(cc.CommonCrawlConfig(inputs=[str(tmp_path / "in" / "*.warc.gz")], output=str(tmp_path / "cc")),
+                     RunContext(client=dask_client, console=Console(file=io.StringIO())))
     assert summary.counts["documents"] == 6
     rows = [r for s in sorted((tmp_path / "cc").glob("*.parquet")) for r in pq.read_table(s).to_pylist()]
     assert len({r["id"] for r in rows}) == 6  # every row its own id
     assert len({r["content_hash"] for r in rows}) == 2  # the same text, the same content hash
-    dedup_run(DedupConfig(inputs=[str(tmp_path / "cc")]), tmp_path / "dedup", client=dask_client)
+    dedup_run(DedupConfig(inputs=[str(tmp_path / "cc")], output=str(tmp_path / "dedup")), RunContext(client=dask_client))
     removed = pq.read_table(tmp_path / "dedup" / "_duplicates.parquet").to_pylist()
     assert len(removed) == 4 and all(r["removed_id"] != r["kept_id"] for r in removed)
     kept = [r for p in sorted((tmp_path / "dedup").glob("[!_]*.parquet")) for r in pq.read_table(p).to_pylist()]

@@ -17,6 +17,7 @@ from rich.console import Console
 from corpusforge import quality, runtime
 from corpusforge.documents import make_document
 from corpusforge.sources import commoncrawl as cc
+from corpusforge.runtime import RunContext
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,7 +31,8 @@ def crawl(folder: Path, prefixes: list[str], name: str = "crawl.warc.gz") -> tup
 
 def run_cc(path: Path, out: Path, client, **kw) -> tuple[runtime.StageSummary, str]:
     console = Console(record=True, width=400)
-    summary = cc.run(cc.CommonCrawlConfig(inputs=[str(path)], **kw), out, client=client, console=console)
+    summary = cc.run(cc.CommonCrawlConfig(inputs=[str(path)], **kw, output=str(out)),
+                     RunContext(client=client, console=console))
     return summary, console.export_text()
 
 
@@ -86,7 +88,7 @@ def test_disabling_a_rule_makes_the_quality_shards_again(tmp_path, dask_client):
         config = quality.QualityConfig(
             inputs=[str(tmp_path / "docs")], output=str(tmp_path / "out"),
             heuristics=quality.HeuristicsConfig(disable=disable), classifier=quality.ClassifierConfig(sources=[]))
-        return quality.run(config, client=dask_client, console=console), console.export_text()
+        return quality.run(config, RunContext(client=dask_client, console=console)), console.export_text()
 
     first, _ = run([])
     assert first.counts["dropped_c4_lorem_ipsum"] == 1, first.counts

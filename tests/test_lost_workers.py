@@ -73,7 +73,8 @@ def test_a_poison_input_is_reported_after_bounded_tries_and_the_rest_completes(t
     config = cluster.ClusterConfig(memory_limit="600MiB", max_tries=2, dashboard_address="127.0.0.1:0")
     items = ["a", "poison", "b", "c", "d"]
     with cluster.connect(config, workers=2) as client:
-        summary, reports = runtime.map_files(_task, items, tmp_path / "out", None, stage="poison-test", client=client)
+        summary, reports = runtime.map_files(_task, items, tmp_path / "out", None, stage="poison-test",
+                                             ctx=runtime.RunContext(client=client))
         client.wait_for_workers(2, timeout=60)  # the nannies brought their workers back
     assert summary.counts == {"documents": 4} and summary.errors == 1
     (error,) = [json.loads(line) for line in (tmp_path / "out" / runtime.ERRORS_FILE).read_text().splitlines()]

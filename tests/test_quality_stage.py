@@ -6,6 +6,7 @@ key; the CLI runs it."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -19,6 +20,7 @@ from corpusforge.documents import make_document
 from corpusforge.quality import ClassifierConfig, QualityConfig, heuristics, run
 from corpusforge.sample import crawl
 from corpusforge.sources import commoncrawl
+from corpusforge.runtime import RunContext
 
 SEED = 1234
 
@@ -34,8 +36,9 @@ def inputs(tmp_path_factory, dask_client) -> dict:
     English articles (plus one spam page), and reference shards for the classifier."""
     root = tmp_path_factory.mktemp("quality-inputs")
     crawl.build(root / "crawl", SEED)
-    commoncrawl.run(commoncrawl.CommonCrawlConfig(inputs=[str(root / "crawl" / "*.warc.gz")], min_lang_score=0.5),
-                    root / "commoncrawl", client=dask_client)
+    commoncrawl.run(commoncrawl.CommonCrawlConfig(inputs=[str(root / "crawl" / "*.warc.gz")], min_lang_score=0.5,
+                                                  output=str(root / "commoncrawl")),
+                    RunContext(client=dask_client))
     texts = crawl.load_texts()
     english = [a for a in texts["article"] if a["site"] in ("courier", "greenthumb", "kitchen")
                and a.get("junk") in (None, "gopher_stop_words")]
@@ -62,7 +65,7 @@ def config(inputs: dict, **changes) -> QualityConfig:
 @pytest.fixture(scope="module")
 def filtered(inputs, tmp_path_factory, dask_client) -> tuple[Path, runtime.StageSummary]:
     out = tmp_path_factory.mktemp("quality") / "out"
-    return out, run(config(inputs), out, client=dask_client)
+    return out, run(dataclasses.replace(config(inputs), output=str(out)), RunContext(client=dask_client))
 
 
 def _shards(folder: Path) -> list[Path]:
@@ -127,20 +130,21 @@ def test_dropped_sample_is_seeded_and_bounded(inputs, filtered, tmp_path, dask_c
     for d in dropped:
         per_reason[d["reason"]] = per_reason.get(d["reason"], 0) + 1
     assert max(per_reason.values()) <= 5
-    smaller = run(config(inputs, dropped_sample=1), tmp_path / "one", client=dask_client)
+    smaller = run(dataclasses.replace(config(inputs, dropped_sample=1), output=str(tmp_path / "one")),
+                  RunContext(client=dask_client))
     assert smaller.extra["dropped_sample"] == len(per_reason)
 
 
 def test_rerun_resumes_and_other_workers_write_identical_files(inputs, filtered, tmp_path, dask_client):
     out, first = filtered
     before = {p.name: p.read_bytes() for p in _shards(out)}
-    again = run(config(inputs), out, client=dask_client)
+    again = run(dataclasses.replace(config(inputs), output=str(out)), RunContext(client=dask_client))
     assert again.resumed_files == again.files == first.files
     assert {p.name: p.read_bytes() for p in _shards(out)} == before
     assert again.counts == first.counts
 
     other = tmp_path / "other"
-    run(config(inputs), other, workers=1)  # a fresh one-worker cluster, a model trained anew
+    run(dataclasses.replace(config(inputs), output=str(other)), RunContext(workers=1))  # a fresh one-worker cluster
     assert {p.name: p.read_bytes() for p in _shards(other)} == before
     for name in ("_classifier.npz", "_dropped.parquet"):
         assert (other / name).read_bytes() == (out / name).read_bytes(), name
@@ -151,7 +155,7 @@ def test_a_cluster_of_separate_processes_writes_identical_files(inputs, filtered
     the same model and keep the same documents."""
     out, _ = filtered
     remote = tmp_path / "remote"
-    run(config(inputs), remote, scheduler=separate_cluster)
+    run(dataclasses.replace(config(inputs), output=str(remote)), RunContext(scheduler=separate_cluster))
     assert {p.name: p.read_bytes() for p in _shards(remote)} == {p.name: p.read_bytes() for p in _shards(out)}
     for name in ("_classifier.npz", "_dropped.parquet"):
         assert (remote / name).read_bytes() == (out / name).read_bytes(), name
@@ -165,8 +169,8 @@ def test_damaged_shard_is_reported_and_the_others_filtered(inputs, tmp_path, das
     data = good.read_bytes()
     (folder / "cut.parquet").write_bytes(data[: len(data) // 2])
     out = tmp_path / "out"
-    summary = run(QualityConfig(inputs=[str(folder)], classifier=ClassifierConfig(sources=[])), out,
-                  client=dask_client)
+    summary = run(QualityConfig(inputs=[str(folder)], classifier=ClassifierConfig(sources=[]), output=str(out)),
+                  RunContext(client=dask_client))
     errors = read_errors(out)
     assert len(errors) == 1 and errors[0]["file"] == str(folder / "cut.parquet") and errors[0]["offset"] == 0
     assert "unreadable document shard" in errors[0]["reason"]

@@ -16,6 +16,7 @@ from rich.console import Console
 from corpusforge import runtime
 from corpusforge.runtime import (FileReport, ShardWriter, atomic_path, map_files, output_name, read_report,
                                  resume_or_none)
+from corpusforge.runtime import RunContext
 
 # The tasks below run on Dask workers, which cannot import this test module: ship them by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -118,8 +119,8 @@ def test_map_files_reports_a_crashed_task_and_finishes_the_rest(tmp_path, dask_c
     items = ["one", "crash-two", "three"]
     config = {"rows": {"one": 5, "crash-two": 6, "three": 1}}
     console = Console(file=io.StringIO(), width=200)
-    summary, reports = map_files(write_rows_task, items, tmp_path, config, stage="unit", client=dask_client,
-                                 console=console)
+    summary, reports = map_files(write_rows_task, items, tmp_path, config, stage="unit",
+                                 ctx=RunContext(client=dask_client, console=console))
     assert [r.input for r in reports] == items
     assert summary.files == 3 and summary.errors == 1 and summary.counts == {"documents": 6}
     assert reports[1].errors[0]["reason"] == "task failed: RuntimeError: disk on fire"
@@ -130,6 +131,6 @@ def test_map_files_reports_a_crashed_task_and_finishes_the_rest(tmp_path, dask_c
     assert [(e["file"], e["stage"]) for e in errors] == [("crash-two", "unit")]
     assert json.loads((tmp_path / runtime.SUMMARY_FILE).read_text())["files"] == 3
     # Same client, same call again: finished files are resumed (not served from the first call's futures).
-    again, reports = map_files(write_rows_task, items, tmp_path, config, stage="unit", client=dask_client,
-                               console=console)
+    again, reports = map_files(write_rows_task, items, tmp_path, config, stage="unit",
+                               ctx=RunContext(client=dask_client, console=console))
     assert [r.resumed for r in reports] == [True, False, True] and again.resumed_files == 2

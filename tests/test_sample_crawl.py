@@ -4,6 +4,7 @@ skipped and counted under its reason, and the damaged record reported while the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -11,7 +12,7 @@ from urllib.parse import urlsplit
 import pyarrow.parquet as pq
 import pytest
 
-from corpusforge.runtime import ERRORS_FILE, SUMMARY_FILE
+from corpusforge.runtime import ERRORS_FILE, SUMMARY_FILE, RunContext
 from corpusforge.sample import crawl
 from corpusforge.schema import check_table
 from corpusforge.sources import commoncrawl
@@ -33,7 +34,7 @@ def extracted(sample, tmp_path_factory, dask_client) -> tuple[Path, list[dict]]:
     inputs, _ = sample
     out = tmp_path_factory.mktemp("commoncrawl")
     config = commoncrawl.CommonCrawlConfig(inputs=[str(inputs / "*.warc.gz")], min_lang_score=0.5)
-    commoncrawl.run(config, out, client=dask_client)
+    commoncrawl.run(dataclasses.replace(config, output=str(out)), RunContext(client=dask_client))
     docs = [row for shard in sorted(out.glob("*.parquet")) for row in pq.read_table(shard).to_pylist()]
     return out, docs
 

@@ -19,6 +19,7 @@ from corpusforge.sample import chat as sample_chat
 from corpusforge.trainer import checkpoint, pretrain, sft
 from corpusforge.trainer.data import chat
 from corpusforge.trainer.generate import load_model
+from corpusforge.runtime import RunContext
 
 ROOT = Path(__file__).resolve().parent.parent
 QUIET = Console(file=open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the test session
@@ -48,13 +49,14 @@ def corpus(dask_client, tmp_path_factory) -> Path:
                           origin_id=k, book_id="python-reference", part=i) for i, k in enumerate(sorted(topics))]
     with runtime.ShardWriter(root / "documents" / "documents.parquet", row_group_rows=32) as writer:
         writer.write_rows(docs)
-    tokenizer.train(tokenizer.TokenizerConfig(inputs=[str(root / "documents")], vocab_size=1024,
-                                              sample_chars_per_source=1_000_000), root / "tokenizer",
-                    client=dask_client, console=QUIET)
-    mixer.mix(mixer.MixConfig(sets=[mixer.MixSet("books", "books", [str(root / "documents")], 1.0)],
+    tokenizer.run(tokenizer.TokenizerConfig(inputs=[str(root / "documents")], vocab_size=1024,
+                                              sample_chars_per_source=1_000_000, output=str(root / "tokenizer")),
+                  RunContext(client=dask_client, console=QUIET))
+    mixer.run(mixer.MixConfig(sets=[mixer.MixSet("books", "books", [str(root / "documents")], 1.0)],
                               tokenizer=str(root / "tokenizer" / "tokenizer.json"), budget_tokens=1_000_000,
-                              shard_tokens=100_000, row_group_tokens=10_000, val_fraction=0.05, seed=3),
-              root / "corpus", client=dask_client, console=QUIET)
+                              shard_tokens=100_000, row_group_tokens=10_000, val_fraction=0.05, seed=3,
+                              output=str(root / "corpus")),
+              RunContext(client=dask_client, console=QUIET))
     return root / "corpus"
 
 

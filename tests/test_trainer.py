@@ -25,6 +25,7 @@ from corpusforge.trainer import checkpoint, devices, loop, pretrain
 from corpusforge.trainer.data.chars import TextBlocks
 from corpusforge.trainer.generate import generate_text
 from corpusforge.trainer.model import GPT, GPTConfig
+from corpusforge.runtime import RunContext
 
 ROOT = Path(__file__).resolve().parent.parent
 QUIET = Console(file=open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the test session
@@ -83,14 +84,16 @@ def corpus(shared_data, dask_client, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("corpus")
     with runtime.ShardWriter(root / "documents" / "documents.parquet", row_group_rows=32) as writer:
         writer.write_rows(book_documents(shared_data))
-    tokenizer.train(tokenizer.TokenizerConfig(inputs=[str(root / "documents")], vocab_size=2048,
-                                              sample_chars_per_source=2_000_000), root / "tokenizer",
-                    client=dask_client, console=QUIET)
+    tokenizer.run(tokenizer.TokenizerConfig(inputs=[str(root / "documents")], vocab_size=2048,
+                                              sample_chars_per_source=2_000_000, output=str(root / "tokenizer")),
+                  RunContext(client=dask_client, console=QUIET))
     sets = [mixer.MixSet(name, name, [str(root / "documents")], weight)
             for name, weight in (("books", 0.7), ("wikipedia", 0.3))]
-    mixer.mix(mixer.MixConfig(sets=sets, tokenizer=str(root / "tokenizer" / "tokenizer.json"),
+    mixer.run(mixer.MixConfig(sets=sets, tokenizer=str(root / "tokenizer" / "tokenizer.json"),
                               budget_tokens=1_000_000, shard_tokens=100_000, row_group_tokens=10_000,
-                              val_fraction=0.05, seed=3), root / "corpus", client=dask_client, console=QUIET)
+                              val_fraction=0.05, seed=3,
+                              output=str(root / "corpus")),
+              RunContext(client=dask_client, console=QUIET))
     return root / "corpus"
 
 

@@ -14,8 +14,10 @@ from shard_io import read_errors
 import zstandard
 
 from corpusforge import runtime, schema
+from corpusforge.formats import pushshift as dumps
 from corpusforge.sources.webtext2 import links, pushshift
 from corpusforge.sources.webtext2.urls import LinkFields, LinkFilter, LinkRules, normalize_url, split_url, url_host
+from corpusforge.runtime import RunContext
 from webtext2_servers import submission
 
 
@@ -65,11 +67,11 @@ def test_link_rules_say_why_they_drop():
 
 def test_dumps_are_long_window_zstd(tmp_path):
     path = tmp_path / "RS_2020-09.zst"
-    pushshift.write_dump(path, [submission(i, 5, f"https://a.example/{i}") for i in range(3)])
+    dumps.write_dump(path, [submission(i, 5, f"https://a.example/{i}") for i in range(3)])
     with pytest.raises(zstandard.ZstdError):  # like the real dumps: a default decompressor refuses the window
         zstandard.ZstdDecompressor().stream_reader(io.BytesIO(path.read_bytes())).read()
     report = runtime.FileReport(input=str(path))
-    assert [r["id"] for _, r in pushshift.read_submissions(str(path), report)] == ["s00000", "s00001", "s00002"]
+    assert [r["id"] for _, r in dumps.read_submissions(str(path), report)] == ["s00000", "s00001", "s00002"]
     assert report.errors == []
 
 
@@ -111,7 +113,7 @@ def test_fast_reader_reads_what_the_json_module_reads(tmp_path):
 
     for fields in (None, LinkFields):
         report = runtime.FileReport(input=str(path))
-        got = list(pushshift.read_submissions(str(path), report, fields))
+        got = list(dumps.read_submissions(str(path), report, fields))
         assert [(e["offset"], e["reason"]) for e in report.errors] == expected_errors
         assert [o for o, _ in got] == [o for o, _ in expected]
         check = LinkFilter(LinkRules()).check
@@ -136,7 +138,7 @@ def test_pushshift_links_dedup_aggregate_and_report_damage(tmp_path, dask_client
         submission(7, 50, "https://i.redd.it/cat.png"),
     ]
     path1 = tmp_path / "RS_2020-09.zst"
-    pushshift.write_dump(path1, month1)
+    dumps.write_dump(path1, month1)
     # Month 2: the real format plus damage: a malformed line, a line that is not an object, and a second zstd
     # frame cut short (a truncated download).
     good = [submission(10, 2, "https://blog.example.net/summed"), submission(11, 5, "https://c.example.com/x"),
@@ -149,7 +151,8 @@ def test_pushshift_links_dedup_aggregate_and_report_damage(tmp_path, dask_client
     path2.write_bytes(compress(("\n".join(lines) + "\n").encode()) + lost[:-6])
 
     out = tmp_path / "links"
-    summary = pushshift.collect([str(tmp_path / "RS_*.zst")], out, LinkRules(buckets=4), client=dask_client)
+    summary = pushshift.collect([str(tmp_path / "RS_*.zst")], out, LinkRules(buckets=4),
+                                RunContext(client=dask_client))
     rows = {r["url"]: r for r in read_links(out)}
     assert sorted(rows) == ["https://c.example.com/x", "https://news.example.org/a"]
     best = rows["https://news.example.org/a"]
@@ -175,7 +178,7 @@ def test_pushshift_links_dedup_aggregate_and_report_damage(tmp_path, dask_client
     # OpenWebText2's rule: scores of all submissions of a URL add up (1 + 2 + 2 >= 3); the max rule drops it.
     summed = tmp_path / "summed"
     pushshift.collect([str(path1), str(path2)], summed, LinkRules(score_aggregate="sum", buckets=2),
-                      client=dask_client)
+                      RunContext(client=dask_client))
     rows = {r["url"]: r for r in read_links(summed)}
     summed_row = rows["https://blog.example.net/summed"]
     assert (summed_row["score"], summed_row["submissions"], summed_row["submission_score"]) == (5, 3, 2)
@@ -184,7 +187,7 @@ def test_pushshift_links_dedup_aggregate_and_report_damage(tmp_path, dask_client
 
     # A re-run resumes every dump and writes the same link table.
     before = {f: Path(f).read_bytes() for f in links.list_link_files(out)}
-    again = pushshift.collect([str(tmp_path / "RS_*.zst")], out, LinkRules(buckets=4), client=dask_client)
+    again = pushshift.collect([str(tmp_path / "RS_*.zst")], out, LinkRules(buckets=4), RunContext(client=dask_client))
     assert again.resumed_files == 2 and again.counts == summary.counts
     assert [pq.read_table(f).to_pylist() for f in before] == [pq.read_table(f).to_pylist() for f in
                                                                links.list_link_files(out)]
@@ -192,7 +195,8 @@ def test_pushshift_links_dedup_aggregate_and_report_damage(tmp_path, dask_client
 
 def test_missing_dump_is_a_clear_error(tmp_path, dask_client):
     with pytest.raises(FileNotFoundError, match="no Pushshift dump matches"):
-        pushshift.collect([str(tmp_path / "RS_1999-*.zst")], tmp_path / "links", LinkRules(), client=dask_client)
+        pushshift.collect([str(tmp_path / "RS_1999-*.zst")], tmp_path / "links", LinkRules(),
+                          RunContext(client=dask_client))
 
 
 @pytest.mark.shared_data
@@ -200,7 +204,7 @@ def test_real_pushshift_records(shared_data, tmp_path, dask_client):
     """The real records in shared data, with the counts their README states."""
     api = shared_data / "reddit" / "pushshift-api_submissions_2020-11_2022-12.ndjson.zst"
     cassettes = shared_data / "reddit" / "reddit-api_submissions_praw-cassettes.ndjson.zst"
-    summary = pushshift.collect([str(api)], tmp_path / "api", LinkRules(), client=dask_client)
+    summary = pushshift.collect([str(api)], tmp_path / "api", LinkRules(), RunContext(client=dask_client))
     assert summary.counts["submissions"] == 2057
     assert summary.counts["submissions"] - summary.counts["dropped_low_score"] == 13  # "only 13 have score >= 3"
     assert summary.counts["links"] == 13 and summary.errors == 0
@@ -208,7 +212,7 @@ def test_real_pushshift_records(shared_data, tmp_path, dask_client):
     assert {r["subreddit"] for r in rows} == {"science"}
     assert "https://www.cam.ac.uk/stories/london-underground-pollution" in {r["url"] for r in rows}
 
-    summary = pushshift.collect([str(cassettes)], tmp_path / "cassettes", LinkRules(), client=dask_client)
+    summary = pushshift.collect([str(cassettes)], tmp_path / "cassettes", LinkRules(), RunContext(client=dask_client))
     counts = summary.counts
     assert counts["submissions"] == 3417
     assert counts["submissions"] - counts["dropped_low_score"] == 2174  # "2,174 with score >= 3"

@@ -14,6 +14,7 @@ import pytest
 
 from corpusforge.sources.webtext2 import links, reddit
 from corpusforge.sources.webtext2.urls import LinkRules
+from corpusforge.runtime import RunContext
 from webtext2_servers import RedditAPI, submission, wait_until
 
 CLIENT_ID = "corpusforge-test-app"
@@ -48,7 +49,7 @@ def test_praw_collection_filters_paginates_and_honours_retry_after(credentials, 
         config = reddit.RedditConfig(subreddits=["science", "AskHistorians", "doesnotexist"], limit=None,
                                      oauth_url=api.url, reddit_url=api.url)
         out = tmp_path / "links"
-        summary = reddit.collect(config, out, LinkRules(buckets=3), client=dask_client)
+        summary = reddit.collect(config, out, LinkRules(buckets=3), RunContext(client=dask_client))
 
     calls = api.listing_calls
     science = [c for c in calls if c["path"] == "/r/science/top"]
@@ -97,7 +98,7 @@ def test_praw_collection_resumes_after_interruption(credentials, tmp_path, dask_
 
     with RedditAPI(CLIENT_ID, SECRET, subs, username="bob", password=PASSWORD) as api:
         config = reddit.RedditConfig(subreddits=["science"], limit=None, oauth_url=api.url, reddit_url=api.url)
-        summary = reddit.collect(config, out, rules, client=dask_client)
+        summary = reddit.collect(config, out, rules, RunContext(client=dask_client))
     # Only the pages not saved before were asked for: the run went on from the saved `after` token.
     assert [c["query"].get("after") for c in api.listing_calls] == ["t3_s00199", "t3_s00299"]
     assert summary.errors == 0 and summary.counts["submissions"] == 350 and summary.resumed_files == 2
@@ -113,4 +114,4 @@ def test_missing_credentials_are_a_clear_error(tmp_path, monkeypatch, dask_clien
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))  # no user praw.ini either
     with pytest.raises(reddit.CredentialsMissing, match="praw_client_id"):
         reddit.collect(reddit.RedditConfig(subreddits=["science"]), tmp_path / "links", LinkRules(),
-                       client=dask_client)
+                       RunContext(client=dask_client))

@@ -14,6 +14,7 @@ import pytest
 from corpusforge import recipe, schema
 from corpusforge.sample import reddit as sample_reddit
 from corpusforge.sources import webtext2
+from corpusforge.runtime import RunContext
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,7 +75,7 @@ def test_sample_build_is_deterministic(sample_inputs, tmp_path):
 def test_stage_on_the_sample(sample_inputs, tmp_path, dask_client):
     rec = recipe.load(write_recipe(tmp_path, sample_inputs))
     config = rec.sections["webtext2"]
-    summary = webtext2.run(config, client=dask_client)
+    summary = webtext2.run(config, RunContext(client=dask_client))
 
     # Links: 24 submissions; 2 self posts, 1 NSFW, 2 low scores, 4 blocked domains and 1 image are dropped, and
     # the ferry story submitted twice (once with tracking parameters) is one link.
@@ -101,7 +102,7 @@ def test_stage_on_the_sample(sample_inputs, tmp_path, dask_client):
 
     # A re-run resumes everything and leaves the shards byte for byte as they were.
     before = {p.name: p.read_bytes() for p in shards(Path(config.output))}
-    again = webtext2.run(config, client=dask_client)
+    again = webtext2.run(config, RunContext(client=dask_client))
     assert again.resumed_files == again.files == 2 and again.extra["fetch"]["resumed_files"] == 2
     assert {p.name: p.read_bytes() for p in shards(Path(config.output))} == before
 

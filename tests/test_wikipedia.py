@@ -3,6 +3,7 @@ multistream index, damaged bz2 and malformed pages, resume, byte-identical outpu
 
 from __future__ import annotations
 
+import dataclasses
 import bz2
 import hashlib
 import http.server
@@ -17,7 +18,8 @@ import shard_io
 from shard_io import read_errors
 
 from corpusforge import cli
-from corpusforge.runtime import FileReport
+from corpusforge.formats import mediawiki
+from corpusforge.runtime import FileReport, RunContext
 from corpusforge.sample import wikipedia as sample_wiki
 from corpusforge.sources import wikipedia
 
@@ -61,7 +63,7 @@ def read_docs(folder: Path) -> list[dict]:
 def run(tmp: Path, inputs, client, **kw):
     config = wikipedia.WikipediaConfig(inputs=[str(i) for i in inputs], **kw)
     config.validate()
-    summary = wikipedia.run(config, tmp, client=client)
+    summary = wikipedia.run(dataclasses.replace(config, output=str(tmp)), RunContext(client=client))
     return summary, read_docs(tmp)
 
 
@@ -119,14 +121,14 @@ def test_ranges_give_the_pages_of_the_whole_file(shared_data):
     """Byte ranges cut anywhere (bz2 here: mid-block) read every page exactly once, with the same offsets."""
     dump = (shared_data / "wikipedia" / "gensim-testdata" /
             "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")
-    site = wikipedia.read_siteinfo(str(dump))
-    whole = [(p.page_id, p.offset) for p in wikipedia.iter_pages(str(dump), encoding=site.encoding,
+    site = mediawiki.read_siteinfo(str(dump))
+    whole = [(p.page_id, p.offset) for p in mediawiki.iter_pages(str(dump), encoding=site.encoding,
                                                                    report=FileReport(input=str(dump)))]
     size = dump.stat().st_size
     for step in (300_000,):
         got = []
         for start in range(0, size, step):
-            got += [(p.page_id, p.offset) for p in wikipedia.iter_pages(
+            got += [(p.page_id, p.offset) for p in mediawiki.iter_pages(
                 str(dump), start, min(start + step, size), encoding=site.encoding, report=FileReport(input="x"))]
         assert got == whole
     assert len(whole) == 206
@@ -150,7 +152,7 @@ def test_table_markup_articles(shared_data, dask_client, tmp_path):
 @pytest.mark.shared_data
 def test_utf16_bgwiki_dump_split_into_ranges(shared_data, dask_client, tmp_path):
     dump = shared_data / "wikipedia" / "gensim-testdata" / "bgwiki-latest-pages-articles-shortened.xml.bz2"
-    site = wikipedia.read_siteinfo(str(dump))
+    site = mediawiki.read_siteinfo(str(dump))
     assert site.encoding == "utf-16-le" and site.lang == "bg" and site.namespaces[6] == ["Файл"]
     summary, docs = run(tmp_path, [dump], dask_client, split_bytes=8192)
     assert summary.files == -(-dump.stat().st_size // 8192) == 10
@@ -424,12 +426,13 @@ def test_config_errors_name_the_key():
 
 
 def test_inline_templates_from_the_config_reach_the_vocabulary():
-    from corpusforge import recipe, wikitext
+    from corpusforge import recipe
+    from corpusforge.formats import wikitext
 
     config = recipe.from_dict(wikipedia.WikipediaConfig, {"inputs": ["x"], "inline_templates": {"Höhe": "{1} m"}},
                               "r.toml: [wikipedia]")
-    site = wikipedia.SiteInfo(dbname="dewiki", lang="de", base_url=None, encoding="utf-8", namespaces={})
-    vocab = site.vocabulary(config)
+    site = mediawiki.SiteInfo(dbname="dewiki", lang="de", base_url=None, encoding="utf-8", namespaces={})
+    vocab = config.vocabulary(site)
     assert wikitext.to_text("Der Gipfel liegt auf {{Höhe|2962|DE-NHN}}, {{convert|5|km}} entfernt.", vocab) == \
         "Der Gipfel liegt auf 2962 m, 5 kilometres entfernt."
 

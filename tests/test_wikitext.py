@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from corpusforge import wikitemplates
-from corpusforge.wikitext import Vocabulary, _norm, convert, is_disambiguation, is_redirect, to_text
+from corpusforge.formats import wikitemplates
+from corpusforge.formats.wikitext import Vocabulary, _norm, convert, is_disambiguation, is_redirect, to_text
 
 # What must never survive into article text.
 MARKUP = re.compile(r"\[\[|\]\]|\{\{|\}\}|<ref|</ref|\{\||\|\}|\bthumb\||\|thumb\b|&[a-z]+;|''|__[A-Z]+__")

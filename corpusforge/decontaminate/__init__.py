@@ -24,8 +24,8 @@ count per evaluation n-gram.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import shutil
 import time
 from collections import Counter
 from pathlib import Path
@@ -37,17 +37,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from corpusforge import documents, runtime, schema
-from corpusforge.dedup import exchange
 from corpusforge.decontaminate.cut import CutRules, cut, window
 from corpusforge.decontaminate.evals import EvalSetConfig, read_eval_set
 from corpusforge.decontaminate.ngrams import Index, Lookup, build_index, occurrences
-from corpusforge.mix import inputs as fingerprints
+from corpusforge.options import option
+from corpusforge.runtime import DECONTAMINATION_FILE, DIRTY_FILE
 
-__all__ = ["CutRules", "DecontaminateConfig", "EvalSetConfig", "run", "run_stage"]
+__all__ = ["CutRules", "DecontaminateConfig", "EvalSetConfig", "run"]
 
 STAGE = "decontaminate"
-DECONTAMINATION_FILE = "_decontamination.parquet"
-DIRTY_FILE = "_dirty_examples.parquet"
 HITS_SCHEMA = pa.schema([("row", pa.int64()), ("key", pa.int64())])
 # what one shard task cut, before the client names the evaluation sets and examples of each n-gram
 CUT_SCHEMA = pa.schema([("document_id", pa.string()), ("source", pa.string()), ("key", pa.int64()),
@@ -68,13 +66,17 @@ class DecontaminateConfig:
     inputs: list[str] = dataclasses.field(default_factory=list)
     output: str = "build/decontaminate"
     evals: list[EvalSetConfig] = dataclasses.field(default_factory=list)
-    ngram: int = 13
-    min_ngram: int = 8
-    short_percentile: float = 5.0
-    max_documents: int = 10
-    margin: int = CutRules.margin
-    min_piece: int = CutRules.min_piece
-    max_pieces: int = CutRules.max_pieces
+    ngram: int = dataclasses.field(default=13, metadata=option("tokens per n-gram"))
+    min_ngram: int = dataclasses.field(default=8, metadata=option(
+        "a set of short examples gets n = the short_percentile of their lengths, not below this"))
+    short_percentile: float = dataclasses.field(default=5.0, metadata=option("that percentile"))
+    max_documents: int = dataclasses.field(default=10, metadata=option(
+        "an n-gram in more training documents than this is a common phrase, ignored"))
+    margin: int = dataclasses.field(default=CutRules.margin, metadata=option(
+        "characters cut either side of an n-gram"))
+    min_piece: int = dataclasses.field(default=CutRules.min_piece, metadata=option("shorter pieces are dropped"))
+    max_pieces: int = dataclasses.field(default=CutRules.max_pieces, metadata=option(
+        "a document cut into more pieces is dropped whole"))
 
     def rules(self) -> CutRules:
         return CutRules(margin=self.margin, min_piece=self.min_piece, max_pieces=self.max_pieces)
@@ -261,26 +263,23 @@ def _fresh_outputs(out: Path, fp: str) -> None:
     for path in out.glob("*.parquet"):
         if not path.name.startswith(("_", ".")):
             path.unlink()
-    exchange.clear(out / "_work")
+    shutil.rmtree(out / "_work", ignore_errors=True)
     runtime.write_text_atomic(recorded, fp)
 
 
-def run(config: DecontaminateConfig, output: str | Path | None = None, *, client: Any = None,
-        scheduler: str | None = None, workers: int | None = None, console: Any = None) -> runtime.StageSummary:
-    """Decontaminate the shards of `config.inputs` into `output` (default `config.output`); see the module
+def run(config: DecontaminateConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
+    """Decontaminate the shards of `config.inputs` into `config.output`; see the module
     docstring. Missing input folders are skipped with a warning; a damaged shard or evaluation line is reported in
     `_errors.jsonl` and the rest is used. Skipped when an earlier run with the same config and inputs finished."""
-    from rich.console import Console
-
-    console = console or Console(stderr=True)
+    console = ctx.console
     config.validate()
     t0 = time.perf_counter()
-    out = Path(output or config.output)
+    out = Path(config.output)
     paths, missing = documents.find_shards(config.inputs, exclude=out)
     for spec in missing:
         console.print(f"[yellow]{STAGE}: warning: input {spec} does not exist; skipped[/yellow]")
-    fp = fingerprints.fingerprint(config, [*paths, *(e.path for e in config.evals if Path(e.path).is_file())])
-    done = fingerprints.finished(out, fp, DECONTAMINATION_FILE, DIRTY_FILE)
+    fp = runtime.stage_fingerprint(config, [*paths, *(e.path for e in config.evals if Path(e.path).is_file())])
+    done = runtime.finished_stage(out, fp, DECONTAMINATION_FILE, DIRTY_FILE)
     if done is not None:
         console.print(f"{STAGE}: {out} is up to date")
         return runtime.StageSummary(**{**done, "resumed_files": done["files"]})
@@ -295,11 +294,9 @@ def run(config: DecontaminateConfig, output: str | Path | None = None, *, client
     names = [runtime.output_name(p.removesuffix(".parquet")) for p in paths]
     shards = [_Shard(p, str(out / name), str(out / "_work" / "hits" / name), str(out / "_work" / "cuts" / name))
               for p, name in zip(paths, names)]
-    with contextlib.ExitStack() as stack:
-        if client is None:
-            client = stack.enter_context(runtime.dask_client(scheduler, workers))
-        phase = lambda label, fn, *args: exchange.run_phase(client, label, fn, shards, *args,  # noqa: E731
-                                                            console=console, stage=STAGE)
+    with ctx.dask() as client:
+        phase = lambda label, fn, *args: runtime.run_phase(client, f"{STAGE} {label}", fn, shards, *args,  # noqa: E731
+                                                           console=console)
         lookup = client.scatter(index.lookup, broadcast=True, hash=False)
         documents_per_key = np.zeros(len(index.lookup.keys), dtype=np.int64)
         for keys, counts in phase("count", count_hits, lookup):
@@ -329,8 +326,3 @@ def run(config: DecontaminateConfig, output: str | Path | None = None, *, client
     })
     summary.seconds = time.perf_counter() - t0
     return runtime.finish_stage(out, summary, errors, console=console)
-
-
-def run_stage(config: DecontaminateConfig, ctx) -> runtime.StageSummary:
-    """The `[decontaminate]` recipe stage, on the run's shared Dask client."""
-    return run(config, config.output, client=ctx.client, console=ctx.console)

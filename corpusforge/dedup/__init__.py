@@ -17,7 +17,6 @@ partitioned exchanges (`exchange`), so the same call runs on a LocalCluster or o
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -35,11 +34,12 @@ from corpusforge.dedup import exchange as ex
 from corpusforge.dedup.minhash import MinHashParams, SignatureMismatch
 from corpusforge.dedup.priority import DEFAULT_PRIORITY, source_rank
 from corpusforge.dedup.scan import Shard, read_documents, scan, signature_matrix, signature_params
+from corpusforge.options import option
+from corpusforge.runtime import DUPLICATES_FILE
 from corpusforge.schema import document_schema
 
-__all__ = ["DEFAULT_PRIORITY", "DedupConfig", "MinHashParams", "SignatureMismatch", "run", "run_stage"]
+__all__ = ["DEFAULT_PRIORITY", "DedupConfig", "MinHashParams", "SignatureMismatch", "run"]
 
-DUPLICATES_FILE = "_duplicates.parquet"
 PARAMS_FILE = "_minhash.json"
 KINDS = ("url", "exact", "near")
 
@@ -58,17 +58,23 @@ class DedupConfig:
     inputs: list[str] = dataclasses.field(default_factory=list)
     output: str = "build/dedup"
     # the signature settings, defaulting to MinHashParams' (one place for the numbers); params() gathers them
-    ngram: int = MinHashParams.ngram
-    char_ngram: int = MinHashParams.char_ngram
-    permutations: int = MinHashParams.permutations
-    bands: int = MinHashParams.bands
-    rows: int = MinHashParams.rows
-    seed: int = MinHashParams.seed
-    threshold: float = 0.7
-    verify: Literal["signature", "shingles"] = "signature"
-    url_dedup: bool = True
-    source_priority: list[str] = dataclasses.field(default_factory=lambda: list(DEFAULT_PRIORITY))
-    partition_rows: int = 1_000_000
+    ngram: int = dataclasses.field(default=MinHashParams.ngram, metadata=option("words per shingle"))
+    char_ngram: int = dataclasses.field(default=MinHashParams.char_ngram, metadata=option(
+        "characters per shingle in scripts written without spaces (Chinese, Japanese, Thai)"))
+    permutations: int = dataclasses.field(default=MinHashParams.permutations, metadata=option(
+        "MinHash signature length (= bands x rows)"))
+    bands: int = dataclasses.field(default=MinHashParams.bands, metadata=option("LSH bands"))
+    rows: int = dataclasses.field(default=MinHashParams.rows, metadata=option("signature values per band"))
+    seed: int = dataclasses.field(default=MinHashParams.seed, metadata=option("seed of the MinHash permutations"))
+    threshold: float = dataclasses.field(default=0.7, metadata=option(
+        "estimated Jaccard similarity a candidate pair needs to count as a near duplicate"))
+    verify: Literal["signature", "shingles"] = dataclasses.field(default="signature", metadata=option(
+        "shingles: also require the true Jaccard of the shingle sets (rereads the pairs' text)"))
+    url_dedup: bool = dataclasses.field(default=True, metadata=option(
+        "remove older captures of the same URL", flag="--url"))
+    source_priority: list[str] = dataclasses.field(default_factory=lambda: list(DEFAULT_PRIORITY), metadata=option(
+        "which source's copy survives first"))
+    partition_rows: int = dataclasses.field(default=1_000_000, metadata=option("rows per shuffle partition"))
 
     def params(self) -> MinHashParams:
         return MinHashParams(ngram=self.ngram, char_ngram=self.char_ngram, permutations=self.permutations,
@@ -162,16 +168,13 @@ def _check_params(keys_dir: Path, params: MinHashParams) -> None:
         runtime.write_json_atomic(recorded, params.to_json())
 
 
-def run(config: DedupConfig, output: str | Path | None = None, *, client: Any = None, scheduler: str | None = None,
-        workers: int | None = None, console: Any = None) -> runtime.StageSummary:
-    """Deduplicate the shards of `config.inputs` into `output` (default `config.output`); see the module docstring.
+def run(config: DedupConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
+    """Deduplicate the shards of `config.inputs` into `config.output`; see the module docstring.
     Missing input folders are skipped with a warning (sources may land later); a damaged shard is reported in
     `_errors.jsonl` and the rows read before the damage take part."""
-    from rich.console import Console
-
-    console = console or Console(stderr=True)
+    console = ctx.console
     config.validate()
-    out = Path(output or config.output)
+    out = Path(config.output)
     work = out / "_work"
     keys_dir, shuffle = work / "keys", work / "shuffle"
     params = config.params()
@@ -186,9 +189,7 @@ def run(config: DedupConfig, output: str | Path | None = None, *, client: Any = 
     summary = runtime.StageSummary(stage="dedup")
     t0 = time.perf_counter()
     shards = [Shard(i, p, str(keys_dir / _output_name(p)), -1) for i, p in enumerate(paths)]
-    with contextlib.ExitStack() as stack:
-        if client is None:
-            client = stack.enter_context(runtime.dask_client(scheduler, workers))
+    with ctx.dask() as client:
         nworkers = max(len(client.scheduler_info().get("workers", {})), 1)
         extra, reports = _dedup(client, config, params_json, shards, out, shuffle, nworkers, console, summary)
     ex.clear(shuffle)
@@ -209,7 +210,8 @@ def _dedup(client: Any, config: DedupConfig, params_json: str, shards: list[Shar
            summary: runtime.StageSummary) -> tuple[dict[str, Any], list[runtime.FileReport]]:
     """Phases 1-7 on `client`; fills `summary` and returns its extra details and the per-shard reports."""
     params = config.params()
-    phase = lambda label, fn, items, *args: ex.run_phase(client, label, fn, items, *args, console=console)  # noqa: E731
+    phase = lambda label, fn, items, *args: runtime.run_phase(client, f"dedup {label}", fn, items, *args,  # noqa: E731
+                                                             console=console)
     scans = phase("signatures", scan, shards, params_json)
     shards = [dataclasses.replace(s, rows=r.counts.get("documents", 0)) for s, r in zip(shards, scans)]
     docs = sum(s.rows for s in shards)
@@ -297,8 +299,3 @@ def _remove_stale_outputs(out: Path, written: set[str]) -> None:
     for path in out.glob("*.parquet"):
         if not path.name.startswith(("_", ".")) and path.name not in written:
             path.unlink()
-
-
-def run_stage(config: DedupConfig, ctx) -> runtime.StageSummary:
-    """The `[dedup]` recipe stage, on the run's shared Dask client."""
-    return run(config, config.output, client=ctx.client, console=ctx.console)

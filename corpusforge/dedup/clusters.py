@@ -25,6 +25,7 @@ from corpusforge.dedup.exact import REMOVAL_SCHEMA
 from corpusforge.dedup.minhash import MinHashParams
 from corpusforge.dedup.priority import CONTENT_ORDER, group_heads, source_rank
 from corpusforge.dedup.scan import Shard, read_keys
+from corpusforge.runtime import run_phase
 
 DIRECTED_SCHEMA = pa.schema([("src", pa.int64()), ("dst", pa.int64())])
 LABEL_SCHEMA = pa.schema([("node", pa.int64()), ("root", pa.int64())])
@@ -105,14 +106,17 @@ def components(client: Any, edges: ex.Exchange, root: str | Path, parts: int, sh
                console: Any = None) -> tuple[ex.Exchange, int]:
     """Connected components of the undirected graph in `edges`: an exchange of (node, root) keyed by the node's
     shard, where root is the smallest key of the node's component. Returns it and the number of star steps."""
+    from rich.console import Console
+
+    console = console or Console(stderr=True)
     root = Path(root)
     current = ex.Exchange(str(root / "cc-0"), parts, DIRECTED_SCHEMA)
-    ex.run_phase(client, "components: edges", directed, range(edges.parts), edges, current, console=console)
+    run_phase(client, "dedup components: edges", directed, range(edges.parts), edges, current, console=console)
     for step in range(1, MAX_STEPS + 1):
         following = ex.Exchange(str(root / f"cc-{step}"), parts, DIRECTED_SCHEMA)
         large = step % 2 == 1
-        unfinished = sum(ex.run_phase(client, f"components: {'large' if large else 'small'}-star {step}", star,
-                                      range(parts), current, following, large, console=console))
+        unfinished = sum(run_phase(client, f"dedup components: {'large' if large else 'small'}-star {step}", star,
+                                   range(parts), current, following, large, console=console))
         if unfinished == 0:
             break
         ex.clear(current.root)
@@ -120,7 +124,7 @@ def components(client: Any, edges: ex.Exchange, root: str | Path, parts: int, sh
     else:
         raise RuntimeError(f"connected components did not converge in {MAX_STEPS} steps")
     labels = ex.Exchange(str(root / "labels"), shards, LABEL_SCHEMA)
-    ex.run_phase(client, "components: labels", label, range(parts), current, labels, console=console)
+    run_phase(client, "dedup components: labels", label, range(parts), current, labels, console=console)
     ex.clear(current.root)
     ex.clear(following.root)
     return labels, step

@@ -13,10 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -70,36 +67,3 @@ def file_partition(keys: np.ndarray) -> np.ndarray:
 
 def clear(root: str | os.PathLike) -> None:
     shutil.rmtree(root, ignore_errors=True)
-
-
-def run_phase(client: Any, label: str, fn: Callable[..., Any], items: Sequence[Any], *args: Any,
-              console: Any = None, stage: str = "dedup") -> list[Any]:
-    """Run `fn(item, *args)` for every item as Dask tasks with a progress bar; return the results in item order.
-
-    A task that raises stops the stage: unlike a damaged input file (which a task reports and survives), a failing
-    phase of a group-by would leave the survivors wrong.
-    """
-    from distributed import as_completed
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    console = console or Console(stderr=True)
-    t0 = time.perf_counter()
-    futures = [client.submit(fn, item, *args, pure=False) for item in items]
-    index = {f.key: i for i, f in enumerate(futures)}
-    results: dict[int, Any] = {}
-    progress = Progress(TextColumn(f"[bold]{stage} {label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console, transient=True,
-                        disable=not console.is_terminal and not os.environ.get("CORPUSFORGE_PROGRESS"))
-    with progress:
-        bar = progress.add_task(label, total=len(futures))
-        for future in as_completed(futures):
-            try:
-                results[index[future.key]] = future.result()
-            except Exception as exc:
-                client.cancel(futures)
-                item = items[index[future.key]]
-                raise RuntimeError(f"{stage} {label}: task for {item!r} failed: {type(exc).__name__}: {exc}") from exc
-            progress.update(bar, advance=1)
-    console.print(f"{stage} {label}: {len(items)} task(s) in {time.perf_counter() - t0:.1f}s", highlight=False)
-    return [results[i] for i in range(len(items))]

@@ -38,6 +38,7 @@ import numba
 import numpy as np
 
 from corpusforge.dedup.normalize import NORMALIZATION, NormalizedBatch, normalize_batch
+from corpusforge.errors import UserError
 
 HASH = "corpusforge-poly64-fmix64/v1"
 SCHEME = "affine32"
@@ -49,7 +50,7 @@ _MASK64 = (1 << 64) - 1
 _BATCH_BYTES = 1 << 20  # text bytes per normalization batch: bounds the batch's arrays
 
 
-class SignatureMismatch(ValueError):
+class SignatureMismatch(UserError, ValueError):
     """Signatures made with other settings than the ones asked for: they must not be combined."""
 
 

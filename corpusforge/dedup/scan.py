@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from corpusforge.dedup.minhash import MinHashParams, batches_by_size, signatures
 from corpusforge.dedup.normalize import normalize_batch, text_hashes, url_hash
-from corpusforge.schema import document_schema
+from corpusforge.documents import read_batches
 from corpusforge.runtime import REPORT_KEY, FileReport, atomic_path, read_report
 
 PARAMS_KEY = b"corpusforge.minhash"
@@ -34,7 +34,6 @@ class Shard:
     keys_path: str
     rows: int
 READ_COLUMNS = ["id", "source", "url", "text", "crawl_time"]
-REQUIRED_COLUMNS = ["id", "source", "text"]
 BATCH_ROWS = 2048
 
 
@@ -49,29 +48,8 @@ def signature_schema(params: MinHashParams) -> pa.Schema:
 
 def read_documents(path: str, report: FileReport, columns: list[str] = READ_COLUMNS,
                    limit: int | None = None) -> Iterator[pa.RecordBatch]:
-    """The rows of a document shard in batches (at most `limit` rows), with `columns` of the document contract (a
-    nullable column the file lacks comes back as nulls). A damaged file is reported in `report` with the row offset
-    where reading stopped; what was read before it is kept."""
-    contract = document_schema()
-    rows = 0
-    try:
-        shard = pq.ParquetFile(path)
-        names = set(shard.schema_arrow.names)
-        missing = [c for c in REQUIRED_COLUMNS if c not in names]
-        if missing:
-            report.error(f"not a document shard: no column(s) {missing}", offset=0, stage="dedup")
-            return
-        for batch in shard.iter_batches(batch_size=BATCH_ROWS, columns=[c for c in columns if c in names]):
-            if limit is not None and rows + batch.num_rows > limit:
-                batch = batch.slice(0, limit - rows)
-            arrays = [batch.column(c).cast(contract.field(c).type) if c in names
-                      else pa.nulls(batch.num_rows, contract.field(c).type) for c in columns]
-            yield pa.RecordBatch.from_arrays(arrays, names=columns)
-            rows += batch.num_rows
-            if limit is not None and rows >= limit:
-                return
-    except (OSError, pa.ArrowException, ValueError) as exc:  # truncated or corrupt Parquet: keep what was read
-        report.error(f"unreadable shard: {type(exc).__name__}: {exc}", offset=rows, stage="dedup")
+    """`documents.read_batches` as dedup reads a shard: its batch size, the contract's types, damage as "dedup"."""
+    return read_batches(path, columns, report, BATCH_ROWS, limit=limit, contract_types=True, stage="dedup")
 
 
 def _keys(batch: pa.RecordBatch, params: MinHashParams) -> pa.RecordBatch:

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from corpusforge import runtime, schema
-from corpusforge.mix import inputs
 
 MANIFEST_FILE = "manifest.json"
 
@@ -59,7 +58,7 @@ def verify(corpus_dir: str | os.PathLike) -> list[dict[str, Any]]:
             problems.append({"path": rel, "problem": "missing"})
         elif size is not None and path.stat().st_size != size:
             problems.append({"path": rel, "problem": f"size {path.stat().st_size:,} bytes, manifest says {size:,}"})
-        elif inputs.file_sha256(path) != sha:
+        elif runtime.file_sha256(path) != sha:
             problems.append({"path": rel, "problem": "sha256 differs from the manifest (the file is damaged)"})
     return problems
 

@@ -19,7 +19,6 @@ Every step resumes: spill files and shards carry their FileReport, and a finishe
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
@@ -36,7 +35,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from corpusforge import documents, runtime, schema
-from corpusforge.mix import inputs, manifest as manifest_mod, tokenizer as tok_mod
+from corpusforge.errors import StageFailed
+from corpusforge.mix import manifest as manifest_mod, tokenizer as tok_mod
 
 KEY_SPACE = 2**63  # shuffle keys are 63-bit, so they fit Parquet's signed int64 and its statistics
 WORK_DIR = "_work"
@@ -294,22 +294,22 @@ def _plan_shards(config: MixConfig, counts: dict[str, int], spills: list[str]) -
 
 
 # --------------------------------------------------------------------------------------------------------- run
-def mix(config: MixConfig, out_dir: str | os.PathLike, *, client=None, scheduler: str | None = None,
-        workers: int | None = None, console=None) -> runtime.StageSummary:
-    """Write the mixed corpus (per-set shards, tokenizer.json, manifest.json) to `out_dir`; see the module doc."""
+def run(config: MixConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
+    """The stage: write the mixed corpus (per-set shards, tokenizer.json, manifest.json) to `config.output`; see
+    the module doc."""
     from rich.console import Console
 
-    console = console or Console(stderr=True)
+    console = ctx.console
     config.validate()
-    out_dir = Path(out_dir)
+    out_dir = Path(config.output)
     set_files = {s.name: documents.find_shards(s.inputs)[0] for s in config.sets}
     files = sorted({f for fs in set_files.values() for f in fs})
-    tokenizer_sha = inputs.file_sha256(config.tokenizer) if Path(config.tokenizer).exists() else None
+    tokenizer_sha = runtime.file_sha256(config.tokenizer) if Path(config.tokenizer).exists() else None
     if tokenizer_sha is None:
         raise FileNotFoundError(f"mix: no tokenizer at {config.tokenizer}; run `corpusforge tokenizer train` "
                                 "(recipe section [tokenizer]) or name an existing tokenizer.json")
-    fp = inputs.fingerprint(config, files, tokenizer_sha)
-    done = inputs.finished(out_dir, fp, manifest_mod.MANIFEST_FILE)
+    fp = runtime.stage_fingerprint(config, files, tokenizer_sha)
+    done = runtime.finished_stage(out_dir, fp, manifest_mod.MANIFEST_FILE)
     if done is not None:
         console.print(f"mix: {out_dir / manifest_mod.MANIFEST_FILE} is up to date")
         return runtime.StageSummary(**{**done, "resumed_files": done["files"]})
@@ -323,9 +323,7 @@ def mix(config: MixConfig, out_dir: str | os.PathLike, *, client=None, scheduler
     t0 = time.perf_counter()
     (out_dir / manifest_mod.MANIFEST_FILE).unlink(missing_ok=True)  # the corpus is unfinished until it is rewritten
     work = out_dir / WORK_DIR / fp[:16]
-    with contextlib.ExitStack() as stack:
-        if client is None:
-            client = stack.enter_context(runtime.dask_client(scheduler, workers))
+    with ctx.dask() as client:
         members = [set(set_files[s.name]) for s in config.sets]
         encode_job = _EncodeJob(sets=config.sets, tokenizer=str(config.tokenizer), seed=config.seed,
                                 sets_of={f: [i for i, m in enumerate(members) if f in m] for f in files},
@@ -333,20 +331,20 @@ def mix(config: MixConfig, out_dir: str | os.PathLike, *, client=None, scheduler
                                 row_group_tokens=config.row_group_tokens)
         encoded, encode_reports = runtime.map_files(
             _encode_file, files, work / "spill", client.scatter(encode_job, broadcast=True), stage="mix-encode",
-            client=client, console=console)
+            ctx=ctx, finish=False)
         spills = [str(p) for f in files if (p := work / "spill" / runtime.output_name(f)).exists()]
         plan = _plan_shards(config, encoded.counts, spills)
         shard_job = _ShardJob(shards=plan, spills=spills, row_group_tokens=config.row_group_tokens)
         written, shard_reports = runtime.map_files(
             _write_shard, list(plan), work / "shards", client.scatter(shard_job, broadcast=True), stage="mix",
-            client=client, console=console, kept_key="rows")
+            ctx=ctx, kept_key="rows", finish=False)
         failed = [r.input for r in shard_reports if not (work / "shards" / f"{r.input}.parquet").exists()]
         if failed:
             runtime.finish_stage(out_dir, written, [e for r in shard_reports for e in r.errors], console=console)
-            raise RuntimeError(f"mix: {len(failed)} shard(s) could not be written ({failed[:3]}...); see "
+            raise StageFailed(f"mix: {len(failed)} shard(s) could not be written ({failed[:3]}...); see "
                                f"{out_dir / runtime.ERRORS_FILE}; a re-run resumes")
         done_paths = [str(work / "shards" / f"{item}.parquet") for item in plan]
-        checksums = dict(zip(plan, client.gather(client.map(inputs.file_sha256, done_paths, pure=False))))
+        checksums = dict(zip(plan, client.gather(client.map(runtime.file_sha256, done_paths, pure=False))))
 
     _move_into_place(work / "shards", out_dir, list(plan))
     with runtime.atomic_path(out_dir / tok_mod.TOKENIZER_FILE) as tmp:
@@ -434,7 +432,7 @@ def _manifest(config: MixConfig, plan: dict[str, tuple[str, int, int]], reports:
         "format": "corpusforge-corpus", "version": 1, "schema": "corpus", "seed": config.seed,
         "budget_tokens": config.budget_tokens, "shard_tokens": config.shard_tokens,
         "row_group_tokens": config.row_group_tokens, "val_fraction": config.val_fraction,
-        "tokenizer": {"path": tok_mod.TOKENIZER_FILE, "sha256": inputs.file_sha256(out_dir / tok_mod.TOKENIZER_FILE),
+        "tokenizer": {"path": tok_mod.TOKENIZER_FILE, "sha256": runtime.file_sha256(out_dir / tok_mod.TOKENIZER_FILE),
                       "vocab_size": tokenizer.get_vocab_size(), "eot_id": specials[tok_mod.EOT],
                       "special_tokens": specials},
         "weights": {"recipe_sum": recipe_sum, "normalized": abs(recipe_sum - 1.0) > 1e-9},
@@ -442,8 +440,3 @@ def _manifest(config: MixConfig, plan: dict[str, tuple[str, int, int]], reports:
         "totals": {k: sum(s[k] for s in sets) for k in ("documents", "tokens", "text_bytes", "bytes")},
         "warnings": warnings,
     }
-
-
-def run_stage(config: MixConfig, ctx) -> runtime.StageSummary:
-    """The `[mix]` recipe stage, on the run's shared Dask client."""
-    return mix(config, config.output, client=ctx.client, console=ctx.console)

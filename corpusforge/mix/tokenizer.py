@@ -12,7 +12,6 @@ gives about the same number of characters whatever its size, and the sample is t
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import os
@@ -25,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from corpusforge import documents, runtime
-from corpusforge.mix import inputs
+from corpusforge.options import option
 from corpusforge.trainer.data.chat import EOT, SPECIAL_TOKENS, special_ids  # noqa: F401 (the tokenizer's API too)
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -38,12 +37,15 @@ class TokenizerConfig:
 
     inputs: list[str] = dataclasses.field(default_factory=lambda: ["build/corpus/dedup"])
     output: str = "build/corpus/tokenizer"
-    existing: str | None = None
-    vocab_size: int = 50257
-    min_frequency: int = 2
-    sample_chars_per_source: int = 50_000_000
-    max_chars_per_document: int = 20_000
-    seed: int = 1234
+    existing: str | None = dataclasses.field(default=None, metadata=option(
+        "use this tokenizer.json instead of training (special tokens it lacks are added)"))
+    vocab_size: int = dataclasses.field(default=50257, metadata=option("tokens in the vocabulary"))
+    min_frequency: int = dataclasses.field(default=2, metadata=option("least count for a merge"))
+    sample_chars_per_source: int = dataclasses.field(default=50_000_000, metadata=option(
+        "characters sampled per source", flag="--sample-chars"))
+    max_chars_per_document: int = dataclasses.field(default=20_000, metadata=option(
+        "a sampled document is cut to this length", flag="--max-doc-chars"))
+    seed: int = dataclasses.field(default=1234, metadata=option("seed of the sample"))
 
     def validate(self) -> None:
         if self.existing is None and not self.inputs:
@@ -58,25 +60,25 @@ class TokenizerConfig:
 
 # --------------------------------------------------------------------------------------------------- using one
 @functools.lru_cache(maxsize=4)
-def _load_cached(path: str, _size: int, _mtime_ns: int):
+def _load_cached(path: str, _size: int, _mtime_ns: int, specials_in_text: bool):
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(path)
     # Corpus text that happens to contain "<|endoftext|>" must not become the special token (the setting is not
     # saved in tokenizer.json, so it is set on every load).
-    tokenizer.encode_special_tokens = True
+    tokenizer.encode_special_tokens = not specials_in_text
     return tokenizer
 
 
-def load(path: str | os.PathLike):
-    """The tokenizer saved at `path`, set to encode special-token strings in text as plain text (cached per process
-    and file version)."""
+def load(path: str | os.PathLike, *, specials_in_text: bool = False):
+    """The tokenizer saved at `path` (cached per process and file version): the one place a tokenizer is loaded.
+    Special-token strings in text are plain text, unless `specials_in_text` (text a chat template rendered)."""
     path = Path(path)
     try:
         st = path.stat()
     except FileNotFoundError:
         raise FileNotFoundError(f"no tokenizer at {path}; run `corpusforge tokenizer train` first") from None
-    return _load_cached(str(path), st.st_size, st.st_mtime_ns)
+    return _load_cached(str(path), st.st_size, st.st_mtime_ns, specials_in_text)
 
 
 def encode(tokenizer, texts: list[str]) -> pa.ListArray:
@@ -152,18 +154,15 @@ def _sampled_texts(client, files: list[str], config: TokenizerConfig, rates: dic
         yield from texts
 
 
-def train(config: TokenizerConfig, out_dir: str | os.PathLike, *, client=None, scheduler: str | None = None,
-          workers: int | None = None, console=None) -> runtime.StageSummary:
-    """Write `out_dir/tokenizer.json`: trained on a seeded per-source sample of `config.inputs`, or adopted from
-    `config.existing`. Skipped when an earlier run with the same config and inputs finished."""
-    from rich.console import Console
-
-    console = console or Console(stderr=True)
+def run(config: TokenizerConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
+    """The stage: write `config.output/tokenizer.json`, trained on a seeded per-source sample of `config.inputs`,
+    or adopted from `config.existing`. Skipped when an earlier run with the same config and inputs finished."""
+    console = ctx.console
     config.validate()
-    out_dir = Path(out_dir)
+    out_dir = Path(config.output)
     files = [] if config.existing else documents.find_shards(config.inputs)[0]
-    fp = inputs.fingerprint(config, files, *([config.existing] if config.existing else []))
-    done = inputs.finished(out_dir, fp, TOKENIZER_FILE)
+    fp = runtime.stage_fingerprint(config, files, *([config.existing] if config.existing else []))
+    done = runtime.finished_stage(out_dir, fp, TOKENIZER_FILE)
     if done is not None:
         console.print(f"tokenizer: {out_dir / TOKENIZER_FILE} is up to date")
         return runtime.StageSummary(**{**done, "resumed_files": done["files"]})
@@ -177,11 +176,9 @@ def train(config: TokenizerConfig, out_dir: str | os.PathLike, *, client=None, s
     else:
         if not files:
             raise FileNotFoundError(f"tokenizer: no document shards under {config.inputs}")
-        with contextlib.ExitStack() as stack:
-            if client is None:
-                client = stack.enter_context(runtime.dask_client(scheduler, workers))
-            summary, reports = runtime.map_files(_measure, files, out_dir, config, stage="tokenizer", client=client,
-                                                 console=console)
+        with ctx.dask() as client:
+            summary, reports = runtime.map_files(_measure, files, out_dir, config, stage="tokenizer", ctx=ctx,
+                                                 finish=False)
             chars = {k.split(".", 1)[1]: v for k, v in summary.counts.items() if k.startswith("chars.")}
             rates = {source: min(1.0, config.sample_chars_per_source / n) for source, n in chars.items() if n}
             tokenizer, trainer = new_bpe(config.vocab_size, config.min_frequency,
@@ -196,13 +193,6 @@ def train(config: TokenizerConfig, out_dir: str | os.PathLike, *, client=None, s
     with runtime.atomic_path(out_dir / TOKENIZER_FILE) as tmp:
         tokenizer.save(str(tmp))
     summary.extra.update(fingerprint=fp, vocab_size=tokenizer.get_vocab_size(), path=str(out_dir / TOKENIZER_FILE))
-    runtime.write_json_atomic(out_dir / runtime.SUMMARY_FILE, summary.to_json())
-    if not reports:
-        runtime.write_text_atomic(out_dir / runtime.ERRORS_FILE, "")
+    runtime.finish_stage(out_dir, summary, runtime.errors_of(reports), console=console)
     console.print(f"tokenizer: vocab {tokenizer.get_vocab_size():,} -> {out_dir / TOKENIZER_FILE}")
     return summary
-
-
-def run_stage(config: TokenizerConfig, ctx) -> runtime.StageSummary:
-    """The `[tokenizer]` recipe stage, on the run's shared Dask client."""
-    return train(config, config.output, client=ctx.client, console=ctx.console)

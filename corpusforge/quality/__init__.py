@@ -18,7 +18,6 @@ rule removes; `_summary.json` and `_errors.jsonl` as every stage writes them.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
 from pathlib import Path
@@ -33,11 +32,11 @@ from corpusforge.documents import find_shards, read_batches, unit_hash
 from corpusforge.quality import classifier, heuristics
 from corpusforge.quality.classifier import ClassifierConfig
 from corpusforge.quality.heuristics import HeuristicsConfig
+from corpusforge.runtime import DROPPED_FILE
 
-__all__ = ["ClassifierConfig", "HeuristicsConfig", "QualityConfig", "filter_shard", "run", "run_stage"]
+__all__ = ["ClassifierConfig", "HeuristicsConfig", "QualityConfig", "filter_shard", "run"]
 
 MODEL_FILE = "_classifier.npz"
-DROPPED_FILE = "_dropped.parquet"
 DROPPED_PARTS = "_work/dropped"
 CLASSIFIER_REASON = "classifier"
 # Every document column but the score, which this stage sets (shards written before it existed lack it).
@@ -216,17 +215,14 @@ def _merge_dropped(out: Path, names: list[str], k: int, seed: int) -> int:
     return merged.num_rows
 
 
-def run(config: QualityConfig, output: str | Path | None = None, *, client: Any = None, scheduler: str | None = None,
-        workers: int | None = None, console: Any = None) -> runtime.StageSummary:
-    """Filter the shards of `config.inputs` into `output` (default `config.output`); see the module docstring.
+def run(config: QualityConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
+    """Filter the shards of `config.inputs` into `config.output`; see the module docstring.
     Missing input folders are skipped with a warning (sources may land later); a damaged shard is reported in
     `_errors.jsonl` and the documents read before the damage are judged."""
-    from rich.console import Console
-
-    console = console or Console(stderr=True)
+    console = ctx.console
     config.validate()
     t0 = time.perf_counter()
-    out = Path(output or config.output)
+    out = Path(config.output)
     shards, missing = find_shards(config.inputs, exclude=out)
     for spec in missing:
         console.print(f"[yellow]quality: warning: input {spec} does not exist; skipped[/yellow]")
@@ -234,9 +230,7 @@ def run(config: QualityConfig, output: str | Path | None = None, *, client: Any 
                              "rules": {r.name: t for r, t in config.heuristics.rules()},
                              "heuristic_sources": config.heuristics.sources,
                              "classifier_sources": config.classifier.sources}
-    with contextlib.ExitStack() as stack:
-        if client is None:
-            client = stack.enter_context(runtime.dask_client(scheduler, workers))
+    with ctx.dask() as client:
         model = None
         if config.classifier.sources and shards:
             model, extra["classifier"] = _classifier_model(config, out, client, console)
@@ -244,16 +238,11 @@ def run(config: QualityConfig, output: str | Path | None = None, *, client: Any 
                    heuristic_sources=config.heuristics.sources, classifier_sources=config.classifier.sources,
                    model=model, keep=config.classifier.keep, alpha=config.classifier.alpha, seed=config.seed,
                    dropped_sample=config.dropped_sample)
-        summary, _ = runtime.map_files(filter_shard, shards, out, job, stage="quality", client=client,
-                                       console=console, kept_key="kept")
+        summary, reports = runtime.map_files(filter_shard, shards, out, job, stage="quality", ctx=ctx,
+                                             kept_key="kept", finish=False)
     if config.dropped_sample:
         extra["dropped_sample"] = _merge_dropped(out, [_output_name(s) for s in shards], config.dropped_sample,
                                                  config.seed)
     summary.extra.update(extra)
     summary.seconds = time.perf_counter() - t0  # with the classifier's training
-    runtime.write_json_atomic(out / runtime.SUMMARY_FILE, summary.to_json())  # map_files wrote it without extra
-    return summary
-
-
-def run_stage(config: QualityConfig, ctx) -> runtime.StageSummary:
-    return run(config, config.output, client=ctx.client, console=ctx.console)
+    return runtime.finish_stage(out, summary, runtime.errors_of(reports), console=console)

@@ -51,7 +51,8 @@ def build(config: SampleConfig) -> dict:
     return written
 
 
-def run_stage(config: SampleConfig, ctx) -> None:
+def run(config: SampleConfig, ctx) -> None:
+    """The `[sample]` recipe stage: `build`, saying what each part did."""
     written = build(config)
     for part, what in written.items():
         ctx.console.print(f"sample {part}: {'already there' if what == 'kept' else what}")

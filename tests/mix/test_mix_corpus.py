@@ -4,6 +4,7 @@ input reported, and shards that open as they are in pyarrow, polars, DuckDB and 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from pathlib import Path
@@ -15,7 +16,8 @@ import pytest
 
 from corpusforge import cli, recipe, runtime, schema
 from corpusforge.documents import find_shards, read_batches
-from corpusforge.mix import inputs, manifest, mixer, tokenizer
+from corpusforge.mix import manifest, mixer, tokenizer
+from corpusforge.runtime import RunContext
 
 from mixdata import gpt3_config, read_corpus, write_documents
 
@@ -28,7 +30,7 @@ def test_manifest_valid_and_true_to_its_shards(corpus):
     m = manifest.load(corpus)  # validates against schemas/manifest.schema.json
     assert [s["name"] for s in m["sets"]] == SETS
     assert m["tokenizer"]["eot_id"] == 0 and m["tokenizer"]["vocab_size"] == 4096
-    assert m["tokenizer"]["sha256"] == inputs.file_sha256(corpus / "tokenizer.json")
+    assert m["tokenizer"]["sha256"] == runtime.file_sha256(corpus / "tokenizer.json")
     for s in m["sets"]:
         for split in ("train", "val"):
             for shard in s[split]["shards"]:
@@ -38,7 +40,7 @@ def test_manifest_valid_and_true_to_its_shards(corpus):
                 assert table.num_rows == shard["rows"]
                 assert sum(table.column("n_tokens").to_pylist()) == shard["tokens"]
                 assert path.stat().st_size == shard["bytes"]
-                assert inputs.file_sha256(path) == shard["sha256"]
+                assert runtime.file_sha256(path) == shard["sha256"]
                 assert set(table.column("set").to_pylist()) == {s["name"]}
             assert s[split]["documents"] == sum(sh["rows"] for sh in s[split]["shards"])
         assert s["val"]["documents"] >= 1, "every set has a validation stream"
@@ -103,13 +105,15 @@ def test_shards_shuffled_by_key_with_token_sized_row_groups(corpus, documents):
 @pytest.mark.slow
 def test_rerun_is_byte_identical_and_up_to_date(corpus, documents, tokenizer_file, tmp_path, dask_client):
     again = tmp_path / "again"
-    mixer.mix(gpt3_config(documents, tokenizer_file), again, client=dask_client)
+    mixer.run(dataclasses.replace(gpt3_config(documents, tokenizer_file), output=str(again)),
+              RunContext(client=dask_client))
     assert (again / manifest.MANIFEST_FILE).read_bytes() == (corpus / manifest.MANIFEST_FILE).read_bytes()
     for _, shard in manifest.shards(manifest.load(corpus), "train") + manifest.shards(manifest.load(corpus), "val"):
         assert (again / shard["path"]).read_bytes() == (corpus / shard["path"]).read_bytes()
     assert not (again / mixer.WORK_DIR).exists()
 
-    summary = mixer.mix(gpt3_config(documents, tokenizer_file), again, client=dask_client)
+    summary = mixer.run(dataclasses.replace(gpt3_config(documents, tokenizer_file), output=str(again)),
+                        RunContext(client=dask_client))
     assert summary.resumed_files == summary.files == 3
 
 
@@ -126,7 +130,7 @@ def test_damaged_input_reported_and_empty_set_gets_no_weight(documents, tokenize
     config = gpt3_config(folder, tokenizer_file)
     config.sets = [mixer.MixSet("commoncrawl", "commoncrawl", [str(folder)], 0.5),
                    mixer.MixSet("wikipedia", "wikipedia", [str(folder)], 0.5)]
-    summary = mixer.mix(config, tmp_path / "corpus", client=dask_client)
+    summary = mixer.run(dataclasses.replace(config, output=str(tmp_path / "corpus")), RunContext(client=dask_client))
 
     errors = [json.loads(line) for line in (tmp_path / "corpus" / runtime.ERRORS_FILE).read_text().splitlines()]
     assert summary.errors == 1 and Path(errors[0]["file"]).name == "cut.parquet"

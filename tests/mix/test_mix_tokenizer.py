@@ -3,6 +3,7 @@ reproducible, resumable; an existing tokenizer.json adopted; damaged input repor
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from corpusforge import runtime
 from corpusforge.mix import tokenizer
+from corpusforge.runtime import RunContext
 
 pytestmark = pytest.mark.shared_data
 
@@ -44,15 +46,15 @@ def test_every_source_sampled_and_training_reproducible(tokenizer_file, document
 
     config = tokenizer.TokenizerConfig(inputs=[str(documents)], vocab_size=4096, sample_chars_per_source=600_000)
     again = tmp_path / "again"
-    tokenizer.train(config, again, client=dask_client)
+    tokenizer.run(dataclasses.replace(config, output=str(again)), RunContext(client=dask_client))
     assert (again / tokenizer.TOKENIZER_FILE).read_bytes() == tokenizer_file.read_bytes()
 
-    resumed = tokenizer.train(config, again, client=dask_client)
+    resumed = tokenizer.run(dataclasses.replace(config, output=str(again)), RunContext(client=dask_client))
     assert resumed.resumed_files == resumed.files == 3  # same config and inputs: nothing redone
 
     other = tokenizer.TokenizerConfig(inputs=[str(documents)], vocab_size=4096, sample_chars_per_source=600_000,
                                       seed=99)
-    tokenizer.train(other, tmp_path / "other", client=dask_client)
+    tokenizer.run(dataclasses.replace(other, output=str(tmp_path / "other")), RunContext(client=dask_client))
     assert (tmp_path / "other" / tokenizer.TOKENIZER_FILE).read_bytes() != tokenizer_file.read_bytes()
 
 
@@ -66,7 +68,7 @@ def test_existing_tokenizer_adopted_with_missing_special_tokens(tmp_path, docume
 
     config = tokenizer.TokenizerConfig(inputs=[], existing=str(existing))
     config.validate()
-    summary = tokenizer.train(config, tmp_path / "out")
+    summary = tokenizer.run(dataclasses.replace(config, output=str(tmp_path / "out")), RunContext())
     assert summary.extra["added"] == list(tokenizer.SPECIAL_TOKENS)
     adopted = tokenizer.load(tmp_path / "out" / tokenizer.TOKENIZER_FILE)
     ids = tokenizer.special_ids(adopted)
@@ -82,7 +84,7 @@ def test_damaged_shard_reported_and_training_goes_on(documents, tmp_path, dask_c
     (folder / "cut.parquet").write_bytes(data[: len(data) // 2])  # a copy interrupted halfway
 
     config = tokenizer.TokenizerConfig(inputs=[str(folder)], vocab_size=1000, sample_chars_per_source=100_000)
-    summary = tokenizer.train(config, tmp_path / "out", client=dask_client)
+    summary = tokenizer.run(dataclasses.replace(config, output=str(tmp_path / "out")), RunContext(client=dask_client))
     errors = [json.loads(line) for line in (tmp_path / "out" / runtime.ERRORS_FILE).read_text().splitlines()]
     assert summary.errors == 1 and [Path(e["file"]).name for e in errors] == ["cut.parquet"]
     assert "unreadable document shard" in errors[0]["reason"]

@@ -1,4 +1,4 @@
-"""The weighted reader (corpusforge.shards), against the contract the trainer builds on: token shares match the
+"""The weighted reader (corpusforge.trainer.data.shards), against the contract the trainer builds on: token shares match the
 weights in every long window and the tokens really come from the set, same seed same stream, exact resume, ranks
 disjoint and complete, later epochs reshuffled, validation split and per-set streams, the corpus's tokenizer."""
 
@@ -11,7 +11,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from corpusforge import shards
+from corpusforge.trainer.data import shards
 from corpusforge.mix import manifest
 
 from mixdata import read_corpus

@@ -20,12 +20,13 @@ from rich.console import Console
 
 from mixdata import commoncrawl_docs, read_corpus, webtext2_docs, wikipedia_docs, write_documents
 
-from corpusforge import cli, quality, recipe, runtime, stats
+from corpusforge import cli, quality, runtime, stats
 from corpusforge.dedup import DUPLICATES_FILE
 from corpusforge.documents import find_shards, make_document
 from corpusforge.mix import manifest, mixer, tokenizer
 from corpusforge.sample import crawl
 from corpusforge.stats import collect, report, tables
+from corpusforge.runtime import RunContext
 
 pytestmark = pytest.mark.shared_data
 
@@ -143,8 +144,7 @@ def test_html_report_has_every_plot_and_needs_no_network(run_dir, tmp_path):
 
 def test_json_file_from_recipe_stage(run_dir, tmp_path):
     config = stats.StatsConfig(corpus=str(run_dir / "corpus"), html=None, json=str(tmp_path / "stats.json"))
-    ctx = recipe.RunContext(run=recipe.RunConfig(), client=None, console=Console(quiet=True))
-    summary = stats.run_stage(config, ctx)
+    summary = stats.run(config, RunContext(console=Console(quiet=True)))
     saved = json.loads((tmp_path / "stats.json").read_text())
     assert saved["verify"]["ok"] and summary.errors == 0
     assert saved["overall"]["tokens"] == manifest.load(run_dir / "corpus")["totals"]["tokens"] == summary.counts["tokens"]
@@ -202,12 +202,13 @@ def quality_run(shared_data, tokenizer_file, tmp_path_factory, dask_client):
     classifier = quality.ClassifierConfig(positives=[str(root / "wikipedia")],
                                           negatives=[str(root / "inputs" / "commoncrawl")], keep="all")
     quality.run(quality.QualityConfig(inputs=[str(root / "inputs" / source) for source in ("commoncrawl", "webtext2")],
-                                      classifier=classifier, dropped_sample=5),
-                run / "quality", client=dask_client)
+                                      classifier=classifier, dropped_sample=5, output=str(run / "quality")),
+                RunContext(client=dask_client))
     inputs = [str(run / "quality")]
     sets = [mixer.MixSet("commoncrawl", "commoncrawl", inputs, 0.7), mixer.MixSet("webtext2", "webtext2", inputs, 0.3)]
-    mixer.mix(mixer.MixConfig(sets=sets, tokenizer=str(tokenizer_file), budget_tokens=1_000_000, shard_tokens=60_000,
-                              row_group_tokens=8_000, val_fraction=0.03, seed=7), run / "corpus", client=dask_client)
+    mixer.run(mixer.MixConfig(sets=sets, tokenizer=str(tokenizer_file), budget_tokens=1_000_000, shard_tokens=60_000,
+                              row_group_tokens=8_000, val_fraction=0.03, seed=7, output=str(run / "corpus")),
+              RunContext(client=dask_client))
     return run, {d["id"]: d for d in cc + web}
 
 
@@ -246,8 +247,8 @@ def test_quality_drops_and_scores_in_the_json(quality_run, capsys):
 def test_quality_sections_of_the_html_and_the_console(quality_run, tmp_path):
     run, _ = quality_run
     console = Console(record=True, width=120, file=io.StringIO())
-    result = stats.run(stats.StatsConfig(corpus=str(run / "corpus"), html=str(tmp_path / "report.html"),
-                                         verify=False), console=console)
+    result = stats.report_corpus(stats.StatsConfig(corpus=str(run / "corpus"), html=str(tmp_path / "report.html"),
+                                                verify=False), console=console)
     commoncrawl = next(s for s in result["sets"] if s["name"] == "commoncrawl")
     text = console.export_text()
     assert "quality_score per set" in text and tables.score_summary(commoncrawl["quality_score"]) in text

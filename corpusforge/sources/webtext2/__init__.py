@@ -60,50 +60,53 @@ class WebText2Config:
         return Path(self.output) / "links"
 
 
-def collect_links(config: WebText2Config, *, client: Any = None, scheduler: str | None = None,
-                  workers: int | None = None, console: Any = None) -> runtime.StageSummary:
+def collect_links(config: WebText2Config, ctx: runtime.RunContext) -> runtime.StageSummary:
     """Step 1: the configured source -> the link table in `config.links_dir()`."""
     from corpusforge.sources.webtext2 import pushshift, reddit
 
-    kwargs = dict(client=client, scheduler=scheduler, workers=workers, console=console)
     if config.reddit is not None:
-        return reddit.collect(config.reddit, config.links_dir(), config.links, **kwargs)
-    return pushshift.collect(config.pushshift, config.links_dir(), config.links, **kwargs)
+        return reddit.collect(config.reddit, config.links_dir(), config.links, ctx)
+    return pushshift.collect(config.pushshift, config.links_dir(), config.links, ctx)
 
 
-def fetch_and_extract(links_dir: str | Path, output: str | Path, fetch_config: FetchConfig,
-                      extract: dict[str, Any] | None = None, *, client: Any = None, scheduler: str | None = None,
-                      workers: int | None = None, console: Any = None) -> runtime.StageSummary:
-    """Steps 2 and 3: fetch the link table into `output/warc/`, then extract the WARCs into document shards in
-    `output`. Returns the extraction summary, with the fetch summary under extra["fetch"] (also in
-    `output/_summary.json`)."""
+def _fetch_and_extract(links_dir: str | Path, output: str | Path, fetch_config: FetchConfig,
+                       extract: dict[str, Any] | None,
+                       ctx: runtime.RunContext) -> tuple[runtime.StageSummary, list[runtime.FileReport]]:
+    """Steps 2 and 3, the stage's folder left unfinished: the extraction summary (with the fetch summary under
+    extra["fetch"]) and the extraction reports."""
     from corpusforge.sources import commoncrawl
     from corpusforge.sources.webtext2 import fetch
 
     output = Path(output)
     cc_config = extract_config(extract or {}, [str(output / "warc" / "*.warc.gz")], str(output))
-    with runtime.dask_client(scheduler, workers) if client is None else contextlib.nullcontext(client) as client:
-        fetched = fetch.run(links_dir, output, fetch_config, client=client, console=console)
-        summary = commoncrawl.run(cc_config, output, client=client, source=SOURCE,
-                                  extra_columns_for=fetch.extra_columns, console=console)
+    with ctx.dask():
+        fetched = fetch.run(links_dir, output, fetch_config, ctx)
+        summary, reports = commoncrawl.extract_all(cc_config, ctx, source=SOURCE,
+                                                   extra_columns_for=fetch.extra_columns, finish=False)
     summary.stage = SOURCE
     summary.extra["fetch"] = fetched.to_json()
-    runtime.write_json_atomic(output / runtime.SUMMARY_FILE, summary.to_json())
-    return summary
+    return summary, reports
 
 
-def run(config: WebText2Config, *, client: Any = None, scheduler: str | None = None, workers: int | None = None,
-        console: Any = None) -> runtime.StageSummary:
+def fetch_and_extract(links_dir: str | Path, output: str | Path, fetch_config: FetchConfig,
+                      extract: dict[str, Any] | None, ctx: runtime.RunContext) -> runtime.StageSummary:
+    """Steps 2 and 3: fetch the link table into `output/warc/`, then extract the WARCs into document shards in
+    `output`. Returns the extraction summary, with the fetch summary under extra["fetch"] (also in
+    `output/_summary.json`)."""
+    summary, reports = _fetch_and_extract(links_dir, output, fetch_config, extract, ctx)
+    return runtime.finish_stage(output, summary, runtime.errors_of(reports), console=ctx.console)
+
+
+def run(config: WebText2Config, ctx: runtime.RunContext) -> runtime.StageSummary:
     """The whole stage: links, fetch, extract (on one Dask client)."""
-    with runtime.dask_client(scheduler, workers) if client is None else contextlib.nullcontext(client) as client:
-        link_summary = collect_links(config, client=client, console=console)
+    with ctx.dask():
+        link_summary = collect_links(config, ctx)
         with _sample_site(config.sample_site) as resolve:
             fetch_config = dataclasses.replace(config.fetch, resolve={**config.fetch.resolve, **resolve})
-            summary = fetch_and_extract(config.links_dir(), config.output, fetch_config, config.extract,
-                                        client=client, console=console)
+            summary, reports = _fetch_and_extract(config.links_dir(), config.output, fetch_config, config.extract,
+                                                  ctx)
     summary.extra["links"] = link_summary.to_json()
-    runtime.write_json_atomic(Path(config.output) / runtime.SUMMARY_FILE, summary.to_json())
-    return summary
+    return runtime.finish_stage(config.output, summary, runtime.errors_of(reports), console=ctx.console)
 
 
 @contextlib.contextmanager
@@ -116,7 +119,3 @@ def _sample_site(site: str | None):
 
     with sample_reddit.serve(site) as address:
         yield {f"*.{sample_reddit.DOMAIN}": address}
-
-
-def run_stage(config: WebText2Config, ctx) -> runtime.StageSummary:
-    return run(config, client=ctx.client, console=ctx.console)

@@ -52,6 +52,7 @@ import aiohttp
 from protego import Protego
 
 from corpusforge import decompress, runtime
+from corpusforge.options import option
 from corpusforge.sources.webtext2.urls import normalize_url
 
 # Set `user_agent` to name you: a site owner who sees the crawler should be able to reach whoever runs it.
@@ -87,21 +88,30 @@ class FetchConfig:
     is transient (module doc), not only the URLs without an outcome.
     """
 
-    user_agent: str = USER_AGENT
-    host_interval_s: float = 1.0
-    concurrency: int = 16
-    timeout_s: float = 30.0
-    connect_timeout_s: float = 10.0
-    max_bytes: int = 2_000_000
-    max_redirects: int = 5
-    retries: int = 3
-    backoff_s: float = 1.0
-    max_retry_after_s: float = 120.0
-    max_crawl_delay_s: float = 30.0
-    allow_private_hosts: bool = False
+    user_agent: str = dataclasses.field(default=USER_AGENT, metadata=option("User-Agent header"))
+    host_interval_s: float = dataclasses.field(default=1.0, metadata=option(
+        "seconds between requests to one host (robots.txt Crawl-delay can raise it)", flag="--host-interval"))
+    concurrency: int = dataclasses.field(default=16, metadata=option("hosts fetched at once per task"))
+    timeout_s: float = dataclasses.field(default=30.0, metadata=option("seconds per request", flag="--timeout"))
+    connect_timeout_s: float = dataclasses.field(default=10.0, metadata=option(
+        "seconds to connect", flag="--connect-timeout"))
+    max_bytes: int = dataclasses.field(default=2_000_000, metadata=option("cut bodies longer than this"))
+    max_redirects: int = dataclasses.field(default=5, metadata=option("redirects followed per URL"))
+    retries: int = dataclasses.field(default=3, metadata=option("retries on 429/5xx/network errors"))
+    backoff_s: float = dataclasses.field(default=1.0, metadata=option(
+        "first wait before a retry, doubled each time", flag="--backoff"))
+    max_retry_after_s: float = dataclasses.field(default=120.0, metadata=option(
+        "longest Retry-After honoured", flag="--max-retry-after"))
+    max_crawl_delay_s: float = dataclasses.field(default=30.0, metadata=option(
+        "longest robots.txt Crawl-delay honoured", flag="--max-crawl-delay"))
+    allow_private_hosts: bool = dataclasses.field(default=False, metadata=option(
+        "also fetch hosts that resolve to private, loopback or link-local addresses (tests)"))
     resolve: dict[str, str] = dataclasses.field(default_factory=dict)
-    segment_bytes: int = 1_000_000_000
-    retry_failed: bool = False
+    segment_bytes: int = dataclasses.field(default=1_000_000_000, metadata=option(
+        "a WARC file is closed past this size"))
+    retry_failed: bool = dataclasses.field(default=False, metadata=option(
+        "also fetch again the URLs whose latest outcome was a transient failure (network errors, 5xx, 429, "
+        "robots.txt unreachable); their new outcomes are appended to the fetch logs"))
 
     def validate(self) -> None:
         for key in ("host_interval_s", "backoff_s", "max_retry_after_s", "max_crawl_delay_s"):
@@ -795,12 +805,10 @@ def extra_columns(warc: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def run(links_dir: str | Path, output: str | Path, config: FetchConfig, *, client: Any = None,
-        scheduler: str | None = None, workers: int | None = None, console: Any = None) -> runtime.StageSummary:
+def run(links_dir: str | Path, output: str | Path, config: FetchConfig,
+        ctx: runtime.RunContext) -> runtime.StageSummary:
     """Fetch every link file of `links_dir` into `output/warc/` on Dask (one task per link file)."""
     from corpusforge.sources.webtext2.links import list_link_files
 
-    summary, _ = runtime.map_files(fetch_links, list_link_files(links_dir), Path(output) / "warc", config,
-                                   stage="webtext2 fetch", client=client, scheduler=scheduler, workers=workers,
-                                   kept_key="fetched", console=console)
-    return summary
+    return runtime.map_files(fetch_links, list_link_files(links_dir), Path(output) / "warc", config,
+                             stage="webtext2 fetch", ctx=ctx, kept_key="fetched")[0]

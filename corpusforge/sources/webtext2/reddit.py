@@ -196,20 +196,18 @@ class Collector:
             runtime.log(message)
 
 
-def collect(config: RedditConfig, links_dir: str | Path, rules: LinkRules, *, client: Any = None,
-            scheduler: str | None = None, workers: int | None = None, console: Any = None) -> runtime.StageSummary:
+def collect(config: RedditConfig, links_dir: str | Path, rules: LinkRules,
+            ctx: runtime.RunContext) -> runtime.StageSummary:
     """Reddit listings -> the link table in `links_dir` (pages collected here, buckets reduced on Dask)."""
-    import contextlib
-
     t0 = time.perf_counter()
     unit_root = links.candidates_dir(links_dir, rules)
-    reports = Collector(config, rules, unit_root, console=console).collect()
+    reports = Collector(config, rules, unit_root, console=ctx.console).collect()
     summary = runtime.StageSummary(stage="webtext2 links")
     for report in reports:
         summary.add(report)
     summary.seconds = time.perf_counter() - t0
     summary.extra["reddit"] = {"subreddits": config.subreddits, "listing": config.listing,
                                "time_filter": config.time_filter, "limit": config.limit}
-    with runtime.dask_client(scheduler, workers) if client is None else contextlib.nullcontext(client) as client:
+    with ctx.dask() as client:
         return links.build_link_table([r.output for r in reports if r.output], links_dir, rules, summary,
-                                      [e for r in reports for e in r.errors], client=client, console=console)
+                                      [e for r in reports for e in r.errors], client=client, console=ctx.console)

@@ -16,6 +16,7 @@ from typing import Any, Literal, TypedDict
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from corpusforge.documents import parse_time
+from corpusforge.formats import pushshift
 
 # Query parameters that only track the click and never change the page; removing them merges copies of one link.
 TRACKING_PARAMS = frozenset({
@@ -142,7 +143,7 @@ class LinkRules:
     since: str | None = None
     until: str | None = None
     buckets: int = 16
-    max_line_bytes: int = 16 << 20  # a longer dump line is reported and skipped unread
+    max_line_bytes: int = pushshift.MAX_LINE_BYTES  # a longer dump line is reported and skipped unread
 
     def validate(self) -> None:
         if self.max_line_bytes < 1:
@@ -160,7 +161,7 @@ class LinkRules:
 
 class LinkFields(TypedDict, total=False):
     """The submission fields that LinkFilter.check and links.candidate_row read. A dump reader that decodes only
-    these (pushshift.read_submissions) skips the rest of a record (selftext, media, previews, ...) unbuilt."""
+    these (formats.pushshift.read_submissions) skips the rest of a record (selftext, media, previews, ...) unbuilt."""
 
     id: Any
     score: Any

@@ -1,5 +1,5 @@
 """Token blocks for language-model training: from a mixed corpus through its weighted reader
-(`corpusforge.shards.WeightedReader`: proportions, shuffling, epochs and rank splits are the reader's; the trainer
+(`corpusforge.trainer.data.shards.WeightedReader`: proportions, shuffling, epochs and rank splits are the reader's; the trainer
 never mixes sources itself) or, character level, from plain text files (`chars.TextBlocks`, the same interface).
 
 A block is `block_size + 1` token ids: inputs are `block[:-1]`, targets `block[1:]`.
@@ -16,7 +16,7 @@ from corpusforge.trainer.loop import TrainError
 def open_reader(*, corpus: str = "", text: list[str] | None = None, block_size: int, split: str, seed: int,
                 rank: int = 0, world_size: int = 1, sets: list[str] | None = None):
     """This rank's endless block stream of the `split` of a corpus folder, or of plain `text` files."""
-    from corpusforge import shards
+    from corpusforge.trainer.data import shards
     from corpusforge.trainer.data.chars import TextBlocks
 
     try:
@@ -32,7 +32,7 @@ def tokenizer_of(reader):
     """The tokenizer the reader's blocks were encoded with (saved beside a run's checkpoint for `generate`)."""
     if hasattr(reader, "tokenizer"):  # character level: built from the text's alphabet
         return reader.tokenizer
-    from corpusforge import shards
+    from corpusforge.trainer.data import shards
 
     return shards.load_tokenizer(reader.corpus_dir)
 

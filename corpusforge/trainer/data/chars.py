@@ -1,5 +1,5 @@
 """Character-level training on plain text files: a tokenizer with one token per character, and a block reader with
-the interface of `corpusforge.shards.WeightedReader`, so the trainer reads it exactly as it reads a corpus.
+the interface of `corpusforge.trainer.data.shards.WeightedReader`, so the trainer reads it exactly as it reads a corpus.
 
 This is nanoGPT's `shakespeare_char` setup (the benchmark anchor) and the quick way to train on a few text files:
 the text is held in memory, so it is meant for files of up to a few hundred MB. Corpora go through the weighted

@@ -2,7 +2,7 @@
 
 Kept: paragraphs, list items, section headings (each on its own line), the text of links and of formatting, and
 the text of common inline templates (`{{convert|330|m|ft}}` -> "330 metres", `{{lang|fr|Tour Eiffel}}`, dates, ...:
-corpusforge.wikitemplates). Dropped: all other templates (infoboxes, navboxes, citations, maintenance tags),
+corpusforge.formats.wikitemplates). Dropped: all other templates (infoboxes, navboxes, citations, maintenance tags),
 references, tables, galleries, maths, comments, magic words, file/image links with their captions, category links,
 interlanguage links, and sections that are only apparatus (References, External links, Einzelnachweise, Liens
 externes, ...). A section left empty loses its heading too.
@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 
 from mwparserfromhell.parser import tokens as T
 
-from corpusforge import wikitemplates
+from corpusforge.formats import wikitemplates
 
 try:  # the C tokenizer (the wheels ship it); the pure-Python one gives the same tokens, slower
     from mwparserfromhell.parser import CTokenizer as _Tokenizer

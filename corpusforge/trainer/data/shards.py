@@ -31,7 +31,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import xxhash
 
-from corpusforge.mix import inputs, manifest as manifest_mod
+from corpusforge import runtime
+from corpusforge.mix import manifest as manifest_mod
 
 PERIOD = 1 << 14  # schedule slots; a weight is honoured to within 1/(2 * PERIOD)
 _STATE_VERSION = 1
@@ -244,11 +245,11 @@ class WeightedReader:
 def load_tokenizer(corpus_dir: str | os.PathLike):
     """The tokenizer the corpus was encoded with (`tokenizers.Tokenizer`), checked against the manifest's sha256.
     Special-token strings in text are recognized as special tokens, as chat templates need."""
-    from tokenizers import Tokenizer
+    from corpusforge.mix import tokenizer as tok_mod
 
     corpus_dir = Path(corpus_dir)
     entry = manifest_mod.load(corpus_dir)["tokenizer"]
     path = corpus_dir / entry["path"]
-    if inputs.file_sha256(path) != entry["sha256"]:
+    if runtime.file_sha256(path) != entry["sha256"]:
         raise ValueError(f"{path} is not the tokenizer this corpus was encoded with (sha256 differs from manifest)")
-    return Tokenizer.from_file(str(path))
+    return tok_mod.load(path, specials_in_text=True)

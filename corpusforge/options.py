@@ -1,0 +1,110 @@
+"""Command-line options generated from a config dataclass: one flag per field (its type, its default and its help
+come from the dataclass, so no default is written twice), and `--set KEY=VALUE` for every setting, flagged or not.
+
+A field says how it appears with `metadata=option("help text", flag="--timeout")`; without a `flag` it is
+`--field-name`. A command adds a config's options with `add_options(parser, Config)` and builds the config with
+`from_args(Config, args, inputs=..., output=...)`, which validates it like a recipe table (errors name the key).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tomllib
+import types
+import typing
+from typing import Any
+
+_DEST = "config."  # argparse destination prefix of generated options: never clashes with a command's own
+
+
+def resolve(spec: str) -> type:
+    """The config class named "module:Class" (imported only when its command runs)."""
+    import importlib
+
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def option(help: str, *, flag: str | None = None) -> dict[str, str]:
+    """Field metadata for the command line: its help text, and its flag when not `--field-name`."""
+    return {"help": help, **({"flag": flag} if flag else {})}
+
+
+def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ("inputs", "output")) -> None:
+    """A flag for every field of `cls` with a plain type (str, int, float, bool, a Literal, a list of those; fields
+    holding tables are reached with --set), defaulting to None so that only what the user gives overrides the
+    dataclass's defaults; and `--set KEY=VALUE`."""
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if field.name in skip:
+            continue
+        kwargs = _argument(hints[field.name])
+        if kwargs is None:
+            continue
+        default = _default(field)
+        help_text = field.metadata.get("help", "")
+        shown = "none" if default is None else " ".join(map(str, default)) if isinstance(default, list) else default
+        kwargs["help"] = f"{help_text} (default: {shown})".lstrip()
+        if "action" not in kwargs and "choices" not in kwargs:
+            kwargs["metavar"] = field.name.upper()
+        parser.add_argument(field.metadata.get("flag") or "--" + field.name.replace("_", "-"),
+                            dest=_DEST + field.name, default=None, **kwargs)
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", dest=_DEST + "set",
+                        help=f"any {cls.__name__} setting, a TOML value (repeatable; dotted keys reach tables, "
+                             "e.g. --set heuristics.thresholds.gopher_min_words=100)")
+
+
+def from_args(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
+    """`cls` from its --set items, then its flags the user gave, then `fixed` (the command's own arguments),
+    validated like a recipe table (RecipeError naming the key)."""
+    from corpusforge import recipe
+
+    values: dict[str, Any] = {}
+    for item in getattr(args, _DEST + "set", None) or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise recipe.RecipeError(f"--set {item!r}: expected KEY=VALUE")
+        *tables, last = key.strip().split(".")
+        target = values
+        for name in tables:
+            target = target.setdefault(name, {})
+        target[last] = parse_value(raw)
+    for name, value in vars(args).items():
+        if name.startswith(_DEST) and name != _DEST + "set" and value is not None:
+            values[name.removeprefix(_DEST)] = value
+    values.update(fixed)
+    return recipe.from_dict(cls, values, f"{cls.__name__}")
+
+
+def parse_value(raw: str) -> Any:
+    """A --set value: a TOML value (number, true/false, "string", [list], {table}), else the bare word as text."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _default(field: dataclasses.Field) -> Any:
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return None if field.default is dataclasses.MISSING else field.default
+
+
+def _argument(hint: Any) -> dict[str, Any] | None:
+    """argparse keywords for a field of type `hint`, or None when the command line cannot spell it (--set can)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _argument(args[0]) if len(args) == 1 else None
+    if origin is typing.Literal:
+        return {"choices": list(typing.get_args(hint))}
+    if origin is list:
+        (item,) = typing.get_args(hint) or (str,)
+        one = _argument(item)
+        return {**one, "nargs": "*"} if one is not None and "nargs" not in one else None
+    if hint is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if hint in (int, float, str):
+        return {"type": hint}
+    return None
