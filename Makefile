@@ -32,7 +32,9 @@ sft: $(STAMP)
 	$(VENV)/bin/corpusforge train sft --base build/train-tiny --data build/sample/inputs/chat/conversations.jsonl \
 		--out build/sft-tiny --epochs 20
 
+# the bench extra: datatrove, the peer bench/commoncrawl.py measures the CommonCrawl path against
 bench: $(STAMP)
+	$(PY) -m pip install -q -e ".[test,bench]"
 	$(PY) -m bench.run_all
 
 clean:
