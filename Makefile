@@ -61,7 +61,9 @@ rlhf: $(STAMP)
 	$(CF) eval compare build/sft-tiny $(RLHF)/ppo $(RLHF)/dpo --prompts $(RLHF)/eval-prompts.jsonl \
 		--json $(RLHF)/compare.json
 
+# the bench extra: datatrove, the peer bench/commoncrawl.py measures the CommonCrawl path against
 bench: $(STAMP)
+	$(PY) -m pip install -q -e ".[test,bench]"
 	$(PY) -m bench.run_all
 
 clean:

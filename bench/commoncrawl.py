@@ -8,10 +8,11 @@ For each it measures the CPU time of each stage in this process over the same re
 language ID, write), runs the full path on a LocalCluster (`commoncrawl.run`, CPU time of all its processes) and
 scores the eval pages' text against their snippets. The full path runs twice on the eval pages, in the default mode
 (fallback) and in fast mode (the default before it), and is compared with a plain sequential loop as a user would
-write it (warcio, `trafilatura.extract` in its default mode, lid.176; datatrove's extraction step is this loop). It
-also compares reading the eval records as .warc.zst (a frame per record with a trained dictionary, as wget-at writes
-them) against reading them as .warc.gz. The modes' fidelity is bench/extraction.py's. CPU time, not wall time, so
-that other work on the machine does not skew the comparison; everything compared is measured in this run. Results:
+write it (warcio, `trafilatura.extract` in its default mode, lid.176) and with datatrove's own pipeline on as many
+processes (see `datatrove_pipeline`; `pip install 'corpusforge[bench]'`), its texts scored alike. It also compares
+reading the eval records as .warc.zst (a frame per record with a trained dictionary, as wget-at writes them) against
+reading them as .warc.gz. The modes' fidelity is bench/extraction.py's. CPU time, not wall time, so that other work on
+the machine does not skew the comparison; everything compared is measured in this run. Results:
 bench/results/commoncrawl.json.
 """
 
@@ -52,7 +53,8 @@ def captures() -> list[str]:
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    """CPU time (user + system) used so far by these processes and all their children."""
+    """CPU time (user + system) used so far by these processes and all their descendants, the live ones and those
+    that ended and were waited for (a pool's finished workers, a killed extraction process)."""
     import psutil
 
     total = 0.0
@@ -61,7 +63,7 @@ def cpu_seconds(pids: list[int]) -> float:
             proc = psutil.Process(pid)
             for p in [proc, *proc.children(recursive=True)]:
                 times = p.cpu_times()
-                total += times.user + times.system
+                total += times.user + times.system + times.children_user + times.children_system
         except psutil.NoSuchProcess:
             pass
     return total
@@ -188,11 +190,47 @@ def plain_loop(paths: list[str]) -> dict:
     return {"documents": docs, "cpu_s": round(cpu, 2), "docs_per_cpu_s": round(docs / cpu, 2)}
 
 
+def datatrove_pipeline(paths: list[str], out_dir: Path, workers: int) -> dict:
+    """The peer: datatrove's own extraction pipeline as FineWeb runs it, WarcReader -> Trafilatura (its defaults:
+    favour_precision, each page in a killable child process) -> language ID -> ParquetWriter (zstd, as corpusforge writes), on its
+    LocalPipelineExecutor with one task per file and `workers` processes (its pool starts within the run, so its
+    start-up counts; the Dask cluster's does not). The language step is datatrove's LanguageFilter(label_only=True)
+    done over (`datatrove_language`): datatrove's own checks for the `fasttext-numpy2-wheel` distribution, which would
+    replace the `fasttext` module corpusforge uses. CPU time of this process and all its descendants; the texts are
+    kept to score them."""
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.extractors import Trafilatura
+    from datatrove.pipeline.readers import WarcReader
+    from datatrove.pipeline.writers import ParquetWriter
+
+    pipeline = [WarcReader(str(Path(paths[0]).parent), glob_pattern="*.warc.gz"), Trafilatura(timeout=300),
+                datatrove_language, ParquetWriter(str(out_dir / "output"), compression="zstd")]
+    executor = LocalPipelineExecutor(pipeline, tasks=len(paths), workers=workers, logging_dir=str(out_dir / "logs"))
+    cpu0, t = cpu_seconds([os.getpid()]), time.perf_counter()
+    executor.run()
+    wall, cpu = time.perf_counter() - t, cpu_seconds([os.getpid()]) - cpu0
+    texts = _texts(out_dir / "output", "id")
+    docs = len(texts)
+    return {"workers": workers, "tasks": len(paths), "documents": docs, "wall_s": round(wall, 2),
+            "cpu_s": round(cpu, 2), "docs_per_s_wall": round(docs / wall, 2), "docs_per_cpu_s": round(docs / cpu, 2),
+            "texts": texts}
+
+
+def datatrove_language(data, rank: int = 0, world_size: int = 1):
+    """What datatrove's LanguageFilter(label_only=True) does to each document: lid.176's scores for every label
+    (k=-1) of the text with newlines as spaces, the best as `language` and `language_score`; drops nothing."""
+    model = language.load_model()
+    for doc in data:
+        labels, scores = model.predict(doc.text.replace("\n", " "), k=-1)
+        doc.metadata["language"] = labels[0].removeprefix("__label__")
+        doc.metadata["language_score"] = float(scores[0])
+        yield doc
+
+
 def full_path(paths: list[str], out_dir: Path, workers: int, mode: str = MODE) -> dict:
     """The real thing: commoncrawl.run on a LocalCluster of `workers` processes (cluster start-up excluded). Wall
     time depends on what else runs on the machine; CPU time much less, so documents per CPU-second of all the
     processes involved is the number compared with the in-process stages."""
-    import pyarrow.parquet as pq
     from rich.console import Console
 
     from corpusforge.runtime import dask_client
@@ -204,14 +242,22 @@ def full_path(paths: list[str], out_dir: Path, workers: int, mode: str = MODE) -
                                               output=str(out_dir)),
                          RunContext(client=client, console=Console(file=io.StringIO())))
         wall, cpu = time.perf_counter() - t, cpu_seconds([os.getpid()]) - cpu0
-    texts = {}
-    for shard in out_dir.glob("*.parquet"):
-        table = pq.read_table(shard, columns=["origin_id", "text"])
-        texts.update(zip(table.column("origin_id").to_pylist(), table.column("text").to_pylist()))
+    texts = _texts(out_dir, "origin_id")
     docs = summary.counts.get("documents", 0)
     return {"mode": mode, "workers": workers, "files": summary.files, "documents": docs, "errors": summary.errors,
             "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "docs_per_s_wall": round(docs / wall, 2),
             "docs_per_cpu_s": round(docs / cpu, 2), "texts": texts}
+
+
+def _texts(folder: Path, id_column: str) -> dict[str, str]:
+    """{record id: text} of the Parquet shards in `folder`."""
+    import pyarrow.parquet as pq
+
+    texts = {}
+    for shard in folder.glob("*.parquet"):
+        table = pq.read_table(shard, columns=[id_column, "text"])
+        texts.update(zip(table.column(id_column).to_pylist(), table.column("text").to_pylist()))
+    return texts
 
 
 def shares(seconds: dict) -> str:
@@ -248,13 +294,23 @@ def main(argv: list[str] | None = None) -> dict:
         loop = plain_loop(eval_paths)
         loop["quality"] = None  # its texts are not kept: the loop is timed as a user would run it
         print(f"  plain trafilatura loop, eval pages: {loop['docs_per_cpu_s']} docs/CPU-s")
+        peer = datatrove_pipeline(eval_paths, tmp / "datatrove", args.workers)
+        peer["quality"] = extract_eval.score((p, peer["texts"].get(p.record_id)) for p in pages)
+        print(f"  datatrove's pipeline, eval pages: {peer['docs_per_cpu_s']} docs/CPU-s, {peer['quality']}")
         caps_run = full_path(captures(), tmp / "run-captures", args.workers)
         print(f"  full path, captures: {caps_run['docs_per_cpu_s']} docs/CPU-s")
-    for result in (stages, caps, eval_run, before_run, caps_run):
+    for result in (stages, caps, eval_run, before_run, caps_run, peer):
         result.pop("texts")
 
     extract = stages["extract_cpu_s"]
     table = [
+        {"what": f"CommonCrawl path on {args.workers} Dask workers (mode {MODE}) vs datatrove's pipeline (WarcReader, "
+                 f"Trafilatura, lid.176, ParquetWriter) on {args.workers} processes, {len(pages)} trafilatura eval "
+                 "pages as WARC, CPU of all processes",
+         "result": f"{eval_run['docs_per_cpu_s']} docs/s/core, F1 {eval_run['quality']['f1']}",
+         "baseline": f"datatrove: {peer['docs_per_cpu_s']} docs/s/core ({peer['documents']} docs), "
+                     f"F1 {peer['quality']['f1']}",
+         "ratio": f"{eval_run['docs_per_cpu_s'] / peer['docs_per_cpu_s']:.2f}"},
         {"what": f"CommonCrawl path on {args.workers} Dask workers (mode {MODE}) vs a plain sequential loop (warcio, "
                  f"trafilatura.extract default mode, lid.176), {len(pages)} trafilatura eval pages as WARC",
          "result": f"{eval_run['docs_per_cpu_s']} docs/s/core",
@@ -297,7 +353,7 @@ def main(argv: list[str] | None = None) -> dict:
     results = {
         "table": table, "quality_in_process": quality, "stages_eval": stages, "stages_captures": caps,
         "read_formats": formats, "full_path_eval": eval_run, "full_path_eval_before": before_run,
-        "plain_loop_eval": loop, "full_path_captures": caps_run, "trafilatura_floors": floors,
+        "plain_loop_eval": loop, "datatrove_eval": peer, "full_path_captures": caps_run, "trafilatura_floors": floors,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "load_average_before": [round(x, 2) for x in load_before],
                     "load_average_after": [round(x, 2) for x in os.getloadavg()]},

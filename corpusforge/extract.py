@@ -168,34 +168,47 @@ def looks_truncated(text: str | None, paragraph_chars: int) -> bool:
     return len(text or "") < TRUNCATED_SHARE * paragraph_chars
 
 
-def _trafilatura(page, url: str | None, mode: str, options: ExtractOptions) -> tuple[str | None, str | None]:
+def page_title(tree) -> str | None:
+    """The title of a parsed page as trafilatura's metadata finds it (meta tags and OpenGraph, JSON-LD, then `<h1>`
+    and `<title>`), without the rest of its metadata search: `with_metadata` also runs htmldate's date search,
+    authors, site name, categories and license, which cost more CPU than the extraction itself."""
+    from trafilatura.metadata import examine_meta, extract_meta_json, extract_title
+
+    metadata = examine_meta(tree)
+    try:
+        metadata = extract_meta_json(tree, metadata)
+    except Exception:  # trafilatura guards its JSON-LD parser alike: a page's bad JSON-LD only loses that title
+        pass
+    metadata.title = metadata.title or extract_title(tree)
+    metadata.clean_and_trim()  # entities, spaces and control characters, as trafilatura's metadata ends
+    return metadata.title or None
+
+
+def _trafilatura(tree, url: str | None, mode: str, options: ExtractOptions) -> str | None:
     import trafilatura
 
     doc = trafilatura.bare_extraction(
-        page, url=url, fast=mode == "fast", favor_precision=mode == "precision", favor_recall=mode == "recall",
-        include_comments=options.include_comments, include_tables=options.include_tables, with_metadata=True,
+        tree, url=url, fast=mode == "fast", favor_precision=mode == "precision", favor_recall=mode == "recall",
+        include_comments=options.include_comments, include_tables=options.include_tables, with_metadata=False,
         deduplicate=False)
-    if doc is None:
-        return None, None
-    return (getattr(doc, "title", None) or None), (getattr(doc, "text", None) or None)
+    return (getattr(doc, "text", None) or None) if doc is not None else None
 
 
 def extract_in_process(html: str, url: str | None, options: ExtractOptions) -> tuple[str | None, str | None]:
     """(title, main text) of an HTML page with trafilatura, in this process (no time limit)."""
-    html = strip_xml_declaration(html)
-    if options.mode != "fallback":
-        return _trafilatura(html, url, options.mode, options)
     from trafilatura.utils import load_html
 
-    tree = load_html(html)  # parsed once: measured here, then extracted (trafilatura cleans it in place)
+    tree = load_html(strip_xml_declaration(html))  # parsed once; trafilatura extracts from a copy
     if tree is None:
         return None, None
-    paragraphs = visible_paragraph_chars(tree)
-    title, text = _trafilatura(tree, url, "fast", options)
-    if looks_truncated(text, paragraphs):
-        title2, text2 = _trafilatura(html, url, "balanced", options)
+    title = page_title(tree)
+    if options.mode != "fallback":
+        return title, _trafilatura(tree, url, options.mode, options)
+    text = _trafilatura(tree, url, "fast", options)
+    if looks_truncated(text, visible_paragraph_chars(tree)):
+        text2 = _trafilatura(tree, url, "balanced", options)
         if len(text2 or "") > len(text or ""):
-            return title2 or title, text2
+            return title, text2
     return title, text
 
 
@@ -309,7 +322,7 @@ def _read_message(stream, deadline_s: float | None) -> bytes:
     return _read_exact(stream, size, deadline_s)
 
 
-# A page with what sets off trafilatura's lazily loaded parts: title, date, author, a short main text.
+# A page with what sets off trafilatura's lazily loaded parts: a title, a short main text.
 _WARM_UP_PAGE = ('<html lang="en"><head><title>Warm-up page</title><meta name="author" content="A. Writer">'
                  '<meta property="article:published_time" content="2024-01-02"></head><body><nav><a href="/">Home</a>'
                  '</nav><article><h1>Warm-up page</h1><p>A sentence to warm up the extractors, on 2 January 2024.</p>'
@@ -320,11 +333,8 @@ def _serve() -> None:
     """Child-process loop: read (html, url, options), answer ("ok", (title, text)) or ("error", message)."""
     # Before "ready" (see Extractor._start): trafilatura's default mode loads its fallback extractors' word lists on
     # first use (seconds), which must not count against the first page that falls back.
-    from tld import get_tld  # courlan's public-suffix list, read on the first page's URL (a second or more)
-
-    get_tld("https://www.example.com/", fail_silently=True)
     for mode in ("fast", "balanced"):
-        _trafilatura(_WARM_UP_PAGE, "https://www.example.com/2024/01/page.html", mode, ExtractOptions())
+        extract_in_process(_WARM_UP_PAGE, "https://www.example.com/2024/01/page.html", ExtractOptions(mode=mode))
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     _write_message(stdout, b"ready")
     while True:

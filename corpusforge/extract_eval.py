@@ -48,7 +48,8 @@ def load_pages(root: str | Path, limit: int | None = None) -> list[EvalPage]:
 
 def write_warcs(pages: list[EvalPage], folder: str | Path, files: int) -> list[Path]:
     """Write the pages as gzipped WARC response records, round-robin into `files` files. The HTTP header names no
-    charset, so decoding goes by the page's meta tag or detection, as for most real captures."""
+    charset, so decoding goes by the page's meta tag or detection, as for most real captures; the record names its
+    payload type, as CommonCrawl's do."""
     from warcio.statusandheaders import StatusAndHeaders
     from warcio.warcwriter import WARCWriter
 
@@ -63,7 +64,8 @@ def write_warcs(pages: list[EvalPage], folder: str | Path, files: int) -> list[P
                                                ("Content-Length", str(len(page.html)))], protocol="HTTP/1.1")
             writer.write_record(writer.create_warc_record(
                 page.url, "response", payload=io.BytesIO(page.html), length=len(page.html), http_headers=http,
-                warc_headers_dict={"WARC-Record-ID": page.record_id, "WARC-Date": "2024-01-01T00:00:00Z"}))
+                warc_headers_dict={"WARC-Record-ID": page.record_id, "WARC-Date": "2024-01-01T00:00:00Z",
+                                   "WARC-Identified-Payload-Type": "text/html"}))
         paths.append(folder / f"eval-{f:02d}.warc.gz")
         paths[-1].write_bytes(buf.getvalue())
     return paths
