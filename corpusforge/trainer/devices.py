@@ -108,11 +108,14 @@ def _measured_peak(device: str, dtype: torch.dtype) -> float:
 
 def measure_matmul_flops(device: str, dtype: torch.dtype, bursts: int = 8, seconds: float = 0.1) -> float:
     """FLOP/s of a large square matmul: the best of `bursts` timed bursts (the rate the hardware reaches, not a
-    moment when other work had the cores)."""
+    moment when other work had the cores), within about `bursts * seconds` in all: where one matmul is slow (bf16
+    is emulated on most CPUs, 2 s a matmul here) the bursts stop at that budget instead of taking 8 matmuls."""
     n = 4096 if device.startswith("cuda") else 1024
     a = b = torch.full((n, n), 0.5, device=device, dtype=dtype)  # not randn: that would move the training RNG
-    best = 0.0
+    best, start = 0.0, time.perf_counter()
     for _ in range(bursts):
+        if best and time.perf_counter() - start > bursts * seconds:
+            break
         reps, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds:
             a @ b
