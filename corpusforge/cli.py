@@ -172,10 +172,8 @@ def cmd_eval_compare(args: argparse.Namespace) -> int:
     from corpusforge.runtime import write_json_atomic
     from corpusforge.trainer import compare
 
-    result = compare.compare(compare.CompareConfig(runs=[str(r) for r in args.runs], prompts=str(args.prompts),
-                                                   **_given(args, reward="reward", rule="rule", reference="reference",
-                                                            corpus="corpus", answers="answers",
-                                                            max_prompts="max_prompts", seed="seed", device="device")))
+    config = options.from_args(compare.CompareConfig, args, runs=[str(r) for r in args.runs], prompts=str(args.prompts))
+    result = compare.compare(config)
     compare.print_table(result)
     if args.json:
         write_json_atomic(args.json, result)
@@ -183,11 +181,11 @@ def cmd_eval_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from corpusforge.trainer.generate import generate_text
+    from corpusforge.trainer.generate import SamplingConfig, generate_text
 
-    texts = generate_text(args.run_dir, args.prompt, max_new_tokens=args.max_new_tokens,
-                          temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                          num_samples=args.num_samples, seed=args.seed, device=args.device, which=args.checkpoint)
+    sampling = options.from_args(SamplingConfig, args)
+    texts = generate_text(args.run_dir, args.prompt, **dataclasses.asdict(sampling), num_samples=args.num_samples,
+                          device=args.device, which=args.checkpoint)
     print("\n---------------\n".join(texts))
     return 0
 
@@ -195,10 +193,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_feedback_serve(args: argparse.Namespace) -> int:
     from corpusforge.feedback import app
 
-    config = app.ServeConfig(run_dir=str(args.run_dir), prompts=str(args.prompts), **_given(
-        args, k="k", db="db", host="host", port="port", token="token", seed="seed", temperature="temperature",
-        max_new_tokens="max_new_tokens", offer_ttl_s="offer_ttl"))
-    app.serve(config)
+    app.serve(options.from_args(app.ServeConfig, args, run_dir=str(args.run_dir), prompts=str(args.prompts)))
     return 0
 
 
@@ -235,31 +230,12 @@ def cmd_feedback_label(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from corpusforge.trainer.generate import ChatSession, SamplingConfig
+    from corpusforge.trainer.generate import ChatSession, SamplingConfig, talk
 
-    sampling = SamplingConfig(**_given(args, max_new_tokens="max_new_tokens", temperature="temperature",
-                                       top_k="top_k", top_p="top_p", seed="seed"))
-    session = ChatSession(args.run_dir, system=args.system, sampling=sampling, device=args.device,
-                          which=args.checkpoint)
-    interactive = sys.stdin.isatty()
-    if interactive:
-        print(f"chatting with {args.run_dir} (Ctrl-D to end)", file=sys.stderr)
-    while True:
-        try:
-            line = input("you> ") if interactive else sys.stdin.readline()
-        except (EOFError, KeyboardInterrupt):
-            print(file=sys.stderr)
-            return 0
-        if not interactive and not line:
-            return 0
-        text = line.rstrip("\n")
-        if not text.strip():
-            continue
-        if interactive:
-            print("assistant> ", end="", flush=True)
-        for piece in session.reply(text):
-            print(piece, end="", flush=True)
-        print(flush=True)
+    session = ChatSession(args.run_dir, system=args.system, sampling=options.from_args(SamplingConfig, args),
+                          device=args.device, which=args.checkpoint)
+    talk(session, sys.stdin, sys.stdout, sys.stderr)
+    return 0
 
 
 def _given(args: argparse.Namespace, **names: str) -> dict:
@@ -428,9 +404,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
     words = None if argv is None else [a for a in argv if not a.startswith("-")]
 
-    def config_options(p: argparse.ArgumentParser, command: str, config: str) -> None:
+    def config_options(p: argparse.ArgumentParser, command: str, config: str, **kw) -> None:
         if words is None or words[:len(command.split())] == command.split():
-            options.add_options(p, options.resolve(config))
+            options.add_options(p, options.resolve(config), **kw)
 
     parser = _Parser(prog="corpusforge", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -518,27 +494,15 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                                      "the SFT reference, pretraining validation loss")
     t.add_argument("runs", nargs="+", type=Path, help="run folders; wins are counted against the first")
     t.add_argument("--prompts", type=Path, required=True, help="held-out prompts (.txt or .jsonl)")
-    t.add_argument("--reward", default=None, help="reward model run (default: a PPO run's)")
-    t.add_argument("--rule", default=None, help="scripted labeler rule: polite (default), shorter, longer, mentions")
-    t.add_argument("--reference", default=None, help="the SFT run KL is measured to (default: the runs' policy)")
-    t.add_argument("--corpus", default=None, help="pretraining corpus for the validation loss (default: the "
-                                                  "reference's base run's)")
-    t.add_argument("--answers", type=int, default=None, help="answers per prompt and run (default 2)")
-    t.add_argument("--max-prompts", type=int, default=None, help="at most this many prompts (default 128)")
-    t.add_argument("--seed", type=int, default=None)
-    t.add_argument("--device", default=None, help="cpu (default) or cuda")
+    config_options(t, "eval compare", "corpusforge.trainer.compare:CompareConfig", skip=("runs", "prompts"))
     t.add_argument("--json", type=Path, default=None, help="also write the result here")
     t.set_defaults(func=cmd_eval_compare)
 
     p = sub.add_parser("generate", help="sample text from a trained run")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--prompt", default="", help="text to continue (default: start a new document)")
-    p.add_argument("--max-new-tokens", type=int, default=200)
-    p.add_argument("--temperature", type=float, default=0.8, help="0 is greedy")
-    p.add_argument("--top-k", type=int, default=200)
-    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling, e.g. 0.95")
+    config_options(p, "generate", "corpusforge.trainer.generate:SamplingConfig")
     p.add_argument("--num-samples", type=int, default=1)
-    p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--device", default="cpu")
     p.add_argument("--checkpoint", choices=("best", "last"), default=None,
                    help="best: the weights at the lowest validation loss (the default when the run has them); "
@@ -549,11 +513,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                        "is a user turn and each reply is printed on its own line")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--system", default=None, help="a system turn that starts the conversation")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="longest reply in tokens (default 200)")
-    p.add_argument("--temperature", type=float, default=None, help="0 is greedy (default 0.8)")
-    p.add_argument("--top-k", type=int, default=None, help="sample from the k likeliest tokens (default 200)")
-    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling, e.g. 0.95 (default off)")
-    p.add_argument("--seed", type=int, default=None, help="the same seed gives the same replies (default 1337)")
+    config_options(p, "chat", "corpusforge.trainer.generate:SamplingConfig")
     p.add_argument("--device", default="cpu")
     p.add_argument("--checkpoint", choices=("best", "last"), default=None,
                    help="best: the weights at the lowest validation loss (the default when the run has them); "
@@ -705,15 +665,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     t.add_argument("run_dir", type=Path, help="the run whose answers are shown (an SFT run)")
     t.add_argument("--prompts", type=Path, required=True, help=".txt (one prompt a line) or .jsonl "
                                                                  "({prompt} or {messages} a line)")
-    t.add_argument("--k", type=int, default=None, help="answers per prompt to rank (default 4; 2 to 9)")
-    t.add_argument("--db", default=None, help="SQLite file (default feedback.sqlite) or a postgresql:// URL")
-    t.add_argument("--host", default=None, help="address to bind (default 127.0.0.1; beyond loopback needs --token)")
-    t.add_argument("--port", type=int, default=None, help="default 8000")
-    t.add_argument("--token", default=None, help="the token labelers need (open /?token=TOKEN once)")
-    t.add_argument("--seed", type=int, default=None, help="first sampling seed (each offer takes the next)")
-    t.add_argument("--temperature", type=float, default=None, help="sampling temperature (default 1, as InstructGPT)")
-    t.add_argument("--max-new-tokens", type=int, default=None, help="longest answer in tokens (default 128)")
-    t.add_argument("--offer-ttl", type=float, default=None, help="seconds an offer can be answered (default 6 h)")
+    config_options(t, "feedback serve", "corpusforge.feedback.app:ServeConfig", skip=("run_dir", "prompts"))
     t.set_defaults(func=cmd_feedback_serve)
     t = f.add_parser("export", help="the store -> comparisons/ratings/conversations Parquet")
     t.add_argument("--db", required=True, help="SQLite file or postgresql:// URL")
