@@ -102,12 +102,15 @@ def cmd_commoncrawl(args: argparse.Namespace) -> int:
     return _exit_code([commoncrawl.run(config, _context(args))], args.fail_on_error)
 
 
-def _train_values(args: argparse.Namespace, **flags) -> dict:
-    """A `train` command's settings: its --config file, then its --set KEY=VALUE items, then the `flags` given."""
+def cmd_train(args: argparse.Namespace) -> int:
+    """Any `train` command: its --config file, then its --set KEY=VALUE items, then its flags, on top of the
+    trainer's defaults (or the run's settings when resuming)."""
+    import importlib
     import tomllib
 
     from corpusforge import recipe
 
+    trainer = importlib.import_module(f"corpusforge.trainer.{args.trainer}")
     values: dict = {}
     if args.config:
         values.update(tomllib.loads(args.config.read_text(encoding="utf-8")))
@@ -116,55 +119,10 @@ def _train_values(args: argparse.Namespace, **flags) -> dict:
         if not sep:
             raise recipe.RecipeError(f"--set {item!r}: expected KEY=VALUE")
         values[key.strip()] = options.parse_value(raw)
-    flags.update(max_steps=args.max_steps, device=args.device, compile=args.compile)
+    flags = {**options.given(args), "max_steps": args.max_steps, "device": args.device, "compile": args.compile}
     values.update({k: v for k, v in flags.items() if v is not None})
-    return values
-
-
-def cmd_train_pretrain(args: argparse.Namespace) -> int:
-    from corpusforge.trainer import pretrain
-
-    values = _train_values(args, corpus=args.corpus, text=args.text, preset=args.preset)
-    config = pretrain.make_config(args.out, values, resume=args.resume)
-    pretrain.train(config, args.out, resume=args.resume, stop_at=args.stop_at)
-    return 0
-
-
-def cmd_train_sft(args: argparse.Namespace) -> int:
-    from corpusforge.trainer import sft
-
-    values = _train_values(args, base=args.base, data=args.data, epochs=args.epochs, ptx_fraction=args.ptx_fraction,
-                           corpus=args.corpus)
-    config = sft.make_config(args.out, values, resume=args.resume)
-    sft.train(config, args.out, resume=args.resume, stop_at=args.stop_at)
-    return 0
-
-
-def cmd_train_reward(args: argparse.Namespace) -> int:
-    from corpusforge.trainer import reward
-
-    values = _train_values(args, base=args.base, feedback=args.feedback, demos=args.demos, epochs=args.epochs)
-    config = reward.make_config(args.out, values, resume=args.resume)
-    reward.train(config, args.out, resume=args.resume, stop_at=args.stop_at)
-    return 0
-
-
-def cmd_train_ppo(args: argparse.Namespace) -> int:
-    from corpusforge.trainer import ppo
-
-    values = _train_values(args, policy=args.policy, reward=args.reward, prompts=args.prompts, corpus=args.corpus,
-                           ptx_coef=args.ptx_coef, kl_coef=args.kl_coef, target_kl=args.target_kl)
-    config = ppo.make_config(args.out, values, resume=args.resume)
-    ppo.train(config, args.out, resume=args.resume, stop_at=args.stop_at)
-    return 0
-
-
-def cmd_train_dpo(args: argparse.Namespace) -> int:
-    from corpusforge.trainer import dpo
-
-    values = _train_values(args, policy=args.policy, feedback=args.feedback, beta=args.beta, epochs=args.epochs)
-    config = dpo.make_config(args.out, values, resume=args.resume)
-    dpo.train(config, args.out, resume=args.resume, stop_at=args.stop_at)
+    config = trainer.make_config(args.out, values, resume=args.resume)
+    trainer.train(config, args.out, resume=args.resume, stop_at=args.stop_at)
     return 0
 
 
@@ -382,7 +340,21 @@ def cmd_decontaminate(args: argparse.Namespace) -> int:
 # <commands: add new `cmd_*` functions above this line>
 
 
-def _add_run(t: argparse.ArgumentParser, config_class: str) -> None:
+# The `train` commands after pretrain: the module (and its make_config/train), its config, the config fields that
+# have flags, and the help line.
+_TRAINERS = (
+    ("sft", "SFTConfig", ("base", "data", "epochs", "ptx_fraction", "corpus"),
+     "fine-tune a pretrained run on conversations (SFT); under torchrun, data-parallel"),
+    ("reward", "RewardConfig", ("base", "feedback", "demos", "epochs"),
+     "train a reward model on human feedback (rankings, thumbs) from an SFT run; under torchrun, data-parallel"),
+    ("ppo", "PPOConfig", ("policy", "reward", "prompts", "corpus", "ptx_coef", "kl_coef", "target_kl"),
+     "RLHF: PPO (PPO-ptx with --corpus) from an SFT run against a reward model; under torchrun, data-parallel"),
+    ("dpo", "DPOConfig", ("policy", "feedback", "beta", "epochs"),
+     "RLHF without a reward model: DPO on feedback comparisons from an SFT run"),
+)
+
+
+def _add_run(t: argparse.ArgumentParser, trainer: str, config_class: str) -> None:
     """The options every `train` command has: where the run goes, its length, resume, settings and device."""
     t.add_argument("--out", required=True, help="run folder: checkpoint, metrics.jsonl, loss.png, tokenizer.json")
     t.add_argument("--max-steps", type=int, default=None, help="optimizer steps in all (the schedule ends there)")
@@ -395,6 +367,7 @@ def _add_run(t: argparse.ArgumentParser, config_class: str) -> None:
     t.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
     t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the model (default: on CUDA only)")
+    t.set_defaults(func=cmd_train, trainer=trainer)
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -440,52 +413,18 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     train_sub = p.add_subparsers(dest="train_command", required=True)
     t = train_sub.add_parser("pretrain", help="pretrain a GPT on a mixed corpus; under torchrun, data-parallel")
     data = t.add_mutually_exclusive_group()
-    data.add_argument("--corpus", help="a mixed corpus folder (manifest.json, shards, tokenizer.json)")
-    data.add_argument("--text", nargs="+", help="train character-level on these text files (.txt, .txt.gz) instead")
-    t.add_argument("--preset", default=None, help="model and training preset: tiny (default), small, gpt2-124m")
-    _add_run(t, "TrainConfig")
-    t.set_defaults(func=cmd_train_pretrain)
-    t = train_sub.add_parser("sft", help="fine-tune a pretrained run on conversations (SFT); under torchrun, "
-                                         "data-parallel")
-    t.add_argument("--base", default=None, help="the pretrained run folder to start from (its best weights)")
-    t.add_argument("--data", nargs="+", default=None,
-                   help="conversation files or folders: messages JSONL/Parquet, Alpaca/Self-Instruct, Anthropic HH")
-    t.add_argument("--epochs", type=float, default=None, help="passes over the training conversations (default 3)")
-    t.add_argument("--ptx-fraction", type=float, default=None,
-                   help="share of each batch's rows that are pretraining blocks (default 0)")
-    t.add_argument("--corpus", default=None, help="where --ptx-fraction's blocks come from (default: the base run's)")
-    _add_run(t, "SFTConfig")
-    t.set_defaults(func=cmd_train_sft)
-    t = train_sub.add_parser("reward", help="train a reward model on human feedback (rankings, thumbs) from an "
-                                            "SFT run; under torchrun, data-parallel")
-    t.add_argument("--base", default=None, help="the SFT run folder to start from (its best weights)")
-    t.add_argument("--feedback", nargs="+", default=None,
-                   help="feedback stores (.sqlite, postgresql://) or `feedback export` folders")
-    t.add_argument("--demos", nargs="+", default=None,
-                   help="conversation files whose replies score 0 on average after training (default: the stores' "
-                        "demonstrations)")
-    t.add_argument("--epochs", type=float, default=None, help="passes over the comparisons (default 1)")
-    _add_run(t, "RewardConfig")
-    t.set_defaults(func=cmd_train_reward)
-    t = train_sub.add_parser("ppo", help="RLHF: PPO (PPO-ptx with --corpus) from an SFT run against a reward model; "
-                                         "under torchrun, data-parallel")
-    t.add_argument("--policy", default=None, help="the SFT run folder: the policy starts there; it stays the reference")
-    t.add_argument("--reward", default=None, help="the reward model's run folder (the value model starts from it)")
-    t.add_argument("--prompts", default=None, help=".txt (a prompt a line) or .jsonl ({prompt} or {messages} a line)")
-    t.add_argument("--corpus", default=None, help="PPO-ptx: pretraining blocks from this corpus folder")
-    t.add_argument("--ptx-coef", type=float, default=None, help="pretraining loss weight (default 27.8 with --corpus)")
-    t.add_argument("--kl-coef", type=float, default=None, help="per-token KL penalty to the reference (default 0.02)")
-    t.add_argument("--target-kl", type=float, default=None, help="adapt kl_coef toward this KL per answer (nats)")
-    _add_run(t, "PPOConfig")
-    t.set_defaults(func=cmd_train_ppo)
-    t = train_sub.add_parser("dpo", help="RLHF without a reward model: DPO on feedback comparisons from an SFT run")
-    t.add_argument("--policy", default=None, help="the SFT run folder: the policy starts there; it stays the reference")
-    t.add_argument("--feedback", nargs="+", default=None,
-                   help="feedback stores (.sqlite, postgresql://) or `feedback export` folders")
-    t.add_argument("--beta", type=float, default=None, help="DPO's beta (default 0.1)")
-    t.add_argument("--epochs", type=float, default=None, help="passes over the pairs (default 1)")
-    _add_run(t, "DPOConfig")
-    t.set_defaults(func=cmd_train_dpo)
+    data.add_argument("--corpus", dest=options.dest("corpus"), help="a mixed corpus folder (manifest.json, shards, "
+                      "tokenizer.json)")
+    data.add_argument("--text", nargs="+", dest=options.dest("text"),
+                      help="train character-level on these text files (.txt, .txt.gz) instead")
+    t.add_argument("--preset", dest=options.dest("preset"), help="model and training preset: tiny (default), small, "
+                   "gpt2-124m")
+    _add_run(t, "pretrain", "TrainConfig")
+    for name, config_class, fields, help_text in _TRAINERS:
+        t = train_sub.add_parser(name, help=help_text)
+        config_options(t, f"train {name}", f"corpusforge.trainer.{name}:{config_class}", only=fields,
+                       set_option=False)
+        _add_run(t, name, config_class)
     # <train-parsers: add `train` subcommands (sft, rlhf) above this line>
 
     p = sub.add_parser("eval", help="evaluate trained runs")
