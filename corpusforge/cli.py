@@ -310,14 +310,8 @@ def cmd_quality(args: argparse.Namespace) -> int:
             thresholds[rule] = float(value)
         except ValueError:
             raise ValueError(f"--threshold: expected RULE=NUMBER, got {spec!r}") from None
-    heuristics = quality.HeuristicsConfig(thresholds=thresholds, disable=args.disable or [],
-                                          enable=args.enable or [], **_given(args, sources="heuristic_sources"))
-    classifier = quality.ClassifierConfig(**_given(
-        args, sources="classifier_sources", positives="positives", negatives="negatives", model="model",
-        keep="keep", alpha="alpha", train_documents="train_documents"))
-    config = quality.QualityConfig(inputs=args.inputs, output=args.output, heuristics=heuristics,
-                                   classifier=classifier, **_given(args, seed="seed", dropped_sample="dropped_sample"))
-    config.validate()
+    config = options.from_args(quality.QualityConfig, args, inputs=args.inputs, output=args.output,
+                               **({"heuristics.thresholds": thresholds} if thresholds else {}))
     summary = quality.run(config, _context(args))
     return _exit_code([summary], args.fail_on_error)
 
@@ -556,26 +550,18 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                        "quality classifier (see docs/quality.md)")
     p.add_argument("inputs", nargs="+", help="folders of document shards (missing ones are skipped), files or globs")
     p.add_argument("--output", "-o", required=True)
-    p.add_argument("--heuristic-sources", nargs="*", default=None, metavar="SOURCE",
-                   help="sources the rules judge (default: commoncrawl webtext2; none: no rules)")
-    p.add_argument("--disable", action="append", metavar="RULE", help="do not apply this rule (repeatable)")
-    p.add_argument("--enable", action="append", metavar="RULE",
+    config_options(p, "quality", "corpusforge.quality:QualityConfig")
+    config_options(p, "quality", "corpusforge.quality.heuristics:HeuristicsConfig", prefix="heuristics.",
+                   only=("sources",), set_option=False)
+    p.add_argument("--disable", action="append", metavar="RULE", dest=options.dest("heuristics.disable"),
+                   help="do not apply this rule (repeatable)")
+    p.add_argument("--enable", action="append", metavar="RULE", dest=options.dest("heuristics.enable"),
                    help="apply this rule that is off by default, e.g. gopher_alpha_words (repeatable)")
     p.add_argument("--threshold", action="append", metavar="RULE=NUMBER",
                    help="replace a rule's threshold, e.g. gopher_min_words=100 (repeatable)")
-    p.add_argument("--classifier-sources", nargs="*", default=None, metavar="SOURCE",
-                   help="sources the classifier judges (default: commoncrawl; none: no classifier)")
-    p.add_argument("--positives", nargs="+", default=None, help="reference shards to train the classifier on")
-    p.add_argument("--negatives", nargs="+", default=None, help="unfiltered web shards to train it against")
-    p.add_argument("--model", default=None, help="a trained model file to use, or where to save the one trained "
-                   "(default OUTPUT/_classifier.npz)")
-    p.add_argument("--keep", choices=["pareto", "all"], default=None,
-                   help="pareto: GPT-3's rule (default); all: only record quality_score")
-    p.add_argument("--alpha", type=float, default=None, help="shape of the Pareto rule (default 9, GPT-3's)")
-    p.add_argument("--train-documents", type=int, default=None, help="documents sampled per class (default 20000)")
-    p.add_argument("--seed", type=int, default=None, help="seed of the samples and Pareto draws (default 1234)")
-    p.add_argument("--dropped-sample", type=int, default=None,
-                   help="dropped documents kept per reason in _dropped.parquet (default 20; 0: none)")
+    config_options(p, "quality", "corpusforge.quality.classifier:ClassifierConfig", prefix="classifier.",
+                   only=("sources", "positives", "negatives", "model", "keep", "alpha", "train_documents"),
+                   set_option=False)
     _add_dask(p)
     p.set_defaults(func=cmd_quality)
 
