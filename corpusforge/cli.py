@@ -203,22 +203,14 @@ def _given(args: argparse.Namespace, **names: str) -> dict:
 
 
 def cmd_webtext2_links(args: argparse.Namespace) -> int:
-    from corpusforge.sources.webtext2 import pushshift, reddit
-    from corpusforge.sources.webtext2.urls import DEFAULT_BLOCKED_DOMAINS, LinkRules
+    from corpusforge.sources import webtext2
+    from corpusforge.sources.webtext2.urls import DEFAULT_BLOCKED_DOMAINS
 
-    rules = LinkRules(blocked_domains=DEFAULT_BLOCKED_DOMAINS + (args.block_domain or []), **_given(
-        args, min_score="min_score", score_aggregate="score_aggregate", since="since", until="until",
-        buckets="buckets"), drop_nsfw=args.drop_nsfw)
-    rules.validate()
-    if args.pushshift:
-        summary = pushshift.collect(args.pushshift, args.output, rules, _context(args))
-    else:
-        config = reddit.RedditConfig(**_given(
-            args, subreddits="subreddit", listing="listing", time_filter="time_filter", limit="limit",
-            site="site", oauth_url="oauth_url", reddit_url="reddit_url"))
-        config.validate()
-        summary = reddit.collect(config, args.output, rules, _context(args))
-    return _exit_code([summary], args.fail_on_error)
+    fixed = {"links.blocked_domains": DEFAULT_BLOCKED_DOMAINS + args.block_domain} if args.block_domain else {}
+    if args.reddit:
+        fixed["reddit.subreddits"] = args.subreddit or ["all"]
+    config = options.from_args(webtext2.WebText2Config, args, pushshift=args.pushshift or [], **fixed)
+    return _exit_code([webtext2.collect_links(config, _context(args), args.output)], args.fail_on_error)
 
 
 def cmd_webtext2_fetch(args: argparse.Namespace) -> int:
@@ -461,25 +453,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                         help="read Reddit's API with praw; credentials from praw_* environment variables or praw.ini")
     source.add_argument("--pushshift", nargs="+", metavar="FILE", help="Pushshift dumps (RS_YYYY-MM.zst), globs")
     t.add_argument("--output", "-o", required=True, help="link table folder (LINKS_DIR)")
-    t.add_argument("--min-score", type=int, default=None, help="a link needs this score (default 3)")
-    t.add_argument("--score-aggregate", choices=["max", "sum"], default=None,
-                   help="max: any one submission reaches the score (WebText, default); sum: scores of all "
-                        "submissions of the URL added (OpenWebText2)")
-    t.add_argument("--drop-nsfw", action="store_true", help="drop submissions marked over_18")
+    config_options(t, "webtext2 links", "corpusforge.sources.webtext2.urls:LinkRules", prefix="links.",
+                   only=("min_score", "score_aggregate", "drop_nsfw", "since", "until", "buckets"), set_option=False)
     t.add_argument("--block-domain", action="append", metavar="DOMAIN",
                    help="block this domain and its subdomains too (repeatable; added to the default list)")
-    t.add_argument("--since", default=None, help="only submissions created at or after this ISO date (UTC)")
-    t.add_argument("--until", default=None, help="only submissions created before this ISO date (UTC)")
-    t.add_argument("--buckets", type=int, default=None, help="link files, by host hash (default 16)")
     t.add_argument("--subreddit", action="append", help="--reddit: a subreddit to read (repeatable; default all)")
-    t.add_argument("--listing", choices=["top", "controversial", "new", "hot", "rising"], default=None,
-                   help="--reddit: listing (default top)")
-    t.add_argument("--time-filter", choices=["all", "year", "month", "week", "day", "hour"], default=None,
-                   help="--reddit: time range of top/controversial (default all)")
-    t.add_argument("--limit", type=int, default=None, help="--reddit: submissions per subreddit (default 1000)")
-    t.add_argument("--site", default=None, help="--reddit: praw.ini section holding the credentials")
-    t.add_argument("--oauth-url", default=None, help="--reddit: API server (a proxy or test server)")
-    t.add_argument("--reddit-url", default=None, help="--reddit: token server (a proxy or test server)")
+    config_options(t, "webtext2 links", "corpusforge.sources.webtext2.reddit:RedditConfig", prefix="reddit.",
+                   only=("listing", "time_filter", "limit", "site", "oauth_url", "reddit_url"), set_option=False)
     _add_dask(t)
     t.set_defaults(func=cmd_webtext2_links)
     t = w.add_parser("fetch", help="link table -> WARCs (polite, resumable) -> document shards")

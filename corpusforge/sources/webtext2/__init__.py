@@ -61,13 +61,15 @@ class WebText2Config:
         return Path(self.output) / "links"
 
 
-def collect_links(config: WebText2Config, ctx: runtime.RunContext) -> runtime.StageSummary:
-    """Step 1: the configured source -> the link table in `config.links_dir()`."""
+def collect_links(config: WebText2Config, ctx: runtime.RunContext,
+                  links_dir: str | Path | None = None) -> runtime.StageSummary:
+    """Step 1: the configured source -> the link table in `links_dir` (default `config.links_dir()`)."""
     from corpusforge.sources.webtext2 import pushshift, reddit
 
+    links_dir = config.links_dir() if links_dir is None else links_dir
     if config.reddit is not None:
-        return reddit.collect(config.reddit, config.links_dir(), config.links, ctx)
-    return pushshift.collect(config.pushshift, config.links_dir(), config.links, ctx)
+        return reddit.collect(config.reddit, links_dir, config.links, ctx)
+    return pushshift.collect(config.pushshift, links_dir, config.links, ctx)
 
 
 def _fetch_and_extract(links_dir: str | Path, output: str | Path, fetch_config: FetchConfig,

@@ -11,8 +11,8 @@ everything), a clear User-Agent, timeouts, retries with exponential backoff on 4
 otherwise non-global address after DNS resolution unless `allow_private_hosts` (AddressGuard; redirects and IP
 literals are checked too; guard.py).
 
-Output and resume (FetchLog, in warcs.py with the WARC records): records are appended to a hidden `.<name>-00000.warc.gz.tmp` and each link's outcome
-to a journal beside it, flushed after every link; the journal names the WARC offset its link's records end at. A
+Output and resume (FetchLog, in warcs.py with the WARC records): records are appended to a hidden
+`.<name>-00000.warc.gz.tmp` and each link's outcome to a journal beside it, flushed after every link; the journal names the WARC offset its link's records end at. A
 segment is renamed to `<name>-00000.warc.gz` (with its log `<name>-00000.fetch.jsonl`) when it reaches
 `segment_bytes` or the task ends. Each link is journaled as started before its first request. After an
 interruption the next run reads the logs and journal, cuts the WARC back to the last journaled offset and goes on:
