@@ -46,12 +46,19 @@ def _context(args: argparse.Namespace, run=None):
                       workers=args.workers or (run and run.workers))
 
 
+# What a command returns; `main` alone turns it into the exit code (see `_exit_code`): its stages' summaries
+# (judged with --fail-on-error, which a recipe's [run] may have set), whether it succeeded, or None (it did).
+Outcome = list | bool | None
+
 _KEPT = ("documents", "kept", "candidates", "fetched", "links", "shards", "tokens")
 
 
-def _exit_code(summaries, fail_on_error: bool) -> int:
-    """1 when a stage had inputs and every one of them failed (nothing kept, an error per input), or with
-    `fail_on_error` when any input was damaged; else 0."""
+def _exit_code(outcome: Outcome, fail_on_error: bool) -> int:
+    """For summaries: 1 when a stage had inputs and every one of them failed (nothing kept, an error per input),
+    or with `fail_on_error` when any input was damaged; else 0. False: 1; True or None: 0."""
+    if not isinstance(outcome, list):
+        return 1 if outcome is False else 0
+    summaries = outcome
     done = [s for s in summaries if s is not None]
     for s in done:
         if s.files and s.errors >= s.files and not any(s.counts.get(k) for k in _KEPT):
@@ -60,7 +67,7 @@ def _exit_code(summaries, fail_on_error: bool) -> int:
     return 1 if (fail_on_error and sum(s.errors for s in done)) else 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace) -> Outcome:
     from corpusforge import pipeline, recipe
 
     rec = recipe.load(args.recipe)
@@ -77,10 +84,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.workers:
         rec.run.workers = args.workers
     summaries = pipeline.run_recipe(rec, only=args.only)
-    return _exit_code(summaries, rec.run.fail_on_error or args.fail_on_error)
+    args.fail_on_error = rec.run.fail_on_error or args.fail_on_error
+    return summaries
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
+def cmd_validate(args: argparse.Namespace) -> Outcome:
     from corpusforge import recipe
 
     rec = recipe.load(args.recipe)
@@ -89,20 +97,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
         if problems:
-            return 1
+            return False
     print(f"{args.recipe}: valid{'; inputs found' if args.check_inputs else ''}; stages: "
           f"{', '.join(s.name for s, _ in rec.stage_configs())}")
-    return 0
 
 
-def cmd_commoncrawl(args: argparse.Namespace) -> int:
+def cmd_commoncrawl(args: argparse.Namespace) -> Outcome:
     from corpusforge.sources import commoncrawl
 
     config = options.from_args(commoncrawl.CommonCrawlConfig, args, inputs=args.inputs, output=args.output)
-    return _exit_code([commoncrawl.run(config, _context(args))], args.fail_on_error)
+    return [commoncrawl.run(config, _context(args))]
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def cmd_train(args: argparse.Namespace) -> Outcome:
     """Any `train` command: its --config file, then its --set KEY=VALUE items, then its flags, on top of the
     trainer's defaults (or the run's settings when resuming)."""
     import importlib
@@ -123,10 +130,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     values.update({k: v for k, v in flags.items() if v is not None})
     config = trainer.make_config(args.out, values, resume=args.resume)
     trainer.train(config, args.out, resume=args.resume, stop_at=args.stop_at)
-    return 0
 
 
-def cmd_eval_compare(args: argparse.Namespace) -> int:
+def cmd_eval_compare(args: argparse.Namespace) -> Outcome:
     from corpusforge.runtime import write_json_atomic
     from corpusforge.trainer import compare
 
@@ -135,36 +141,32 @@ def cmd_eval_compare(args: argparse.Namespace) -> int:
     compare.print_table(result)
     if args.json:
         write_json_atomic(args.json, result)
-    return 0
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
+def cmd_generate(args: argparse.Namespace) -> Outcome:
     from corpusforge.trainer.generate import SamplingConfig, generate_text
 
     sampling = options.from_args(SamplingConfig, args)
     texts = generate_text(args.run_dir, args.prompt, **dataclasses.asdict(sampling), num_samples=args.num_samples,
                           device=args.device, which=args.checkpoint)
     print("\n---------------\n".join(texts))
-    return 0
 
 
-def cmd_feedback_serve(args: argparse.Namespace) -> int:
+def cmd_feedback_serve(args: argparse.Namespace) -> Outcome:
     from corpusforge.feedback import app
 
     app.serve(options.from_args(app.ServeConfig, args, run_dir=str(args.run_dir), prompts=str(args.prompts)))
-    return 0
 
 
-def cmd_feedback_export(args: argparse.Namespace) -> int:
+def cmd_feedback_export(args: argparse.Namespace) -> Outcome:
     from corpusforge.feedback import exchange
     from corpusforge.feedback.store import Store
 
     counts = exchange.export(Store(args.db), args.output)
     print(", ".join(f"{n:,} {name}" for name, n in counts.items()) + f" -> {args.output}")
-    return 0
 
 
-def cmd_feedback_import(args: argparse.Namespace) -> int:
+def cmd_feedback_import(args: argparse.Namespace) -> Outcome:
     from corpusforge.feedback import exchange
     from corpusforge.feedback.store import Store
 
@@ -176,24 +178,22 @@ def cmd_feedback_import(args: argparse.Namespace) -> int:
         errors += len(report.errors)
         print(f"{path}: {report.counts.get('lines', 0):,} lines, {report.counts.get('added', 0):,} new comparisons, "
               f"{len(report.errors):,} errors")
-    return 1 if (args.fail_on_error and errors) else 0
+    return not (args.fail_on_error and errors)
 
 
-def cmd_feedback_label(args: argparse.Namespace) -> int:
+def cmd_feedback_label(args: argparse.Namespace) -> Outcome:
     from corpusforge.feedback import labelers
 
     run = labelers.label(args.url.rstrip("/"), rule=args.rule, n=args.n, labeler=args.labeler, token=args.token)
     print(f"{args.labeler}: {len(run.stored)} rankings stored by rule {args.rule!r}")
-    return 0
 
 
-def cmd_chat(args: argparse.Namespace) -> int:
+def cmd_chat(args: argparse.Namespace) -> Outcome:
     from corpusforge.trainer.generate import ChatSession, SamplingConfig, talk
 
     session = ChatSession(args.run_dir, system=args.system, sampling=options.from_args(SamplingConfig, args),
                           device=args.device, which=args.checkpoint)
     talk(session, sys.stdin, sys.stdout, sys.stderr)
-    return 0
 
 
 def _given(args: argparse.Namespace, **names: str) -> dict:
@@ -202,7 +202,7 @@ def _given(args: argparse.Namespace, **names: str) -> dict:
     return {key: getattr(args, name) for key, name in names.items() if getattr(args, name) is not None}
 
 
-def cmd_webtext2_links(args: argparse.Namespace) -> int:
+def cmd_webtext2_links(args: argparse.Namespace) -> Outcome:
     from corpusforge.sources import webtext2
     from corpusforge.sources.webtext2.urls import DEFAULT_BLOCKED_DOMAINS
 
@@ -210,10 +210,10 @@ def cmd_webtext2_links(args: argparse.Namespace) -> int:
     if args.reddit:
         fixed["reddit.subreddits"] = args.subreddit or ["all"]
     config = options.from_args(webtext2.WebText2Config, args, pushshift=args.pushshift or [], **fixed)
-    return _exit_code([webtext2.collect_links(config, _context(args), args.output)], args.fail_on_error)
+    return [webtext2.collect_links(config, _context(args), args.output)]
 
 
-def cmd_webtext2_fetch(args: argparse.Namespace) -> int:
+def cmd_webtext2_fetch(args: argparse.Namespace) -> Outcome:
     from corpusforge.errors import UserError
     from corpusforge.sources import webtext2
     from corpusforge.sources.webtext2.fetch import FetchConfig
@@ -229,24 +229,24 @@ def cmd_webtext2_fetch(args: argparse.Namespace) -> int:
                      lid_model="lid_model", timeout_s="extract_timeout")
     summary = webtext2.fetch_and_extract(args.links_dir, args.output, config, extract, _context(args))
     fetch_errors = summary.extra["fetch"]["errors"]
-    return 1 if args.fail_on_error and (summary.errors or fetch_errors) else 0
+    return not (args.fail_on_error and (summary.errors or fetch_errors))
 
 
-def cmd_dedup(args: argparse.Namespace) -> int:
+def cmd_dedup(args: argparse.Namespace) -> Outcome:
     from corpusforge import dedup
 
     config = options.from_args(dedup.DedupConfig, args, inputs=args.inputs, output=args.output)
-    return _exit_code([dedup.run(config, _context(args))], args.fail_on_error)
+    return [dedup.run(config, _context(args))]
 
 
-def cmd_tokenizer_train(args: argparse.Namespace) -> int:
+def cmd_tokenizer_train(args: argparse.Namespace) -> Outcome:
     from corpusforge.mix import tokenizer
 
     config = options.from_args(tokenizer.TokenizerConfig, args, inputs=args.inputs, output=args.output)
-    return _exit_code([tokenizer.run(config, _context(args))], args.fail_on_error)
+    return [tokenizer.run(config, _context(args))]
 
 
-def cmd_mix(args: argparse.Namespace) -> int:
+def cmd_mix(args: argparse.Namespace) -> Outcome:
     from corpusforge import recipe
     from corpusforge.mix import mixer
 
@@ -255,10 +255,11 @@ def cmd_mix(args: argparse.Namespace) -> int:
         raise recipe.RecipeError(f"{args.recipe}: no [mix] section")
     config = dataclasses.replace(rec.sections["mix"], output=args.output or rec.sections["mix"].output)
     summary = mixer.run(config, _context(args, rec.run))
-    return _exit_code([summary], rec.run.fail_on_error or args.fail_on_error)
+    args.fail_on_error = rec.run.fail_on_error or args.fail_on_error
+    return [summary]
 
 
-def cmd_stats(args: argparse.Namespace) -> int:
+def cmd_stats(args: argparse.Namespace) -> Outcome:
     import json
 
     from rich.console import Console
@@ -269,10 +270,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
     result = stats.report_corpus(config, console=Console(stderr=True, quiet=args.json))
     if args.json:
         print(json.dumps(result, indent=2, ensure_ascii=False))
-    return 1 if args.verify and not result["verify"]["ok"] else 0
+    return not args.verify or result["verify"]["ok"]
 
 
-def cmd_wikipedia(args: argparse.Namespace) -> int:
+def cmd_wikipedia(args: argparse.Namespace) -> Outcome:
     from corpusforge.errors import UserError
     from corpusforge.sources import wikipedia
 
@@ -280,19 +281,19 @@ def cmd_wikipedia(args: argparse.Namespace) -> int:
         if len(args.inputs) != 2:
             raise UserError("usage: corpusforge wikipedia download NAME --output DIR [--base-url URL]")
         wikipedia.download(args.inputs[1], args.output, base_url=args.base_url or wikipedia.DUMPS_URL)
-        return 0
+        return None
     config = options.from_args(wikipedia.WikipediaConfig, args, inputs=args.inputs, output=args.output)
-    return _exit_code([wikipedia.run(config, _context(args))], args.fail_on_error)
+    return [wikipedia.run(config, _context(args))]
 
 
-def cmd_books(args: argparse.Namespace) -> int:
+def cmd_books(args: argparse.Namespace) -> Outcome:
     from corpusforge.sources import books
 
     config = options.from_args(books.BooksConfig, args, inputs=args.inputs, output=args.output)
-    return _exit_code([books.run(config, _context(args))], args.fail_on_error)
+    return [books.run(config, _context(args))]
 
 
-def cmd_quality(args: argparse.Namespace) -> int:
+def cmd_quality(args: argparse.Namespace) -> Outcome:
     from corpusforge import quality
 
     thresholds = {}
@@ -305,10 +306,10 @@ def cmd_quality(args: argparse.Namespace) -> int:
     config = options.from_args(quality.QualityConfig, args, inputs=args.inputs, output=args.output,
                                **({"heuristics.thresholds": thresholds} if thresholds else {}))
     summary = quality.run(config, _context(args))
-    return _exit_code([summary], args.fail_on_error)
+    return [summary]
 
 
-def cmd_decontaminate(args: argparse.Namespace) -> int:
+def cmd_decontaminate(args: argparse.Namespace) -> Outcome:
     from corpusforge import decontaminate
     from corpusforge.errors import UserError
 
@@ -320,7 +321,7 @@ def cmd_decontaminate(args: argparse.Namespace) -> int:
              for i, path in enumerate(args.evals)]
     config = options.from_args(decontaminate.DecontaminateConfig, args, inputs=args.inputs, output=args.output,
                                evals=evals)
-    return _exit_code([decontaminate.run(config, _context(args))], args.fail_on_error)
+    return [decontaminate.run(config, _context(args))]
 
 
 # <commands: add new `cmd_*` functions above this line>
@@ -604,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
         runtime.force_recompute()
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return args.func(args)
+        return _exit_code(args.func(args), getattr(args, "fail_on_error", False))
     except BaseException as err:
         if _interrupted:  # Ctrl-C or SIGTERM, whatever a library raised while closing: outputs are resumable
             print("interrupted; run the same command again to resume", file=sys.stderr, flush=True)
