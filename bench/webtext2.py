@@ -9,8 +9,8 @@
    (robots.txt per host, address checks, WARC request+response records, the resumable log) against a bare aiohttp
    crawl of the same URLs at the same concurrency that keeps the bodies in memory. Both run in a child process
    while the server runs in this one: an aiohttp server (`serve_site`), so that the clients are what is measured.
-   The CPU time `fetch.warc_records` takes for the same pages tells how much of our time the WARC records are.
-   The race is run again against the sample's http.server (corpusforge.sample.reddit.serve) and kept in the JSON
+   The CPU time `warcs.warc_records` takes for the same pages tells how much of our time the WARC records are.
+   The race is run again against the sample's http.server (corpusforge.formats.site.serve) and kept in the JSON
    only (`fetch.sample_server`): each of its answers waits 40 ms and it drops connections past a backlog of 5, so
    the times there are the server's, and they jump by 1 s with each dropped connection.
 3. Politeness: 8 hosts x 5 pages with 0.2 s between requests to a host. Our fetcher works on the hosts side by side
@@ -37,9 +37,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from corpusforge import runtime
-from corpusforge.sample.reddit import serve
+from corpusforge.formats.site import serve
 from corpusforge.formats import pushshift as dumps
-from corpusforge.sources.webtext2 import fetch, pushshift
+from corpusforge.sources.webtext2 import fetch, pushshift, warcs
 from corpusforge.sources.webtext2.links import candidate_row
 from corpusforge.sources.webtext2.urls import LinkRules
 
@@ -171,13 +171,13 @@ def timed_bare(urls: list[str], address: str, concurrency: int) -> tuple[float, 
 
 
 def timed_warc(site: Path, urls: list[str]) -> float:
-    """CPU seconds fetch.warc_records takes for the pages of `urls` as the 200 responses our fetch got: the part of
+    """CPU seconds warcs.warc_records takes for the pages of `urls` as the 200 responses our fetch got: the part of
     its work that the bare crawl does not do."""
     exchanges = []
     for url in urls:
         host, path = url[7:].split("/", 1)
         body = (site / host / path / "index.html").read_bytes()
-        exchanges.append(fetch.Exchange(
+        exchanges.append(warcs.Exchange(
             url=url, status=200, reason="OK", request_line=f"GET /{path} HTTP/1.1",
             request_headers=[("Host", host), ("User-Agent", fetch.USER_AGENT), ("Accept", "text/html"),
                              ("Accept-Encoding", "gzip, deflate")],
@@ -186,7 +186,7 @@ def timed_warc(site: Path, urls: list[str]) -> float:
             body=body, peer="127.0.0.1"))
     c0 = time.process_time()
     for exchange in exchanges:
-        fetch.warc_records([exchange])
+        warcs.warc_records([exchange])
     return time.process_time() - c0
 
 
@@ -219,7 +219,7 @@ def bench_fetch(tmp: Path, rounds: int) -> dict:
             side_by_side = pool.submit(timed_fetch, polite_item, str(tmp / "polite8"), polite).result()[0]
             one_at_a_time = pool.submit(timed_fetch, polite_item, str(tmp / "polite1"),
                                         fetch.FetchConfig(**{**polite.__dict__, "concurrency": 1})).result()[0]
-        with serve(site) as address:  # the sample's server, for the record (see serve_site)
+        with serve(site) as address:  # the site-folder server the sample uses, for the record (see serve_site)
             result["sample_server"] = race(pool, item, urls, address, tmp / "sample", rounds)
         result["warc_cpu_s"] = min(pool.submit(timed_warc, site, urls).result() for _ in range(rounds))
     return {"pages": len(urls), "hosts": 16, **result,

@@ -46,12 +46,19 @@ def _context(args: argparse.Namespace, run=None):
                       workers=args.workers or (run and run.workers))
 
 
+# What a command returns; `main` alone turns it into the exit code (see `_exit_code`): its stages' summaries
+# (judged with --fail-on-error, which a recipe's [run] may have set), whether it succeeded, or None (it did).
+Outcome = list | bool | None
+
 _KEPT = ("documents", "kept", "candidates", "fetched", "links", "shards", "tokens")
 
 
-def _exit_code(summaries, fail_on_error: bool) -> int:
-    """1 when a stage had inputs and every one of them failed (nothing kept, an error per input), or with
-    `fail_on_error` when any input was damaged; else 0."""
+def _exit_code(outcome: Outcome, fail_on_error: bool) -> int:
+    """For summaries: 1 when a stage had inputs and every one of them failed (nothing kept, an error per input),
+    or with `fail_on_error` when any input was damaged; else 0. False: 1; True or None: 0."""
+    if not isinstance(outcome, list):
+        return 1 if outcome is False else 0
+    summaries = outcome
     done = [s for s in summaries if s is not None]
     for s in done:
         if s.files and s.errors >= s.files and not any(s.counts.get(k) for k in _KEPT):
@@ -60,7 +67,7 @@ def _exit_code(summaries, fail_on_error: bool) -> int:
     return 1 if (fail_on_error and sum(s.errors for s in done)) else 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace) -> Outcome:
     from corpusforge import pipeline, recipe
 
     rec = recipe.load(args.recipe)
@@ -77,10 +84,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.workers:
         rec.run.workers = args.workers
     summaries = pipeline.run_recipe(rec, only=args.only)
-    return _exit_code(summaries, rec.run.fail_on_error or args.fail_on_error)
+    args.fail_on_error = rec.run.fail_on_error or args.fail_on_error
+    return summaries
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
+def cmd_validate(args: argparse.Namespace) -> Outcome:
     from corpusforge import recipe
 
     rec = recipe.load(args.recipe)
@@ -89,25 +97,27 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
         if problems:
-            return 1
+            return False
     print(f"{args.recipe}: valid{'; inputs found' if args.check_inputs else ''}; stages: "
           f"{', '.join(s.name for s, _ in rec.stage_configs())}")
-    return 0
 
 
-def cmd_commoncrawl(args: argparse.Namespace) -> int:
+def cmd_commoncrawl(args: argparse.Namespace) -> Outcome:
     from corpusforge.sources import commoncrawl
 
     config = options.from_args(commoncrawl.CommonCrawlConfig, args, inputs=args.inputs, output=args.output)
-    return _exit_code([commoncrawl.run(config, _context(args))], args.fail_on_error)
+    return [commoncrawl.run(config, _context(args))]
 
 
-def _train_values(args: argparse.Namespace, **flags) -> dict:
-    """A `train` command's settings: its --config file, then its --set KEY=VALUE items, then the `flags` given."""
+def cmd_train(args: argparse.Namespace) -> Outcome:
+    """Any `train` command: its --config file, then its --set KEY=VALUE items, then its flags, on top of the
+    trainer's defaults (or the run's settings when resuming)."""
+    import importlib
     import tomllib
 
     from corpusforge import recipe
 
+    trainer = importlib.import_module(f"corpusforge.trainer.{args.trainer}")
     values: dict = {}
     if args.config:
         values.update(tomllib.loads(args.config.read_text(encoding="utf-8")))
@@ -116,102 +126,47 @@ def _train_values(args: argparse.Namespace, **flags) -> dict:
         if not sep:
             raise recipe.RecipeError(f"--set {item!r}: expected KEY=VALUE")
         values[key.strip()] = options.parse_value(raw)
-    flags.update(max_steps=args.max_steps, device=args.device, compile=args.compile)
+    flags = {**options.given(args), "max_steps": args.max_steps, "device": args.device, "compile": args.compile}
     values.update({k: v for k, v in flags.items() if v is not None})
-    return values
+    config = trainer.make_config(args.out, values, resume=args.resume)
+    trainer.train(config, args.out, resume=args.resume, stop_at=args.stop_at)
 
 
-def cmd_train_pretrain(args: argparse.Namespace) -> int:
-    from corpusforge.trainer import pretrain
-
-    values = _train_values(args, corpus=args.corpus, text=args.text, preset=args.preset)
-    config = pretrain.make_config(args.out, values, resume=args.resume)
-    pretrain.train(config, args.out, resume=args.resume, stop_at=args.stop_at)
-    return 0
-
-
-def cmd_train_sft(args: argparse.Namespace) -> int:
-    from corpusforge.trainer import sft
-
-    values = _train_values(args, base=args.base, data=args.data, epochs=args.epochs, ptx_fraction=args.ptx_fraction,
-                           corpus=args.corpus)
-    config = sft.make_config(args.out, values, resume=args.resume)
-    sft.train(config, args.out, resume=args.resume, stop_at=args.stop_at)
-    return 0
-
-
-def cmd_train_reward(args: argparse.Namespace) -> int:
-    from corpusforge.trainer import reward
-
-    values = _train_values(args, base=args.base, feedback=args.feedback, demos=args.demos, epochs=args.epochs)
-    config = reward.make_config(args.out, values, resume=args.resume)
-    reward.train(config, args.out, resume=args.resume, stop_at=args.stop_at)
-    return 0
-
-
-def cmd_train_ppo(args: argparse.Namespace) -> int:
-    from corpusforge.trainer import ppo
-
-    values = _train_values(args, policy=args.policy, reward=args.reward, prompts=args.prompts, corpus=args.corpus,
-                           ptx_coef=args.ptx_coef, kl_coef=args.kl_coef, target_kl=args.target_kl)
-    config = ppo.make_config(args.out, values, resume=args.resume)
-    ppo.train(config, args.out, resume=args.resume, stop_at=args.stop_at)
-    return 0
-
-
-def cmd_train_dpo(args: argparse.Namespace) -> int:
-    from corpusforge.trainer import dpo
-
-    values = _train_values(args, policy=args.policy, feedback=args.feedback, beta=args.beta, epochs=args.epochs)
-    config = dpo.make_config(args.out, values, resume=args.resume)
-    dpo.train(config, args.out, resume=args.resume, stop_at=args.stop_at)
-    return 0
-
-
-def cmd_eval_compare(args: argparse.Namespace) -> int:
+def cmd_eval_compare(args: argparse.Namespace) -> Outcome:
     from corpusforge.runtime import write_json_atomic
     from corpusforge.trainer import compare
 
-    result = compare.compare(compare.CompareConfig(runs=[str(r) for r in args.runs], prompts=str(args.prompts),
-                                                   **_given(args, reward="reward", rule="rule", reference="reference",
-                                                            corpus="corpus", answers="answers",
-                                                            max_prompts="max_prompts", seed="seed", device="device")))
+    config = options.from_args(compare.CompareConfig, args, runs=[str(r) for r in args.runs], prompts=str(args.prompts))
+    result = compare.compare(config)
     compare.print_table(result)
     if args.json:
         write_json_atomic(args.json, result)
-    return 0
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
-    from corpusforge.trainer.generate import generate_text
+def cmd_generate(args: argparse.Namespace) -> Outcome:
+    from corpusforge.trainer.generate import SamplingConfig, generate_text
 
-    texts = generate_text(args.run_dir, args.prompt, max_new_tokens=args.max_new_tokens,
-                          temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                          num_samples=args.num_samples, seed=args.seed, device=args.device, which=args.checkpoint)
+    sampling = options.from_args(SamplingConfig, args)
+    texts = generate_text(args.run_dir, args.prompt, **dataclasses.asdict(sampling), num_samples=args.num_samples,
+                          device=args.device, which=args.checkpoint)
     print("\n---------------\n".join(texts))
-    return 0
 
 
-def cmd_feedback_serve(args: argparse.Namespace) -> int:
+def cmd_feedback_serve(args: argparse.Namespace) -> Outcome:
     from corpusforge.feedback import app
 
-    config = app.ServeConfig(run_dir=str(args.run_dir), prompts=str(args.prompts), **_given(
-        args, k="k", db="db", host="host", port="port", token="token", seed="seed", temperature="temperature",
-        max_new_tokens="max_new_tokens", offer_ttl_s="offer_ttl"))
-    app.serve(config)
-    return 0
+    app.serve(options.from_args(app.ServeConfig, args, run_dir=str(args.run_dir), prompts=str(args.prompts)))
 
 
-def cmd_feedback_export(args: argparse.Namespace) -> int:
+def cmd_feedback_export(args: argparse.Namespace) -> Outcome:
     from corpusforge.feedback import exchange
     from corpusforge.feedback.store import Store
 
     counts = exchange.export(Store(args.db), args.output)
     print(", ".join(f"{n:,} {name}" for name, n in counts.items()) + f" -> {args.output}")
-    return 0
 
 
-def cmd_feedback_import(args: argparse.Namespace) -> int:
+def cmd_feedback_import(args: argparse.Namespace) -> Outcome:
     from corpusforge.feedback import exchange
     from corpusforge.feedback.store import Store
 
@@ -223,43 +178,22 @@ def cmd_feedback_import(args: argparse.Namespace) -> int:
         errors += len(report.errors)
         print(f"{path}: {report.counts.get('lines', 0):,} lines, {report.counts.get('added', 0):,} new comparisons, "
               f"{len(report.errors):,} errors")
-    return 1 if (args.fail_on_error and errors) else 0
+    return not (args.fail_on_error and errors)
 
 
-def cmd_feedback_label(args: argparse.Namespace) -> int:
+def cmd_feedback_label(args: argparse.Namespace) -> Outcome:
     from corpusforge.feedback import labelers
 
     run = labelers.label(args.url.rstrip("/"), rule=args.rule, n=args.n, labeler=args.labeler, token=args.token)
     print(f"{args.labeler}: {len(run.stored)} rankings stored by rule {args.rule!r}")
-    return 0
 
 
-def cmd_chat(args: argparse.Namespace) -> int:
-    from corpusforge.trainer.generate import ChatSession, SamplingConfig
+def cmd_chat(args: argparse.Namespace) -> Outcome:
+    from corpusforge.trainer.generate import ChatSession, SamplingConfig, talk
 
-    sampling = SamplingConfig(**_given(args, max_new_tokens="max_new_tokens", temperature="temperature",
-                                       top_k="top_k", top_p="top_p", seed="seed"))
-    session = ChatSession(args.run_dir, system=args.system, sampling=sampling, device=args.device,
-                          which=args.checkpoint)
-    interactive = sys.stdin.isatty()
-    if interactive:
-        print(f"chatting with {args.run_dir} (Ctrl-D to end)", file=sys.stderr)
-    while True:
-        try:
-            line = input("you> ") if interactive else sys.stdin.readline()
-        except (EOFError, KeyboardInterrupt):
-            print(file=sys.stderr)
-            return 0
-        if not interactive and not line:
-            return 0
-        text = line.rstrip("\n")
-        if not text.strip():
-            continue
-        if interactive:
-            print("assistant> ", end="", flush=True)
-        for piece in session.reply(text):
-            print(piece, end="", flush=True)
-        print(flush=True)
+    session = ChatSession(args.run_dir, system=args.system, sampling=options.from_args(SamplingConfig, args),
+                          device=args.device, which=args.checkpoint)
+    talk(session, sys.stdin, sys.stdout, sys.stderr)
 
 
 def _given(args: argparse.Namespace, **names: str) -> dict:
@@ -268,26 +202,18 @@ def _given(args: argparse.Namespace, **names: str) -> dict:
     return {key: getattr(args, name) for key, name in names.items() if getattr(args, name) is not None}
 
 
-def cmd_webtext2_links(args: argparse.Namespace) -> int:
-    from corpusforge.sources.webtext2 import pushshift, reddit
-    from corpusforge.sources.webtext2.urls import DEFAULT_BLOCKED_DOMAINS, LinkRules
+def cmd_webtext2_links(args: argparse.Namespace) -> Outcome:
+    from corpusforge.sources import webtext2
+    from corpusforge.sources.webtext2.urls import DEFAULT_BLOCKED_DOMAINS
 
-    rules = LinkRules(blocked_domains=DEFAULT_BLOCKED_DOMAINS + (args.block_domain or []), **_given(
-        args, min_score="min_score", score_aggregate="score_aggregate", since="since", until="until",
-        buckets="buckets"), drop_nsfw=args.drop_nsfw)
-    rules.validate()
-    if args.pushshift:
-        summary = pushshift.collect(args.pushshift, args.output, rules, _context(args))
-    else:
-        config = reddit.RedditConfig(**_given(
-            args, subreddits="subreddit", listing="listing", time_filter="time_filter", limit="limit",
-            site="site", oauth_url="oauth_url", reddit_url="reddit_url"))
-        config.validate()
-        summary = reddit.collect(config, args.output, rules, _context(args))
-    return _exit_code([summary], args.fail_on_error)
+    fixed = {"links.blocked_domains": DEFAULT_BLOCKED_DOMAINS + args.block_domain} if args.block_domain else {}
+    if args.reddit:
+        fixed["reddit.subreddits"] = args.subreddit or ["all"]
+    config = options.from_args(webtext2.WebText2Config, args, pushshift=args.pushshift or [], **fixed)
+    return [webtext2.collect_links(config, _context(args), args.output)]
 
 
-def cmd_webtext2_fetch(args: argparse.Namespace) -> int:
+def cmd_webtext2_fetch(args: argparse.Namespace) -> Outcome:
     from corpusforge.errors import UserError
     from corpusforge.sources import webtext2
     from corpusforge.sources.webtext2.fetch import FetchConfig
@@ -303,24 +229,24 @@ def cmd_webtext2_fetch(args: argparse.Namespace) -> int:
                      lid_model="lid_model", timeout_s="extract_timeout")
     summary = webtext2.fetch_and_extract(args.links_dir, args.output, config, extract, _context(args))
     fetch_errors = summary.extra["fetch"]["errors"]
-    return 1 if args.fail_on_error and (summary.errors or fetch_errors) else 0
+    return not (args.fail_on_error and (summary.errors or fetch_errors))
 
 
-def cmd_dedup(args: argparse.Namespace) -> int:
+def cmd_dedup(args: argparse.Namespace) -> Outcome:
     from corpusforge import dedup
 
     config = options.from_args(dedup.DedupConfig, args, inputs=args.inputs, output=args.output)
-    return _exit_code([dedup.run(config, _context(args))], args.fail_on_error)
+    return [dedup.run(config, _context(args))]
 
 
-def cmd_tokenizer_train(args: argparse.Namespace) -> int:
+def cmd_tokenizer_train(args: argparse.Namespace) -> Outcome:
     from corpusforge.mix import tokenizer
 
     config = options.from_args(tokenizer.TokenizerConfig, args, inputs=args.inputs, output=args.output)
-    return _exit_code([tokenizer.run(config, _context(args))], args.fail_on_error)
+    return [tokenizer.run(config, _context(args))]
 
 
-def cmd_mix(args: argparse.Namespace) -> int:
+def cmd_mix(args: argparse.Namespace) -> Outcome:
     from corpusforge import recipe
     from corpusforge.mix import mixer
 
@@ -329,10 +255,11 @@ def cmd_mix(args: argparse.Namespace) -> int:
         raise recipe.RecipeError(f"{args.recipe}: no [mix] section")
     config = dataclasses.replace(rec.sections["mix"], output=args.output or rec.sections["mix"].output)
     summary = mixer.run(config, _context(args, rec.run))
-    return _exit_code([summary], rec.run.fail_on_error or args.fail_on_error)
+    args.fail_on_error = rec.run.fail_on_error or args.fail_on_error
+    return [summary]
 
 
-def cmd_stats(args: argparse.Namespace) -> int:
+def cmd_stats(args: argparse.Namespace) -> Outcome:
     import json
 
     from rich.console import Console
@@ -343,10 +270,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
     result = stats.report_corpus(config, console=Console(stderr=True, quiet=args.json))
     if args.json:
         print(json.dumps(result, indent=2, ensure_ascii=False))
-    return 1 if args.verify and not result["verify"]["ok"] else 0
+    return not args.verify or result["verify"]["ok"]
 
 
-def cmd_wikipedia(args: argparse.Namespace) -> int:
+def cmd_wikipedia(args: argparse.Namespace) -> Outcome:
     from corpusforge.errors import UserError
     from corpusforge.sources import wikipedia
 
@@ -354,19 +281,19 @@ def cmd_wikipedia(args: argparse.Namespace) -> int:
         if len(args.inputs) != 2:
             raise UserError("usage: corpusforge wikipedia download NAME --output DIR [--base-url URL]")
         wikipedia.download(args.inputs[1], args.output, base_url=args.base_url or wikipedia.DUMPS_URL)
-        return 0
+        return None
     config = options.from_args(wikipedia.WikipediaConfig, args, inputs=args.inputs, output=args.output)
-    return _exit_code([wikipedia.run(config, _context(args))], args.fail_on_error)
+    return [wikipedia.run(config, _context(args))]
 
 
-def cmd_books(args: argparse.Namespace) -> int:
+def cmd_books(args: argparse.Namespace) -> Outcome:
     from corpusforge.sources import books
 
     config = options.from_args(books.BooksConfig, args, inputs=args.inputs, output=args.output)
-    return _exit_code([books.run(config, _context(args))], args.fail_on_error)
+    return [books.run(config, _context(args))]
 
 
-def cmd_quality(args: argparse.Namespace) -> int:
+def cmd_quality(args: argparse.Namespace) -> Outcome:
     from corpusforge import quality
 
     thresholds = {}
@@ -376,19 +303,13 @@ def cmd_quality(args: argparse.Namespace) -> int:
             thresholds[rule] = float(value)
         except ValueError:
             raise ValueError(f"--threshold: expected RULE=NUMBER, got {spec!r}") from None
-    heuristics = quality.HeuristicsConfig(thresholds=thresholds, disable=args.disable or [],
-                                          enable=args.enable or [], **_given(args, sources="heuristic_sources"))
-    classifier = quality.ClassifierConfig(**_given(
-        args, sources="classifier_sources", positives="positives", negatives="negatives", model="model",
-        keep="keep", alpha="alpha", train_documents="train_documents"))
-    config = quality.QualityConfig(inputs=args.inputs, output=args.output, heuristics=heuristics,
-                                   classifier=classifier, **_given(args, seed="seed", dropped_sample="dropped_sample"))
-    config.validate()
+    config = options.from_args(quality.QualityConfig, args, inputs=args.inputs, output=args.output,
+                               **({"heuristics.thresholds": thresholds} if thresholds else {}))
     summary = quality.run(config, _context(args))
-    return _exit_code([summary], args.fail_on_error)
+    return [summary]
 
 
-def cmd_decontaminate(args: argparse.Namespace) -> int:
+def cmd_decontaminate(args: argparse.Namespace) -> Outcome:
     from corpusforge import decontaminate
     from corpusforge.errors import UserError
 
@@ -400,13 +321,27 @@ def cmd_decontaminate(args: argparse.Namespace) -> int:
              for i, path in enumerate(args.evals)]
     config = options.from_args(decontaminate.DecontaminateConfig, args, inputs=args.inputs, output=args.output,
                                evals=evals)
-    return _exit_code([decontaminate.run(config, _context(args))], args.fail_on_error)
+    return [decontaminate.run(config, _context(args))]
 
 
 # <commands: add new `cmd_*` functions above this line>
 
 
-def _add_run(t: argparse.ArgumentParser, config_class: str) -> None:
+# The `train` commands after pretrain: the module (and its make_config/train), its config, the config fields that
+# have flags, and the help line.
+_TRAINERS = (
+    ("sft", "SFTConfig", ("base", "data", "epochs", "ptx_fraction", "corpus"),
+     "fine-tune a pretrained run on conversations (SFT); under torchrun, data-parallel"),
+    ("reward", "RewardConfig", ("base", "feedback", "demos", "epochs"),
+     "train a reward model on human feedback (rankings, thumbs) from an SFT run; under torchrun, data-parallel"),
+    ("ppo", "PPOConfig", ("policy", "reward", "prompts", "corpus", "ptx_coef", "kl_coef", "target_kl"),
+     "RLHF: PPO (PPO-ptx with --corpus) from an SFT run against a reward model; under torchrun, data-parallel"),
+    ("dpo", "DPOConfig", ("policy", "feedback", "beta", "epochs"),
+     "RLHF without a reward model: DPO on feedback comparisons from an SFT run"),
+)
+
+
+def _add_run(t: argparse.ArgumentParser, trainer: str, config_class: str) -> None:
     """The options every `train` command has: where the run goes, its length, resume, settings and device."""
     t.add_argument("--out", required=True, help="run folder: checkpoint, metrics.jsonl, loss.png, tokenizer.json")
     t.add_argument("--max-steps", type=int, default=None, help="optimizer steps in all (the schedule ends there)")
@@ -419,6 +354,7 @@ def _add_run(t: argparse.ArgumentParser, config_class: str) -> None:
     t.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
     t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the model (default: on CUDA only)")
+    t.set_defaults(func=cmd_train, trainer=trainer)
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -428,9 +364,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
     words = None if argv is None else [a for a in argv if not a.startswith("-")]
 
-    def config_options(p: argparse.ArgumentParser, command: str, config: str) -> None:
+    def config_options(p: argparse.ArgumentParser, command: str, config: str, **kw) -> None:
         if words is None or words[:len(command.split())] == command.split():
-            options.add_options(p, options.resolve(config))
+            options.add_options(p, options.resolve(config), **kw)
 
     parser = _Parser(prog="corpusforge", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -464,52 +400,18 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     train_sub = p.add_subparsers(dest="train_command", required=True)
     t = train_sub.add_parser("pretrain", help="pretrain a GPT on a mixed corpus; under torchrun, data-parallel")
     data = t.add_mutually_exclusive_group()
-    data.add_argument("--corpus", help="a mixed corpus folder (manifest.json, shards, tokenizer.json)")
-    data.add_argument("--text", nargs="+", help="train character-level on these text files (.txt, .txt.gz) instead")
-    t.add_argument("--preset", default=None, help="model and training preset: tiny (default), small, gpt2-124m")
-    _add_run(t, "TrainConfig")
-    t.set_defaults(func=cmd_train_pretrain)
-    t = train_sub.add_parser("sft", help="fine-tune a pretrained run on conversations (SFT); under torchrun, "
-                                         "data-parallel")
-    t.add_argument("--base", default=None, help="the pretrained run folder to start from (its best weights)")
-    t.add_argument("--data", nargs="+", default=None,
-                   help="conversation files or folders: messages JSONL/Parquet, Alpaca/Self-Instruct, Anthropic HH")
-    t.add_argument("--epochs", type=float, default=None, help="passes over the training conversations (default 3)")
-    t.add_argument("--ptx-fraction", type=float, default=None,
-                   help="share of each batch's rows that are pretraining blocks (default 0)")
-    t.add_argument("--corpus", default=None, help="where --ptx-fraction's blocks come from (default: the base run's)")
-    _add_run(t, "SFTConfig")
-    t.set_defaults(func=cmd_train_sft)
-    t = train_sub.add_parser("reward", help="train a reward model on human feedback (rankings, thumbs) from an "
-                                            "SFT run; under torchrun, data-parallel")
-    t.add_argument("--base", default=None, help="the SFT run folder to start from (its best weights)")
-    t.add_argument("--feedback", nargs="+", default=None,
-                   help="feedback stores (.sqlite, postgresql://) or `feedback export` folders")
-    t.add_argument("--demos", nargs="+", default=None,
-                   help="conversation files whose replies score 0 on average after training (default: the stores' "
-                        "demonstrations)")
-    t.add_argument("--epochs", type=float, default=None, help="passes over the comparisons (default 1)")
-    _add_run(t, "RewardConfig")
-    t.set_defaults(func=cmd_train_reward)
-    t = train_sub.add_parser("ppo", help="RLHF: PPO (PPO-ptx with --corpus) from an SFT run against a reward model; "
-                                         "under torchrun, data-parallel")
-    t.add_argument("--policy", default=None, help="the SFT run folder: the policy starts there; it stays the reference")
-    t.add_argument("--reward", default=None, help="the reward model's run folder (the value model starts from it)")
-    t.add_argument("--prompts", default=None, help=".txt (a prompt a line) or .jsonl ({prompt} or {messages} a line)")
-    t.add_argument("--corpus", default=None, help="PPO-ptx: pretraining blocks from this corpus folder")
-    t.add_argument("--ptx-coef", type=float, default=None, help="pretraining loss weight (default 27.8 with --corpus)")
-    t.add_argument("--kl-coef", type=float, default=None, help="per-token KL penalty to the reference (default 0.02)")
-    t.add_argument("--target-kl", type=float, default=None, help="adapt kl_coef toward this KL per answer (nats)")
-    _add_run(t, "PPOConfig")
-    t.set_defaults(func=cmd_train_ppo)
-    t = train_sub.add_parser("dpo", help="RLHF without a reward model: DPO on feedback comparisons from an SFT run")
-    t.add_argument("--policy", default=None, help="the SFT run folder: the policy starts there; it stays the reference")
-    t.add_argument("--feedback", nargs="+", default=None,
-                   help="feedback stores (.sqlite, postgresql://) or `feedback export` folders")
-    t.add_argument("--beta", type=float, default=None, help="DPO's beta (default 0.1)")
-    t.add_argument("--epochs", type=float, default=None, help="passes over the pairs (default 1)")
-    _add_run(t, "DPOConfig")
-    t.set_defaults(func=cmd_train_dpo)
+    data.add_argument("--corpus", dest=options.dest("corpus"), help="a mixed corpus folder (manifest.json, shards, "
+                      "tokenizer.json)")
+    data.add_argument("--text", nargs="+", dest=options.dest("text"),
+                      help="train character-level on these text files (.txt, .txt.gz) instead")
+    t.add_argument("--preset", dest=options.dest("preset"), help="model and training preset: tiny (default), small, "
+                   "gpt2-124m")
+    _add_run(t, "pretrain", "TrainConfig")
+    for name, config_class, fields, help_text in _TRAINERS:
+        t = train_sub.add_parser(name, help=help_text)
+        config_options(t, f"train {name}", f"corpusforge.trainer.{name}:{config_class}", only=fields,
+                       set_option=False)
+        _add_run(t, name, config_class)
     # <train-parsers: add `train` subcommands (sft, rlhf) above this line>
 
     p = sub.add_parser("eval", help="evaluate trained runs")
@@ -518,27 +420,15 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                                      "the SFT reference, pretraining validation loss")
     t.add_argument("runs", nargs="+", type=Path, help="run folders; wins are counted against the first")
     t.add_argument("--prompts", type=Path, required=True, help="held-out prompts (.txt or .jsonl)")
-    t.add_argument("--reward", default=None, help="reward model run (default: a PPO run's)")
-    t.add_argument("--rule", default=None, help="scripted labeler rule: polite (default), shorter, longer, mentions")
-    t.add_argument("--reference", default=None, help="the SFT run KL is measured to (default: the runs' policy)")
-    t.add_argument("--corpus", default=None, help="pretraining corpus for the validation loss (default: the "
-                                                  "reference's base run's)")
-    t.add_argument("--answers", type=int, default=None, help="answers per prompt and run (default 2)")
-    t.add_argument("--max-prompts", type=int, default=None, help="at most this many prompts (default 128)")
-    t.add_argument("--seed", type=int, default=None)
-    t.add_argument("--device", default=None, help="cpu (default) or cuda")
+    config_options(t, "eval compare", "corpusforge.trainer.compare:CompareConfig", skip=("runs", "prompts"))
     t.add_argument("--json", type=Path, default=None, help="also write the result here")
     t.set_defaults(func=cmd_eval_compare)
 
     p = sub.add_parser("generate", help="sample text from a trained run")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--prompt", default="", help="text to continue (default: start a new document)")
-    p.add_argument("--max-new-tokens", type=int, default=200)
-    p.add_argument("--temperature", type=float, default=0.8, help="0 is greedy")
-    p.add_argument("--top-k", type=int, default=200)
-    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling, e.g. 0.95")
+    config_options(p, "generate", "corpusforge.trainer.generate:SamplingConfig")
     p.add_argument("--num-samples", type=int, default=1)
-    p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--device", default="cpu")
     p.add_argument("--checkpoint", choices=("best", "last"), default=None,
                    help="best: the weights at the lowest validation loss (the default when the run has them); "
@@ -549,11 +439,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                        "is a user turn and each reply is printed on its own line")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--system", default=None, help="a system turn that starts the conversation")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="longest reply in tokens (default 200)")
-    p.add_argument("--temperature", type=float, default=None, help="0 is greedy (default 0.8)")
-    p.add_argument("--top-k", type=int, default=None, help="sample from the k likeliest tokens (default 200)")
-    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling, e.g. 0.95 (default off)")
-    p.add_argument("--seed", type=int, default=None, help="the same seed gives the same replies (default 1337)")
+    config_options(p, "chat", "corpusforge.trainer.generate:SamplingConfig")
     p.add_argument("--device", default="cpu")
     p.add_argument("--checkpoint", choices=("best", "last"), default=None,
                    help="best: the weights at the lowest validation loss (the default when the run has them); "
@@ -568,25 +454,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                         help="read Reddit's API with praw; credentials from praw_* environment variables or praw.ini")
     source.add_argument("--pushshift", nargs="+", metavar="FILE", help="Pushshift dumps (RS_YYYY-MM.zst), globs")
     t.add_argument("--output", "-o", required=True, help="link table folder (LINKS_DIR)")
-    t.add_argument("--min-score", type=int, default=None, help="a link needs this score (default 3)")
-    t.add_argument("--score-aggregate", choices=["max", "sum"], default=None,
-                   help="max: any one submission reaches the score (WebText, default); sum: scores of all "
-                        "submissions of the URL added (OpenWebText2)")
-    t.add_argument("--drop-nsfw", action="store_true", help="drop submissions marked over_18")
+    config_options(t, "webtext2 links", "corpusforge.sources.webtext2.urls:LinkRules", prefix="links.",
+                   only=("min_score", "score_aggregate", "drop_nsfw", "since", "until", "buckets"), set_option=False)
     t.add_argument("--block-domain", action="append", metavar="DOMAIN",
                    help="block this domain and its subdomains too (repeatable; added to the default list)")
-    t.add_argument("--since", default=None, help="only submissions created at or after this ISO date (UTC)")
-    t.add_argument("--until", default=None, help="only submissions created before this ISO date (UTC)")
-    t.add_argument("--buckets", type=int, default=None, help="link files, by host hash (default 16)")
     t.add_argument("--subreddit", action="append", help="--reddit: a subreddit to read (repeatable; default all)")
-    t.add_argument("--listing", choices=["top", "controversial", "new", "hot", "rising"], default=None,
-                   help="--reddit: listing (default top)")
-    t.add_argument("--time-filter", choices=["all", "year", "month", "week", "day", "hour"], default=None,
-                   help="--reddit: time range of top/controversial (default all)")
-    t.add_argument("--limit", type=int, default=None, help="--reddit: submissions per subreddit (default 1000)")
-    t.add_argument("--site", default=None, help="--reddit: praw.ini section holding the credentials")
-    t.add_argument("--oauth-url", default=None, help="--reddit: API server (a proxy or test server)")
-    t.add_argument("--reddit-url", default=None, help="--reddit: token server (a proxy or test server)")
+    config_options(t, "webtext2 links", "corpusforge.sources.webtext2.reddit:RedditConfig", prefix="reddit.",
+                   only=("listing", "time_filter", "limit", "site", "oauth_url", "reddit_url"), set_option=False)
     _add_dask(t)
     t.set_defaults(func=cmd_webtext2_links)
     t = w.add_parser("fetch", help="link table -> WARCs (polite, resumable) -> document shards")
@@ -657,26 +531,18 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                        "quality classifier (see docs/quality.md)")
     p.add_argument("inputs", nargs="+", help="folders of document shards (missing ones are skipped), files or globs")
     p.add_argument("--output", "-o", required=True)
-    p.add_argument("--heuristic-sources", nargs="*", default=None, metavar="SOURCE",
-                   help="sources the rules judge (default: commoncrawl webtext2; none: no rules)")
-    p.add_argument("--disable", action="append", metavar="RULE", help="do not apply this rule (repeatable)")
-    p.add_argument("--enable", action="append", metavar="RULE",
+    config_options(p, "quality", "corpusforge.quality:QualityConfig")
+    config_options(p, "quality", "corpusforge.quality.heuristics:HeuristicsConfig", prefix="heuristics.",
+                   only=("sources",), set_option=False)
+    p.add_argument("--disable", action="append", metavar="RULE", dest=options.dest("heuristics.disable"),
+                   help="do not apply this rule (repeatable)")
+    p.add_argument("--enable", action="append", metavar="RULE", dest=options.dest("heuristics.enable"),
                    help="apply this rule that is off by default, e.g. gopher_alpha_words (repeatable)")
     p.add_argument("--threshold", action="append", metavar="RULE=NUMBER",
                    help="replace a rule's threshold, e.g. gopher_min_words=100 (repeatable)")
-    p.add_argument("--classifier-sources", nargs="*", default=None, metavar="SOURCE",
-                   help="sources the classifier judges (default: commoncrawl; none: no classifier)")
-    p.add_argument("--positives", nargs="+", default=None, help="reference shards to train the classifier on")
-    p.add_argument("--negatives", nargs="+", default=None, help="unfiltered web shards to train it against")
-    p.add_argument("--model", default=None, help="a trained model file to use, or where to save the one trained "
-                   "(default OUTPUT/_classifier.npz)")
-    p.add_argument("--keep", choices=["pareto", "all"], default=None,
-                   help="pareto: GPT-3's rule (default); all: only record quality_score")
-    p.add_argument("--alpha", type=float, default=None, help="shape of the Pareto rule (default 9, GPT-3's)")
-    p.add_argument("--train-documents", type=int, default=None, help="documents sampled per class (default 20000)")
-    p.add_argument("--seed", type=int, default=None, help="seed of the samples and Pareto draws (default 1234)")
-    p.add_argument("--dropped-sample", type=int, default=None,
-                   help="dropped documents kept per reason in _dropped.parquet (default 20; 0: none)")
+    config_options(p, "quality", "corpusforge.quality.classifier:ClassifierConfig", prefix="classifier.",
+                   only=("sources", "positives", "negatives", "model", "keep", "alpha", "train_documents"),
+                   set_option=False)
     _add_dask(p)
     p.set_defaults(func=cmd_quality)
 
@@ -705,15 +571,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     t.add_argument("run_dir", type=Path, help="the run whose answers are shown (an SFT run)")
     t.add_argument("--prompts", type=Path, required=True, help=".txt (one prompt a line) or .jsonl "
                                                                  "({prompt} or {messages} a line)")
-    t.add_argument("--k", type=int, default=None, help="answers per prompt to rank (default 4; 2 to 9)")
-    t.add_argument("--db", default=None, help="SQLite file (default feedback.sqlite) or a postgresql:// URL")
-    t.add_argument("--host", default=None, help="address to bind (default 127.0.0.1; beyond loopback needs --token)")
-    t.add_argument("--port", type=int, default=None, help="default 8000")
-    t.add_argument("--token", default=None, help="the token labelers need (open /?token=TOKEN once)")
-    t.add_argument("--seed", type=int, default=None, help="first sampling seed (each offer takes the next)")
-    t.add_argument("--temperature", type=float, default=None, help="sampling temperature (default 1, as InstructGPT)")
-    t.add_argument("--max-new-tokens", type=int, default=None, help="longest answer in tokens (default 128)")
-    t.add_argument("--offer-ttl", type=float, default=None, help="seconds an offer can be answered (default 6 h)")
+    config_options(t, "feedback serve", "corpusforge.feedback.app:ServeConfig", skip=("run_dir", "prompts"))
     t.set_defaults(func=cmd_feedback_serve)
     t = f.add_parser("export", help="the store -> comparisons/ratings/conversations Parquet")
     t.add_argument("--db", required=True, help="SQLite file or postgresql:// URL")
@@ -747,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
         runtime.force_recompute()
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return args.func(args)
+        return _exit_code(args.func(args), getattr(args, "fail_on_error", False))
     except BaseException as err:
         if _interrupted:  # Ctrl-C or SIGTERM, whatever a library raised while closing: outputs are resumable
             print("interrupted; run the same command again to resume", file=sys.stderr, flush=True)

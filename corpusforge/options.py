@@ -31,13 +31,15 @@ def option(help: str, *, flag: str | None = None) -> dict[str, str]:
     return {"help": help, **({"flag": flag} if flag else {})}
 
 
-def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ("inputs", "output")) -> None:
-    """A flag for every field of `cls` with a plain type (str, int, float, bool, a Literal, a list of those; fields
-    holding tables are reached with --set), defaulting to None so that only what the user gives overrides the
-    dataclass's defaults; and `--set KEY=VALUE`."""
+def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ("inputs", "output"),
+                only: tuple[str, ...] | None = None, set_option: bool = True, prefix: str = "") -> None:
+    """A flag for every field of `cls` (or those named in `only`) with a plain type (str, int, float, bool, a
+    Literal, a list of those; fields holding tables are reached with --set), defaulting to None so that only what the
+    user gives overrides the dataclass's defaults; and, with `set_option`, `--set KEY=VALUE`. `prefix` ("table.")
+    puts the fields under a table of the command's config (a nested dataclass's fields)."""
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
-        if field.name in skip:
+        if field.name in skip or (only is not None and field.name not in only):
             continue
         kwargs = _argument(hints[field.name])
         if kwargs is None:
@@ -49,15 +51,22 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, 
         if "action" not in kwargs and "choices" not in kwargs:
             kwargs["metavar"] = field.name.upper()
         parser.add_argument(field.metadata.get("flag") or "--" + field.name.replace("_", "-"),
-                            dest=_DEST + field.name, default=None, **kwargs)
+                            dest=_DEST + prefix + field.name, default=None, **kwargs)
+    if not set_option:
+        return
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", dest=_DEST + "set",
                         help=f"any {cls.__name__} setting, a TOML value (repeatable; dotted keys reach tables, "
                              "e.g. --set heuristics.thresholds.gopher_min_words=100)")
 
 
+def dest(name: str) -> str:
+    """The argparse destination of field `name`, for a command that spells a field's flag itself."""
+    return _DEST + name
+
+
 def from_args(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
-    """`cls` from its --set items, then its flags the user gave, then `fixed` (the command's own arguments),
-    validated like a recipe table (RecipeError naming the key)."""
+    """`cls` from its --set items, then its flags the user gave, then `fixed` (the command's own arguments; dotted
+    keys reach tables), validated like a recipe table (RecipeError naming the key)."""
     from corpusforge import recipe
 
     values: dict[str, Any] = {}
@@ -65,16 +74,24 @@ def from_args(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
         key, sep, raw = item.partition("=")
         if not sep:
             raise recipe.RecipeError(f"--set {item!r}: expected KEY=VALUE")
-        *tables, last = key.strip().split(".")
-        target = values
-        for name in tables:
-            target = target.setdefault(name, {})
-        target[last] = parse_value(raw)
-    for name, value in vars(args).items():
-        if name.startswith(_DEST) and name != _DEST + "set" and value is not None:
-            values[name.removeprefix(_DEST)] = value
-    values.update(fixed)
+        _put(values, key.strip(), parse_value(raw))
+    for key, value in [*given(args).items(), *fixed.items()]:
+        _put(values, key, value)
     return recipe.from_dict(cls, values, f"{cls.__name__}")
+
+
+def _put(values: dict[str, Any], key: str, value: Any) -> None:
+    """Set dotted `key` ("heuristics.thresholds") in nested tables."""
+    *tables, last = key.split(".")
+    for name in tables:
+        values = values.setdefault(name, {})
+    values[last] = value
+
+
+def given(args: argparse.Namespace) -> dict[str, Any]:
+    """{field: value} of the generated flags the user gave (not --set)."""
+    return {name.removeprefix(_DEST): value for name, value in vars(args).items()
+            if name.startswith(_DEST) and name != _DEST + "set" and value is not None}
 
 
 def parse_value(raw: str) -> Any:

@@ -24,7 +24,7 @@ import pytest
 from warcio.archiveiterator import ArchiveIterator
 
 from corpusforge import cli, runtime
-from corpusforge.sources.webtext2 import fetch
+from corpusforge.sources.webtext2 import fetch, warcs
 from corpusforge.sources.webtext2.links import candidate_row
 from hostile import bomb_bytes, run_measured
 from webtext2_servers import Page, Site, wait_until
@@ -169,7 +169,7 @@ def test_redirects_sizes_retries_and_types(tmp_path):
 
 
 def test_warc_records_are_the_records_warcio_writes(tmp_path):
-    """fetch.warc_records writes its records itself (faster than warcio's writer): they must be the records warcio
+    """warcs.warc_records writes its records itself (faster than warcio's writer): they must be the records warcio
     writes for the same exchanges, byte for byte once the random record ids and the clock are set aside."""
     from warcio.statusandheaders import StatusAndHeaders
     from warcio.warcwriter import WARCWriter
@@ -177,16 +177,16 @@ def test_warc_records_are_the_records_warcio_writes(tmp_path):
     body = b"<html><body><p>" + "café ".encode() * 3000 + b"</p></body></html>"
     request = {"request_line": "GET /a?b=1 HTTP/1.1", "request_headers": [("Host", "a.test"), ("User-Agent", "x/1")]}
     exchanges = [
-        fetch.Exchange(url="http://a.test/a?b=1", status=200, reason="OK", body=body, peer="127.0.0.1",
+        warcs.Exchange(url="http://a.test/a?b=1", status=200, reason="OK", body=body, peer="127.0.0.1",
                        headers=[("Content-Type", "text/html"), ("Content-Length", str(len(body)))], **request),
-        fetch.Exchange(url="http://a.test/cut", status=200, reason="OK", body=body[:1000], truncated=True,
+        warcs.Exchange(url="http://a.test/cut", status=200, reason="OK", body=body[:1000], truncated=True,
                        peer="::1", headers=[("Transfer-Encoding", "chunked"), ("X-Name", "Müller")], **request),
-        fetch.Exchange(url="http://a.test/old", status=301, reason="", headers=[("Location", "/new")], **request),
+        warcs.Exchange(url="http://a.test/old", status=301, reason="", headers=[("Location", "/new")], **request),
     ]
     # The headers stored describe the stored body: a de-chunked or cut body gets its real length.
     stored = [exchanges[0].headers, [("X-Crawler-Transfer-Encoding", "chunked"), ("X-Name", "Müller"),
                                      ("Content-Length", "1000")], exchanges[2].headers]
-    ours = fetch.warc_records(exchanges)
+    ours = warcs.warc_records(exchanges)
 
     buf = io.BytesIO()
     writer = WARCWriter(buf, gzip=True)

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from corpusforge import recipe, schema
+from corpusforge.formats import site as site_folder
 from corpusforge.sample import reddit as sample_reddit
 from corpusforge.sources import webtext2
 from corpusforge.runtime import RunContext
@@ -127,7 +128,7 @@ def test_cli_links_then_fetch(sample_inputs, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "links" in done.stderr and json.loads((tmp_path / "links" / "_summary.json").read_text())[
         "counts"]["links"] == 13
-    with sample_reddit.serve(sample_inputs / "site") as address:
+    with site_folder.serve(sample_inputs / "site") as address:
         done = subprocess.run(cli + ["fetch", str(tmp_path / "links"), "--output", str(tmp_path / "docs"),
                                      "--resolve", f"*.sample.invalid={address}", "--host-interval", "0.1",
                                      "--min-lang-score", "0.5", "--workers", "1", "--fail-on-error"], **env_run)

@@ -34,6 +34,7 @@ from typing import Any
 from corpusforge.errors import UserError
 from corpusforge.feedback.answers import RunAnswerer
 from corpusforge.feedback.store import FeedbackError, Store, check_messages
+from corpusforge.options import option
 
 STATIC = Path(__file__).resolve().parent / "static"
 PAGES = ("rank", "chat", "write")
@@ -47,16 +48,21 @@ class ServeConfig:
 
     run_dir: str
     prompts: str
-    db: str = "feedback.sqlite"
-    k: int = 4
-    host: str = "127.0.0.1"
-    port: int = 8000
-    token: str | None = None
-    max_body_bytes: int = 64 << 10
-    seed: int = 0
-    temperature: float = 1.0  # InstructGPT sampled the answers its labelers ranked at T = 1
-    max_new_tokens: int = 128
-    offer_ttl_s: float = 6 * 3600  # an offer older than this is stale: its answers may no longer be what is wanted
+    db: str = dataclasses.field(default="feedback.sqlite", metadata=option("SQLite file or a postgresql:// URL"))
+    k: int = dataclasses.field(default=4, metadata=option("answers per prompt to rank (2 to 9)"))
+    host: str = dataclasses.field(default="127.0.0.1",
+                                  metadata=option("address to bind (beyond loopback needs --token)"))
+    port: int = dataclasses.field(default=8000, metadata=option("port to listen on"))
+    token: str | None = dataclasses.field(default=None,
+                                          metadata=option("the token labelers need (open /?token=TOKEN once)"))
+    max_body_bytes: int = dataclasses.field(default=64 << 10, metadata=option("largest request body accepted"))
+    seed: int = dataclasses.field(default=0, metadata=option("first sampling seed (each offer takes the next)"))
+    # InstructGPT sampled the answers its labelers ranked at T = 1
+    temperature: float = dataclasses.field(default=1.0, metadata=option("sampling temperature"))
+    max_new_tokens: int = dataclasses.field(default=128, metadata=option("longest answer in tokens"))
+    # an offer older than this is stale: its answers may no longer be what is wanted
+    offer_ttl_s: float = dataclasses.field(default=6 * 3600, metadata=option("seconds an offer can be answered",
+                                                                              flag="--offer-ttl"))
 
     def validate(self) -> None:
         if not 2 <= self.k <= 9:

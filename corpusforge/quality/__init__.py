@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from corpusforge import runtime, schema
 from corpusforge.documents import find_shards, read_batches, unit_hash
+from corpusforge.options import option
 from corpusforge.quality import classifier, heuristics
 from corpusforge.quality.classifier import ClassifierConfig
 from corpusforge.quality.heuristics import HeuristicsConfig
@@ -49,10 +50,11 @@ class QualityConfig:
 
     inputs: list[str] = dataclasses.field(default_factory=list)
     output: str = "build/quality"
-    seed: int = 1234
+    seed: int = dataclasses.field(default=1234, metadata=option("seed of the samples and Pareto draws"))
     heuristics: HeuristicsConfig = dataclasses.field(default_factory=HeuristicsConfig)
     classifier: ClassifierConfig = dataclasses.field(default_factory=ClassifierConfig)
-    dropped_sample: int = 20
+    dropped_sample: int = dataclasses.field(default=20, metadata=option(
+        "dropped documents kept per reason in _dropped.parquet (0: none)"))
 
     def validate(self) -> None:
         if not self.inputs:

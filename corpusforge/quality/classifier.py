@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 
 from corpusforge import runtime
 from corpusforge.documents import read_batches, unit_hash
+from corpusforge.options import option
 
 FORMAT = "corpusforge-quality-classifier/1"
 GPT3_ALPHA = 9.0
@@ -52,13 +53,18 @@ class ClassifierConfig:
     `negatives` (unfiltered CommonCrawl shards) and saved there (default `<output>/_classifier.npz`). `keep =
     "pareto"` applies GPT-3's rule with `alpha`; `"all"` only records the score."""
 
-    sources: list[str] = dataclasses.field(default_factory=lambda: ["commoncrawl"])
-    positives: list[str] = dataclasses.field(default_factory=list)
-    negatives: list[str] = dataclasses.field(default_factory=list)
-    model: str | None = None
-    keep: Literal["pareto", "all"] = "pareto"
-    alpha: float = GPT3_ALPHA
-    train_documents: int = 20_000
+    sources: list[str] = dataclasses.field(default_factory=lambda: ["commoncrawl"], metadata=option(
+        "sources the classifier judges (none: no classifier)", flag="--classifier-sources"))
+    positives: list[str] = dataclasses.field(default_factory=list, metadata=option(
+        "reference shards to train the classifier on"))
+    negatives: list[str] = dataclasses.field(default_factory=list, metadata=option(
+        "unfiltered web shards to train it against"))
+    model: str | None = dataclasses.field(default=None, metadata=option(
+        "a trained model file to use, or where to save the one trained (default OUTPUT/_classifier.npz)"))
+    keep: Literal["pareto", "all"] = dataclasses.field(default="pareto", metadata=option(
+        "pareto: GPT-3's rule; all: only record quality_score"))
+    alpha: float = dataclasses.field(default=GPT3_ALPHA, metadata=option("shape of the Pareto rule (GPT-3's)"))
+    train_documents: int = dataclasses.field(default=20_000, metadata=option("documents sampled per class"))
     holdout: float = 0.1
     features: int = SPARK_FEATURES
     max_chars: int = 20_000

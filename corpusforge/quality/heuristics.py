@@ -33,6 +33,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from corpusforge.options import option
+
 GOPHER_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
 # lid.176 labels of languages written without spaces between words (Chinese, Japanese, Thai, Lao, Khmer, Burmese,
 # Tibetan, and the Wu and Cantonese varieties of Chinese).
@@ -108,7 +110,8 @@ class HeuristicsConfig:
     `stop_words` maps a language code to the words `gopher_stop_words` counts (documents in other languages are not
     judged by that rule)."""
 
-    sources: list[str] = dataclasses.field(default_factory=lambda: ["commoncrawl", "webtext2"])
+    sources: list[str] = dataclasses.field(default_factory=lambda: ["commoncrawl", "webtext2"], metadata=option(
+        "sources the rules judge (none: no rules)", flag="--heuristic-sources"))
     thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
     disable: list[str] = dataclasses.field(default_factory=list)
     enable: list[str] = dataclasses.field(default_factory=list)

@@ -17,6 +17,7 @@ import torch
 
 from corpusforge.errors import UserError
 from corpusforge.feedback import labelers
+from corpusforge.options import option
 from corpusforge.trainer import rollouts
 from corpusforge.trainer.data import chat
 from corpusforge.trainer.model import ScalarGPT
@@ -28,16 +29,19 @@ class CompareConfig:
 
     runs: list[str]
     prompts: str
-    reward: str = ""  # the reward model's run; default: a PPO run's
-    rule: str = "polite"  # the scripted labeler's rule (feedback/labelers.py)
-    reference: str = ""  # the SFT run KL is measured to; default: the policy the runs started from
-    corpus: str = ""  # pretraining corpus folder or text file; default: what the reference's base was trained on
-    answers: int = 2  # answers per prompt and run
-    max_prompts: int = 128
-    max_new_tokens: int = 48
-    eval_blocks: int = 32  # pretraining validation blocks
-    seed: int = 1337
-    device: str = "cpu"
+    reward: str = dataclasses.field(default="", metadata=option("reward model run (default: a PPO run's)"))
+    rule: str = dataclasses.field(default="polite", metadata=option(
+        "scripted labeler rule: polite, shorter, longer, mentions (feedback/labelers.py)"))
+    reference: str = dataclasses.field(default="", metadata=option(
+        "the SFT run KL is measured to (default: the policy the runs started from)"))
+    corpus: str = dataclasses.field(default="", metadata=option(
+        "pretraining corpus for the validation loss (default: the reference's base run's)"))
+    answers: int = dataclasses.field(default=2, metadata=option("answers per prompt and run"))
+    max_prompts: int = dataclasses.field(default=128, metadata=option("at most this many prompts"))
+    max_new_tokens: int = dataclasses.field(default=48, metadata=option("longest answer in tokens"))
+    eval_blocks: int = dataclasses.field(default=32, metadata=option("pretraining validation blocks"))
+    seed: int = dataclasses.field(default=1337, metadata=option("sampling seed"))
+    device: str = dataclasses.field(default="cpu", metadata=option("cpu or cuda"))
 
 
 def _train_config(run: str | Path) -> dict[str, Any]:

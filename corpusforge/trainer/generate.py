@@ -8,10 +8,12 @@ import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 import torch
 
 from corpusforge.errors import UserError
+from corpusforge.options import option
 from corpusforge.trainer import checkpoint
 from corpusforge.trainer.data import chat
 from corpusforge.trainer.model import GPT, GPTConfig, KVCache
@@ -22,11 +24,11 @@ class SamplingConfig:
     """How tokens are drawn: `temperature` 0 is greedy; `top_k` keeps the k likeliest tokens, `top_p` the smallest
     set whose probability reaches p; the same `seed` gives the same samples."""
 
-    max_new_tokens: int = 200
-    temperature: float = 0.8
-    top_k: int | None = 200
-    top_p: float | None = None
-    seed: int = 1337
+    max_new_tokens: int = dataclasses.field(default=200, metadata=option("longest reply in tokens"))
+    temperature: float = dataclasses.field(default=0.8, metadata=option("0 is greedy"))
+    top_k: int | None = dataclasses.field(default=200, metadata=option("sample from the k likeliest tokens"))
+    top_p: float | None = dataclasses.field(default=None, metadata=option("nucleus sampling, e.g. 0.95"))
+    seed: int = dataclasses.field(default=1337, metadata=option("the same seed gives the same samples"))
 
     def validate(self) -> None:
         if self.max_new_tokens < 1:
@@ -114,7 +116,7 @@ class ChatSession:
 
     def __init__(self, run_dir: str | os.PathLike, *, system: str | None = None,
                  sampling: SamplingConfig | None = None, device: str = "cpu", which: str | None = None):
-        self.sampling = sampling or SamplingConfig()
+        self.run_dir, self.sampling = run_dir, sampling or SamplingConfig()
         self.sampling.validate()
         self.net, self.meta, self.tokenizer = load_run(run_dir, device, which)
         special = chat.special_ids(self.tokenizer)
@@ -156,3 +158,27 @@ class ChatSession:
         if answer != shown:
             yield answer[len(shown):]
         self.messages.append({"role": "assistant", "content": answer})
+
+
+def talk(session: ChatSession, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> None:
+    """`corpusforge chat`: user turns from `stdin` and replies streamed to `stdout` until end of input; at a
+    terminal with prompts, otherwise each input line is a turn and each reply one output line."""
+    interactive = stdin.isatty()
+    if interactive:
+        print(f"chatting with {session.run_dir} (Ctrl-D to end)", file=stderr)
+    while True:
+        try:
+            line = input("you> ") if interactive else stdin.readline()
+        except (EOFError, KeyboardInterrupt):
+            print(file=stderr)
+            return
+        if not interactive and not line:
+            return
+        text = line.rstrip("\n")
+        if not text.strip():
+            continue
+        if interactive:
+            print("assistant> ", end="", flush=True, file=stdout)
+        for piece in session.reply(text):
+            print(piece, end="", flush=True, file=stdout)
+        print(flush=True, file=stdout)

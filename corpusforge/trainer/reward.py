@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from corpusforge.options import option
 from corpusforge.runtime import write_json_atomic
 from corpusforge.trainer import checkpoint, loop
 from corpusforge.trainer.data import chat, preferences
@@ -42,11 +43,13 @@ from corpusforge.trainer.model import GPTConfig, ScalarGPT
 class RewardConfig(loop.RunConfig):
     """`corpusforge train reward` settings: the core's and what to learn from. `max_steps` 0: `epochs` passes."""
 
-    base: str = ""  # the SFT run folder
-    feedback: list[str] = dataclasses.field(default_factory=list)  # stores (.sqlite, postgresql://) or export folders
-    demos: list[str] = dataclasses.field(default_factory=list)  # conversation files for the normalization
+    base: str = dataclasses.field(default="", metadata=option("the SFT run folder to start from (its best weights)"))
+    feedback: list[str] = dataclasses.field(default_factory=list, metadata=option(
+        "feedback stores (.sqlite, postgresql://) or `feedback export` folders"))
+    demos: list[str] = dataclasses.field(default_factory=list, metadata=option(
+        "conversation files whose replies score 0 on average after training (default: the stores' demonstrations)"))
     base_checkpoint: Literal["best", "last"] = "best"
-    epochs: float = 1.0
+    epochs: float = dataclasses.field(default=1.0, metadata=option("passes over the comparisons"))
     held_out: float = 0.1  # share of prompts held out for the pairwise accuracy
     rating_weight: float = 0.5  # weight of a thumbs up/down's pointwise term against a comparison's loss
     batch_size: int = 8  # batch elements (comparisons or ratings) per micro-batch

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from rich.markup import escape
 
+from corpusforge.options import option
 from corpusforge.runtime import write_text_atomic
 from corpusforge.trainer import checkpoint, loop
 from corpusforge.trainer.data import blocks, chat
@@ -41,14 +42,18 @@ class SFTConfig(loop.RunConfig):
     """`corpusforge train sft` settings: the core's (`loop.RunConfig`, with defaults for fine-tuning) and what to
     fine-tune on. `max_steps` 0 means as many steps as `epochs` passes over the training conversations take."""
 
-    base: str = ""  # the pretrained run folder (its weights and tokenizer)
-    data: list[str] = dataclasses.field(default_factory=list)  # conversation files or folders
+    base: str = dataclasses.field(default="", metadata=option(
+        "the pretrained run folder to start from (its best weights and tokenizer)"))
+    data: list[str] = dataclasses.field(default_factory=list, metadata=option(
+        "conversation files or folders: messages JSONL/Parquet, Alpaca/Self-Instruct, Anthropic HH"))
     format: str = "auto"  # messages, alpaca, hh, or auto (told by each file's first record)
     base_checkpoint: Literal["best", "last"] = "best"
-    epochs: float = 3.0
+    epochs: float = dataclasses.field(default=3.0, metadata=option("passes over the training conversations"))
     val_fraction: float = 0.1  # conversations held out for the validation loss (at least one)
-    ptx_fraction: float = 0.0  # share of each micro-batch's rows that are pretraining blocks
-    corpus: str = ""  # where pretraining blocks come from; default: the base run's corpus (or text files)
+    ptx_fraction: float = dataclasses.field(default=0.0, metadata=option(
+        "share of each batch's rows that are pretraining blocks"))
+    corpus: str = dataclasses.field(default="", metadata=option(
+        "where --ptx-fraction's blocks come from (default: the base run's corpus or text files)"))
     dropout: float | None = None  # default: the base model's
     batch_size: int = 8
     max_steps: int = 0

@@ -39,8 +39,9 @@ def extract_config(extract: dict[str, Any], inputs: list[str], output: str):
 class WebText2Config:
     """`[webtext2]`: where the links come from (`pushshift` dumps or a `[webtext2.reddit]` table), the link
     rules, the fetcher and the extraction settings. Outputs: `<output>/links/` (link table), `<output>/warc/`
-    (WARCs and fetch logs) and the document shards in `<output>`. `sample_site`: serve this folder (written by
-    the sample part "reddit") on loopback during the fetch and resolve `*.sample.invalid` to it."""
+    (WARCs and fetch logs) and the document shards in `<output>`. `sample_site`: serve this site folder
+    (corpusforge.formats.site; the sample part "reddit" writes one) on loopback during the fetch and resolve each
+    of its hosts to it."""
 
     output: str = "build/corpus/webtext2"
     pushshift: list[str] = dataclasses.field(default_factory=list)
@@ -60,13 +61,15 @@ class WebText2Config:
         return Path(self.output) / "links"
 
 
-def collect_links(config: WebText2Config, ctx: runtime.RunContext) -> runtime.StageSummary:
-    """Step 1: the configured source -> the link table in `config.links_dir()`."""
+def collect_links(config: WebText2Config, ctx: runtime.RunContext,
+                  links_dir: str | Path | None = None) -> runtime.StageSummary:
+    """Step 1: the configured source -> the link table in `links_dir` (default `config.links_dir()`)."""
     from corpusforge.sources.webtext2 import pushshift, reddit
 
+    links_dir = config.links_dir() if links_dir is None else links_dir
     if config.reddit is not None:
-        return reddit.collect(config.reddit, config.links_dir(), config.links, ctx)
-    return pushshift.collect(config.pushshift, config.links_dir(), config.links, ctx)
+        return reddit.collect(config.reddit, links_dir, config.links, ctx)
+    return pushshift.collect(config.pushshift, links_dir, config.links, ctx)
 
 
 def _fetch_and_extract(links_dir: str | Path, output: str | Path, fetch_config: FetchConfig,
@@ -111,11 +114,12 @@ def run(config: WebText2Config, ctx: runtime.RunContext) -> runtime.StageSummary
 
 @contextlib.contextmanager
 def _sample_site(site: str | None):
-    """Serve the sample's pages on loopback for the fetch; yields the host overrides that point at them."""
+    """Serve a site folder (corpusforge.formats.site) on loopback for the fetch; yields the host overrides that
+    point each of its hosts at the server."""
     if site is None:
         yield {}
         return
-    from corpusforge.sample import reddit as sample_reddit
+    from corpusforge.formats import site as site_folder
 
-    with sample_reddit.serve(site) as address:
-        yield {f"*.{sample_reddit.DOMAIN}": address}
+    with site_folder.serve(site) as address:
+        yield {host: address for host in site_folder.hosts(site)}

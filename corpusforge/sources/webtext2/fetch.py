@@ -9,10 +9,10 @@ everything), a clear User-Agent, timeouts, retries with exponential backoff on 4
 (Retry-After honoured, host-wide), a bounded number of redirects with loop detection, bodies cut at `max_bytes`
 (recorded with `WARC-Truncated: length` and reported), and no connection to a private, loopback, link-local or
 otherwise non-global address after DNS resolution unless `allow_private_hosts` (AddressGuard; redirects and IP
-literals are checked too).
+literals are checked too; guard.py).
 
-Output and resume (FetchLog): records are appended to a hidden `.<name>-00000.warc.gz.tmp` and each link's outcome
-to a journal beside it, flushed after every link; the journal names the WARC offset its link's records end at. A
+Output and resume (FetchLog, in warcs.py with the WARC records): records are appended to a hidden
+`.<name>-00000.warc.gz.tmp` and each link's outcome to a journal beside it, flushed after every link; the journal names the WARC offset its link's records end at. A
 segment is renamed to `<name>-00000.warc.gz` (with its log `<name>-00000.fetch.jsonl`) when it reaches
 `segment_bytes` or the task ends. Each link is journaled as started before its first request. After an
 interruption the next run reads the logs and journal, cuts the WARC back to the last journaled offset and goes on:
@@ -31,19 +31,9 @@ extraction makes a document of, and the latest outcome of a URL is the one that 
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 import email.utils
-import hashlib
-import ipaddress
-import json
-import os
-import socket
 import time
-import uuid
-import zlib
-from collections.abc import Iterator
-from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -53,7 +43,9 @@ from protego import Protego
 
 from corpusforge import decompress, runtime
 from corpusforge.options import option
+from corpusforge.sources.webtext2.guard import AddressGuard, Refused, Unresolvable, parse_target
 from corpusforge.sources.webtext2.urls import normalize_url
+from corpusforge.sources.webtext2.warcs import Exchange, FetchLog, read_log
 
 # Set `user_agent` to name you: a site owner who sees the crawler should be able to reach whoever runs it.
 USER_AGENT = "corpusforge-webtext2/0.1 (research corpus crawler; obeys robots.txt)"
@@ -61,11 +53,7 @@ USER_AGENT = "corpusforge-webtext2/0.1 (research corpus crawler; obeys robots.tx
 FETCHED_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "application/octet-stream", "")
 REDIRECTS = (301, 302, 303, 307, 308)
 RETRIED = (429, 500, 502, 503, 504, 520, 521, 522, 523, 524)
-# zlib's default. On real pages (140 KB of HTML) warcio's level 9 takes 1.6x as long for files 0.6% smaller.
-WARC_GZIP_LEVEL = 6
 ROBOTS_MAX_BYTES = 500 * 1024  # RFC 9309: crawlers must read at least 500 KiB of robots.txt
-# Outcomes that mean the page could not be fetched as it should have been; they go to `_errors.jsonl`.
-ERROR_OUTCOMES = ("truncated", "redirect_loop", "too_many_redirects", "bad_redirect", "network_error", "failed")
 # Outcomes a later try may not repeat: they come from the network, the server's load, DNS, or a bug (`failed` is an
 # unexpected exception, which an upgrade may fix). Everything else (robots.txt rules, refused addresses, 4xx,
 # redirect loops, bodies over `max_bytes`, non-HTML) would come out the same, so `retry_failed` leaves it alone.
@@ -132,111 +120,6 @@ class FetchConfig:
         return self.user_agent.split("/", 1)[0].strip()
 
 
-def parse_target(target: str, where: str = "resolve") -> tuple[str, int]:
-    """("address", port) from "address:port" or "[v6 address]:port"; ValueError naming `where` otherwise."""
-    host, _, port = target.rpartition(":")
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-        return str(address), int(port)
-    except ValueError:
-        raise ValueError(f"{where}: expected address:port (e.g. 127.0.0.1:8080), got {target!r}") from None
-
-
-# ----------------------------------------------------------------------------------------------------- addresses
-class Refused(Exception):
-    """The host resolves to an address the fetcher must not connect to."""
-
-
-class Unresolvable(Exception):
-    """DNS has no address for the host."""
-
-
-_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
-
-
-def embedded_ipv4(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address carries, which is where a packet to it ends up: IPv4-mapped
-    (::ffff:a.b.c.d), IPv4-compatible (::a.b.c.d), 6to4 (2002:AABB:CCDD::), Teredo's client, NAT64 (64:ff9b::/96
-    and the local-use 64:ff9b:1::/48). None for an IPv4 address or a plain IPv6 one."""
-    if address.version != 6:
-        return None
-    if address.ipv4_mapped or address.sixtofour:
-        return address.ipv4_mapped or address.sixtofour
-    if address.teredo:
-        return address.teredo[1]
-    low = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    if any(address in net for net in _NAT64) or (int(address) >> 32 == 0 and int(low) > 1):
-        return low
-    return None
-
-
-class AddressGuard:
-    """Resolves hosts once per task and refuses non-global addresses; also the resolver aiohttp connects with, so
-    the address checked is the address used (a second DNS answer cannot swap in a private one)."""
-
-    def __init__(self, allow_private: bool, overrides: dict[str, str]):
-        self.allow_private = allow_private
-        self.overrides = {pattern.lower(): parse_target(t) for pattern, t in overrides.items()}
-        self._cache: dict[tuple[str, int], list[dict[str, Any]] | Exception] = {}
-
-    def override(self, host: str) -> tuple[str, int] | None:
-        host = host.lower()
-        if host in self.overrides:
-            return self.overrides[host]
-        return next((t for p, t in self.overrides.items() if fnmatch(host, p)), None)
-
-    async def addresses(self, host: str, port: int) -> list[dict[str, Any]]:
-        """aiohttp resolve results for host:port; raises Refused for a forbidden address, Unresolvable for a host
-        DNS does not know."""
-        key = (host.lower(), port)
-        if key not in self._cache:
-            try:
-                self._cache[key] = await self._lookup(*key)
-            except (Refused, Unresolvable) as exc:
-                self._cache[key] = exc
-        found = self._cache[key]
-        if isinstance(found, Exception):
-            raise found
-        return found
-
-    async def _lookup(self, host: str, port: int) -> list[dict[str, Any]]:
-        forced = self.override(host)
-        if forced is not None:
-            return [_result(host, forced[0], forced[1])]
-        try:
-            infos = [(ipaddress.ip_address(host.strip("[]")), port)]
-        except ValueError:
-            try:
-                found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except (socket.gaierror, UnicodeError) as exc:
-                raise Unresolvable(f"cannot resolve {host}: {exc}") from None
-            infos = [(ipaddress.ip_address(info[4][0].split("%")[0]), port) for info in found]
-        results = []
-        for address, p in dict.fromkeys(infos):
-            forms = [address] + [v4 for v4 in [embedded_ipv4(address)] if v4 is not None]
-            if not self.allow_private and any(not a.is_global or a.is_multicast for a in forms):
-                raise Refused(f"{host} resolves to {address}, a private, loopback, link-local or reserved address "
-                              "(pass --allow-private-hosts to fetch such hosts)")
-            results.append(_result(host, str(address), p))
-        return results
-
-    # aiohttp.abc.AbstractResolver
-    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[dict[str, Any]]:
-        try:
-            return await self.addresses(host, port)
-        except (Refused, Unresolvable) as exc:
-            raise OSError(str(exc)) from None
-
-    async def close(self) -> None:
-        return None
-
-
-def _result(hostname: str, address: str, port: int) -> dict[str, Any]:
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    return {"hostname": hostname, "host": address, "port": port, "family": family, "proto": 0,
-            "flags": socket.AI_NUMERICHOST}
-
-
 # ---------------------------------------------------------------------------------------------------------- hosts
 class Host:
     """Politeness state of one host: one request at a time, request starts at least `interval` apart, and a
@@ -262,29 +145,6 @@ class Host:
 
     def pause(self, seconds: float) -> None:
         self.next_start = max(self.next_start, time.monotonic() + seconds)
-
-
-@dataclasses.dataclass
-class Exchange:
-    """One HTTP request and its response, as fetched."""
-
-    url: str
-    status: int
-    reason: str
-    request_line: str
-    request_headers: list[tuple[str, str]]
-    headers: list[tuple[str, str]]
-    body: bytes = b""
-    truncated: bool = False
-    peer: str | None = None
-    recorded: bool = True
-
-    def header(self, name: str) -> str | None:
-        name = name.lower()
-        return next((v for k, v in self.headers if k.lower() == name), None)
-
-    def content_type(self) -> str:
-        return (self.header("Content-Type") or "").split(";")[0].strip().lower()
 
 
 class Crawler:
@@ -501,240 +361,6 @@ def _retry_after(value: str | None) -> float | None:
     return max(when.timestamp() - time.time(), 0.0)
 
 
-# ------------------------------------------------------------------------------------------------------- the WARCs
-def warc_records(exchanges: list[Exchange]) -> bytes:
-    """Gzipped WARC response+request records for the exchanges, in order. The stored HTTP headers describe the
-    stored body: a de-chunked body loses Transfer-Encoding, and a cut body gets its real Content-Length (the sent
-    values are kept as X-Crawler-Transfer-Encoding / X-Crawler-Content-Length, as Common Crawl does)."""
-    from warcio.statusandheaders import StatusAndHeaders
-
-    out = []
-    for ex in exchanges:
-        headers = []
-        for name, value in ex.headers:
-            lower = name.lower()
-            if lower == "transfer-encoding" or (lower == "content-length" and value.strip() != str(len(ex.body))):
-                headers.append((f"X-Crawler-{name}", value))
-            else:
-                headers.append((name, value))
-        if ex.truncated or any(k.lower() == "x-crawler-content-length" for k, _ in headers):
-            headers.append(("Content-Length", str(len(ex.body))))
-        # warcio's header blocks: non-ASCII header values percent-encoded as RFC 8187 says
-        response_http = StatusAndHeaders(f"{ex.status} {ex.reason}".strip(), headers,
-                                         protocol="HTTP/1.1").to_ascii_bytes()
-        request_http = StatusAndHeaders(ex.request_line, ex.request_headers, is_http_request=True).to_ascii_bytes()
-        response_id, date = _record_id(), _warc_date()
-        out.append(_warc_record([
-            *([("WARC-IP-Address", ex.peer)] if ex.peer else []),
-            *([("WARC-Truncated", "length")] if ex.truncated else []),
-            ("WARC-Type", "response"), ("WARC-Record-ID", response_id), ("WARC-Target-URI", ex.url),
-            ("WARC-Date", date), ("WARC-Payload-Digest", _sha1(hashlib.sha1(ex.body)))],
-            "application/http; msgtype=response", response_http, ex.body))
-        out.append(_warc_record([
-            ("WARC-Type", "request"), ("WARC-Record-ID", _record_id()), ("WARC-Target-URI", ex.url),
-            ("WARC-Date", date), ("WARC-Payload-Digest", EMPTY_DIGEST), ("WARC-Concurrent-To", response_id)],
-            "application/http; msgtype=request", request_http))
-    return b"".join(out)
-
-
-def _warc_record(headers: list[tuple[str, str]], content_type: str, *block: bytes) -> bytes:
-    """One WARC/1.0 record in a gzip member of its own, laid out as warcio writes it: `headers`, the block digest,
-    Content-Type and Content-Length, then the block (`block`'s parts). Not warcio's writer: it took half of the
-    fetch's CPU time (gzip level 9, header lists searched and rebuilt per record, payloads copied through streams);
-    a test holds these records to be warcio's, byte for byte."""
-    digest = hashlib.sha1()
-    for part in block:
-        digest.update(part)
-    headers = [*headers, ("WARC-Block-Digest", _sha1(digest)), ("Content-Type", content_type),
-               ("Content-Length", str(sum(map(len, block))))]
-    head = "WARC/1.0\r\n" + "".join(f"{name}: {value}\r\n" for name, value in headers) + "\r\n"
-    gz = zlib.compressobj(WARC_GZIP_LEVEL, zlib.DEFLATED, zlib.MAX_WBITS + 16)
-    return b"".join([gz.compress(head.encode()), *map(gz.compress, block), gz.compress(b"\r\n\r\n"), gz.flush()])
-
-
-def _sha1(digest: Any) -> str:
-    """A WARC digest header value from a fed hashlib.sha1 object: "sha1:" and the digest in base32."""
-    return "sha1:" + base64.b32encode(digest.digest()).decode("ascii")
-
-
-EMPTY_DIGEST = _sha1(hashlib.sha1())  # a request record's payload
-
-
-def _record_id() -> str:
-    return f"<urn:uuid:{uuid.uuid4()}>"
-
-
-def _warc_date() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # WARC/1.0: UTC, whole seconds
-
-
-class FetchLog:
-    """The WARC segments and outcome logs of one fetch task, appended link by link, resumable (module doc)."""
-
-    def __init__(self, warc_dir: str | Path, name: str, config: FetchConfig):
-        self.dir = Path(warc_dir)
-        self.name = name
-        self.config = config
-        self.index = 0
-        self.round = 0  # the round new outcomes are logged under (module doc)
-        self._warc = self._journal = None
-
-    def segment(self, index: int) -> tuple[Path, Path]:
-        stem = f"{self.name}-{index:05d}"
-        return self.dir / f"{stem}.warc.gz", self.dir / f"{stem}.fetch.jsonl"
-
-    def _parts(self, index: int) -> tuple[Path, Path]:
-        warc, log = self.segment(index)
-        return warc.with_name(f".{warc.name}.tmp"), log.with_name(f".{log.name}.tmp")
-
-    def finished(self) -> list[tuple[Path, Path]]:
-        """(WARC, log) of every finished segment, in order."""
-        out, index = [], 0
-        while (seg := self.segment(index))[0].exists():
-            out.append(seg)
-            index += 1
-        return out
-
-    def entries(self) -> Iterator[dict[str, Any]]:
-        """Every logged outcome: the finished segments', then the open segment's."""
-        for _warc, log in self.finished():
-            yield from _read_log(log)
-        if self._journal is not None:
-            yield from _read_log(self._parts(self.index)[1])
-
-    def open(self) -> list[dict[str, Any]]:
-        """Open for appending after whatever an earlier run left; returns the outcomes logged so far, oldest
-        first."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.index = len(self.finished())
-        warc_final, log_final = self.segment(self.index)
-        warc_part, log_part = self._parts(self.index)
-        if log_final.exists() and warc_part.exists():  # stopped between the two renames of a finished segment
-            os.replace(warc_part, warc_final)
-            self.index += 1
-            warc_part, log_part = self._parts(self.index)
-        kept = list(_read_log(log_part)) if warc_part.exists() and log_part.exists() else []
-        if kept:
-            with open(warc_part, "r+b") as fh:
-                fh.truncate(kept[-1]["end"])  # drop records written after the last journaled link
-            runtime.write_text_atomic(log_part, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in kept))
-            self._warc, self._journal = open(warc_part, "ab"), open(log_part, "a", encoding="utf-8")
-        else:
-            self._start()
-        entries = list(self.entries())
-        finished = {e["url"] for e in entries if "url" in e}
-        for entry in entries:  # started, never finished: in flight when the last run stopped
-            if "started" in entry and entry["started"] not in finished:
-                finished.add(entry["started"])
-                self._write_entry({"url": entry["started"], "outcome": "interrupted", "requests": 1,
-                                   "round": entry["round"], "end": self._warc.tell(), "warc_offset": None,
-                                   "error": "the fetch stopped while this page was in flight"})
-        return [e for e in self.entries() if "url" in e]
-
-    def _start(self) -> None:
-        """Begin segment `index` with a warcinfo record describing the crawl."""
-        warc_part, log_part = self._parts(self.index)
-        name = self.segment(self.index)[0].name
-        info = {"software": "corpusforge webtext2 fetcher", "isPartOf": "webtext2", "robots": "obey",
-                "http-header-user-agent": self.config.user_agent, "format": "WARC File Format 1.0"}
-        self._warc = open(warc_part, "wb")
-        self._warc.write(_warc_record([
-            ("WARC-Type", "warcinfo"), ("WARC-Record-ID", _record_id()), ("WARC-Filename", name),
-            ("WARC-Date", _warc_date())], "application/warc-fields",
-            "".join(f"{key}: {value}\r\n" for key, value in info.items()).encode()))
-        self._warc.flush()
-        self._journal = open(log_part, "w", encoding="utf-8")
-        self._write_entry({"warcinfo": name, "end": self._warc.tell()})
-
-    def _write_entry(self, entry: dict[str, Any]) -> None:
-        self._journal.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
-        self._journal.flush()
-
-    def begin(self, url: str) -> None:
-        """Journal that `url` is about to be requested; if the run stops before its outcome, the next run logs it
-        as `interrupted` instead of requesting it again (`retry_failed` does)."""
-        self._write_entry({"started": url, "round": self.round, "end": self._warc.tell()})
-
-    def append(self, exchanges: list[Exchange], outcome: dict[str, Any]) -> None:
-        """Write a link's records, then its outcome line (which makes them count); rotate a full segment."""
-        data = warc_records(exchanges) if exchanges else b""
-        start = self._warc.tell()
-        self._warc.write(data)
-        self._warc.flush()
-        outcome["warc_offset"] = start if data else None
-        outcome["targets"] = [e.url for e in exchanges]
-        outcome["end"] = self._warc.tell()
-        outcome["round"] = self.round
-        self._write_entry(outcome)
-        if self._warc.tell() >= self.config.segment_bytes:
-            self._finish()
-            self.index += 1
-            self._start()
-
-    def _finish(self) -> None:
-        warc_part, log_part = self._parts(self.index)
-        warc_final, log_final = self.segment(self.index)
-        self._warc.close()
-        self._journal.close()
-        self._warc = self._journal = None
-        os.replace(log_part, log_final)  # log first: a WARC under its final name always has its log
-        os.replace(warc_part, warc_final)
-
-    def close(self) -> None:
-        """Finish the open segment if it holds any link, else remove it."""
-        if self._journal is None:
-            return
-        warc_part, log_part = self._parts(self.index)
-        if sum(1 for e in _read_log(log_part) if "url" in e):
-            self._finish()
-        else:
-            self._warc.close()
-            self._journal.close()
-            self._warc = self._journal = None
-            warc_part.unlink()
-            log_part.unlink()
-
-    def report(self, item: str, links: int, resumed: bool) -> runtime.FileReport:
-        """The task's report, computed from the logs alone, so a resumed run reports the same counts. Outcomes and
-        errors are each URL's latest; `requests` counts every request made, `retried` every outcome replaced by a
-        later one."""
-        report = runtime.FileReport(input=item, output=str(self.dir), resumed=resumed)
-        report.count("links", links)
-        latest: dict[str, tuple[Path, dict[str, Any]]] = {}
-        for warc, log in self.finished():
-            report.bytes_in += warc.stat().st_size
-            for entry in _read_log(log):
-                if "url" in entry:
-                    report.count("requests", entry.get("requests", 0))
-                    if entry["url"] in latest:
-                        report.count("retried")
-                    latest[entry["url"]] = warc, entry
-        for warc, entry in latest.values():
-            report.count(entry["outcome"])
-            if entry["outcome"] in ERROR_OUTCOMES:
-                report.errors.append({
-                    "file": str(warc) if entry.get("warc_offset") is not None else item,
-                    "offset": entry.get("warc_offset"), "stage": "fetch", "url": entry["url"],
-                    "reason": entry["outcome"] + (f": {entry['error']}" if entry.get("error") else "")})
-                report.count("errors")
-        return report
-
-
-def _read_log(path: Path) -> Iterator[dict[str, Any]]:
-    """The complete lines of a log or journal (a line cut by an interruption ends it)."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                if not line.endswith("\n"):
-                    return
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError:
-                    return
-    except FileNotFoundError:
-        return
-
-
 # ------------------------------------------------------------------------------------------------------ the task
 LINK_COLUMNS = ["url", "host", "score", "subreddit", "submission_id"]
 
@@ -799,7 +425,7 @@ def extra_columns(warc: str) -> dict[str, dict[str, Any]]:
     """WARC-Target-URI -> the document columns WebText2 adds (score, subreddit), from the segment's fetch log."""
     log = Path(warc).with_name(Path(warc).name.removesuffix(".warc.gz") + ".fetch.jsonl")
     out = {}
-    for entry in _read_log(log):
+    for entry in read_log(log):
         if entry.get("outcome") in ("fetched", "truncated") and entry.get("final_url"):
             out[entry["final_url"]] = {"reddit_score": entry.get("score"), "subreddit": entry.get("subreddit")}
     return out

@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from corpusforge.errors import UserError
 from corpusforge import runtime
+from corpusforge.errors import UserError
+from corpusforge.options import option
 from corpusforge.sources.webtext2 import links
 from corpusforge.sources.webtext2.urls import LinkFilter, LinkRules
 
@@ -36,13 +37,18 @@ class RedditConfig:
     """
 
     subreddits: list[str] = dataclasses.field(default_factory=lambda: ["all"])
-    listing: Literal["top", "controversial", "new", "hot", "rising"] = "top"
-    time_filter: Literal["all", "year", "month", "week", "day", "hour"] = "all"
-    limit: int | None = 1000
-    site: str | None = None
+    listing: Literal["top", "controversial", "new", "hot", "rising"] = dataclasses.field(
+        default="top", metadata=option("--reddit: listing"))
+    time_filter: Literal["all", "year", "month", "week", "day", "hour"] = dataclasses.field(
+        default="all", metadata=option("--reddit: time range of top/controversial"))
+    limit: int | None = dataclasses.field(default=1000, metadata=option("--reddit: submissions per subreddit"))
+    site: str | None = dataclasses.field(default=None, metadata=option(
+        "--reddit: praw.ini section holding the credentials"))
     user_agent: str = USER_AGENT
-    oauth_url: str | None = None
-    reddit_url: str | None = None
+    oauth_url: str | None = dataclasses.field(default=None, metadata=option(
+        "--reddit: API server (a proxy or test server)"))
+    reddit_url: str | None = dataclasses.field(default=None, metadata=option(
+        "--reddit: token server (a proxy or test server)"))
     retries: int = 5
     backoff_s: float = 2.0
     max_retry_after_s: float = 600.0

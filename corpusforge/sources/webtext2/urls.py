@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from corpusforge.documents import parse_time
 from corpusforge.formats import pushshift
+from corpusforge.options import option
 
 # Query parameters that only track the click and never change the page; removing them merges copies of one link.
 TRACKING_PARAMS = frozenset({
@@ -135,14 +136,18 @@ class LinkRules:
     submissions would not fit in a worker's memory.
     """
 
-    min_score: int = 3
-    score_aggregate: Literal["max", "sum"] = "max"
-    drop_nsfw: bool = False
+    min_score: int = dataclasses.field(default=3, metadata=option("a link needs this score"))
+    score_aggregate: Literal["max", "sum"] = dataclasses.field(default="max", metadata=option(
+        "max: any one submission reaches the score (WebText); sum: scores of all submissions of the URL added "
+        "(OpenWebText2)"))
+    drop_nsfw: bool = dataclasses.field(default=False, metadata=option("drop submissions marked over_18"))
     blocked_domains: list[str] = dataclasses.field(default_factory=lambda: list(DEFAULT_BLOCKED_DOMAINS))
     non_html_extensions: list[str] = dataclasses.field(default_factory=lambda: list(DEFAULT_NON_HTML_EXTENSIONS))
-    since: str | None = None
-    until: str | None = None
-    buckets: int = 16
+    since: str | None = dataclasses.field(default=None, metadata=option(
+        "only submissions created at or after this ISO date (UTC)"))
+    until: str | None = dataclasses.field(default=None, metadata=option(
+        "only submissions created before this ISO date (UTC)"))
+    buckets: int = dataclasses.field(default=16, metadata=option("link files, by host hash"))
     max_line_bytes: int = pushshift.MAX_LINE_BYTES  # a longer dump line is reported and skipped unread
 
     def validate(self) -> None:
