@@ -357,6 +357,16 @@ def _add_run(t: argparse.ArgumentParser, trainer: str, config_class: str) -> Non
     t.set_defaults(func=cmd_train, trainer=trainer)
 
 
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml's), or "unknown" when run from a bare checkout."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("corpusforge")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser; with `argv`, the options generated from a config only for the command `argv` names (importing a
     stage to read its config costs seconds: numba, trafilatura...)."""
@@ -369,11 +379,15 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
             options.add_options(p, options.resolve(config), **kw)
 
     parser = _Parser(prog="corpusforge", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"corpusforge {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run a recipe (pipelines/*.toml): every stage it configures, in order")
     p.add_argument("recipe", type=Path)
-    p.add_argument("--only", action="append", help="run only this stage (repeatable)")
+    from corpusforge.recipe import STAGES
+
+    p.add_argument("--only", action="append", metavar="STAGE",
+                   help=f"run only this stage (repeatable): {', '.join(s.name for s in STAGES)}")
     _add_dask(p)
     p.add_argument("--scheduler-file", default=None,
                    help="run on the Dask scheduler this file names (dask scheduler --scheduler-file, dask-mpi)")

@@ -119,3 +119,18 @@ def test_interrupt_ends_cleanly_and_the_same_command_resumes(tmp_path, sig):
     again = subprocess.run(cmd[:-1] + ["2"], env=ENV, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert json.loads((tmp_path / "out" / runtime.SUMMARY_FILE).read_text())["counts"]["documents"] >= 5
+
+
+def test_version_and_the_stage_names_in_run_help(capsys):
+    """`corpusforge --version` prints the installed version; `run --help` names every stage `--only` takes."""
+    from importlib.metadata import version
+
+    from corpusforge.recipe import STAGES
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out == f"corpusforge {version('corpusforge')}\n"
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--only STAGE" in help_text and ", ".join(s.name for s in STAGES) in help_text
