@@ -626,6 +626,10 @@ def main(argv: list[str] | None = None) -> int:
             # What the Dask cluster's own exit hooks say about being stopped mid-start is noise after that line.
             sys.stderr = open(os.devnull, "w")
             return 130
+        if isinstance(err, ModuleNotFoundError) and (err.name or "").split(".")[0] in _EXTRA_OF:
+            extra = _EXTRA_OF[err.name.split(".")[0]]  # an optional part installed without its extra
+            print(f"error: this command needs {err.name}: pip install 'corpusforge[{extra}]'", file=sys.stderr)
+            return 2
         if isinstance(err, (UserError, ValueError, OSError)):  # bad settings or inputs, or work that failed
             print(f"error: {err}", file=sys.stderr)
             return err.exit_code if isinstance(err, UserError) else 2
@@ -636,6 +640,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 _interrupted = False
+# The extra (pyproject.toml) that installs each optional top-level package.
+_EXTRA_OF = {"torch": "train", "safetensors": "train", "starlette": "feedback", "uvicorn": "feedback",
+             "sqlalchemy": "feedback", "psycopg": "feedback"}
 
 
 def _interrupt(signum, frame) -> None:

@@ -134,3 +134,23 @@ def test_version_and_the_stage_names_in_run_help(capsys):
         cli.main(["run", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "--only STAGE" in help_text and ", ".join(s.name for s in STAGES) in help_text
+
+
+def test_a_command_whose_extra_is_not_installed_names_the_extra(tmp_path):
+    """The data pipeline installs without PyTorch (`pip install corpusforge`); `train` without it is one line
+    naming the extra, not a traceback. torch is hidden from a fresh interpreter by an import hook."""
+    hide = ("import sys\n"
+            "class Hide:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] == 'torch':\n"
+            "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+            "sys.meta_path.insert(0, Hide())\n"
+            "from corpusforge import cli\n"
+            "sys.exit(cli.main(sys.argv[1:]))\n")
+    text = tmp_path / "t.txt"
+    text.write_text("some text\n" * 100)
+    proc = subprocess.run([sys.executable, "-c", hide, "train", "pretrain", "--text", str(text), "--out",
+                           str(tmp_path / "run")], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == "error: this command needs torch: pip install 'corpusforge[train]'\n"
