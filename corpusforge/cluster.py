@@ -248,11 +248,16 @@ class _Redact(logging.Filter):
 def run_log(folder: str | os.PathLike) -> Iterator[Path]:
     """Append this run's log (stage progress with ETA, summaries, lost workers and Dask's warnings) to
     `folder/_run.log` for the block, with credentials redacted; yields the log's path. For an object store folder
-    the log is kept here (NAME_run.log) and uploaded to `folder/_run.log` at the end."""
+    the log is kept in this machine's temporary folder (corpusforge/<hash of the URL>_run.log, the same file for a
+    resumed run, never in the working directory) and uploaded to `folder/_run.log` at the end."""
+    import hashlib
+    import tempfile
+
     from corpusforge import storage
 
     remote = storage.is_url(folder)  # an object cannot be appended to: log here, upload it at the end
-    path = Path(f"{storage.name(folder)}{LOG_FILE}") if remote else Path(folder) / LOG_FILE
+    key = hashlib.sha256(str(folder).encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir(), "corpusforge", f"{key}{LOG_FILE}") if remote else Path(folder) / LOG_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = _LogFile(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

@@ -8,6 +8,7 @@ import logging
 import socket
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 from cc_fixtures import make_inputs
@@ -78,6 +79,7 @@ def test_warcs_in_and_shards_out_of_an_object_store(tmp_path, s3, capsys):
     assert b'"resumed_files": 5' in fs.cat_file(f"{bucket}/run/cc/_summary.json")
     log = fs.cat_file(f"{bucket}/run/_run.log").decode()
     assert "commoncrawl: 5/5 files" in log and "commoncrawl: finished" in log
+    assert not list(Path.cwd().glob("*_run.log"))  # the local copy lives in the temp folder, not where the user is
     everything = b"".join(fs.cat_file(p) for p in fs.find(f"{bucket}/run")) + log.encode()
     assert SECRET.encode() not in everything and b"corpusforge-test" not in everything
     assert SECRET not in capsys.readouterr().err
