@@ -421,10 +421,11 @@ def map_files(task: Callable[..., FileReport], items: Sequence[str], out_dir: st
         nonlocal done, logged
         if isinstance(report, Exception):
             exc, report = report, FileReport(input=str(items[i]))
-            if isinstance(exc, KilledWorker):  # it lost a worker on every try (out of memory, a crash): poison
+            if isinstance(exc, KilledWorker):  # it lost a worker on every try, alone too (memory, a crash): poison
                 tries = re.search(r"on (\d+) different workers", str(exc))
-                report.error(f"poison input: its task lost its worker on each of {tries[1] if tries else 'its'} "
-                             "tries (killed for memory or crashed); skipped", stage=stage)
+                n = int(tries[1]) if tries else 1
+                report.error(f"poison input: its task lost its worker on each of {2 * n} tries, the last {n} alone "
+                             "on the cluster (killed for memory or crashed); skipped", stage=stage)
             else:  # the task itself crashed: report it, keep going with the other files
                 report.error(f"task failed: {type(exc).__name__}: {exc}", stage=stage)
             reports[i] = report
@@ -444,9 +445,21 @@ def map_files(task: Callable[..., FileReport], items: Sequence[str], out_dir: st
         return f"{kept_key} {summary.counts.get(kept_key, 0):,} ({rate:,.1f}/s) errors {summary.errors}"
 
     reports: dict[int, FileReport] = {}
+    suspects: list[int] = []
+
+    def on_first_try(i: int, result: Any) -> str:
+        if isinstance(result, KilledWorker):  # its own doing, or it waited on a worker another task killed: see below
+            suspects.append(i)
+            return f"{len(suspects)} to try again alone"
+        return on_result(i, result)
+
     with ctx.dask() as client:
         results = map_tasks(client, task, items, str(out_dir), config, title=stage, console=console, keys=keys,
-                            kwargs_for=kwargs_for, on_result=on_result)
+                            kwargs_for=kwargs_for, on_result=on_first_try)
+        for i in suspects:  # one at a time, alone on the cluster: a worker's death is then this input's own doing
+            (results[i],) = map_tasks(client, task, [items[i]], str(out_dir), config, title=f"{stage}: {items[i]}",
+                                      console=console, keys=[f"{keys[i]}-alone"], kwargs_for=kwargs_for,
+                                      on_result=lambda _, result, i=i: on_result(i, result), transient=True)
     ordered = [reports.get(i, r) for i, r in enumerate(results)]
     summary.seconds = time.perf_counter() - t0
     if finish:

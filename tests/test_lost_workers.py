@@ -65,6 +65,8 @@ def _task(item: str, out_dir: str, config) -> runtime.FileReport:
             hoard.append(bytearray(20 << 20))
             time.sleep(0.02)
         raise AssertionError("the nanny did not stop a worker far above its memory limit")
+    if item == "beside":
+        time.sleep(3)  # still running on the same worker when the poison task beside it kills it
     runtime.write_json_atomic(os.path.join(out_dir, f"{item}.json"), {"input": item})
     return runtime.FileReport(input=item, counts={"documents": 1})
 
@@ -79,5 +81,17 @@ def test_a_poison_input_is_reported_after_bounded_tries_and_the_rest_completes(t
     assert summary.counts == {"documents": 4} and summary.errors == 1
     (error,) = [json.loads(line) for line in (tmp_path / "out" / runtime.ERRORS_FILE).read_text().splitlines()]
     assert error["file"] == "poison" and error["reason"] == (
-        "poison input: its task lost its worker on each of 2 tries (killed for memory or crashed); skipped")
+        "poison input: its task lost its worker on each of 4 tries, the last 2 alone on the cluster (killed for "
+        "memory or crashed); skipped")
     assert sorted(p.stem for p in (tmp_path / "out").glob("*.json") if not p.stem.startswith("_")) == list("abcd")
+
+
+def test_an_input_that_only_shared_a_dying_worker_is_tried_again_alone_and_completes(tmp_path):
+    config = cluster.ClusterConfig(memory_limit="600MiB", max_tries=2, threads_per_worker=2,
+                                   dashboard_address="127.0.0.1:0")
+    with cluster.connect(config, workers=1) as client:
+        summary, _ = runtime.map_files(_task, ["beside", "poison"], tmp_path / "out", None, stage="poison-test",
+                                       ctx=runtime.RunContext(client=client))
+    assert summary.counts == {"documents": 1} and summary.errors == 1
+    (error,) = [json.loads(line) for line in (tmp_path / "out" / runtime.ERRORS_FILE).read_text().splitlines()]
+    assert error["file"] == "poison" and (tmp_path / "out" / "beside.json").exists()
