@@ -13,6 +13,7 @@ for gcsfs); nothing here reads, stores or prints them, and errors are reported w
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import tempfile
@@ -106,6 +107,17 @@ def size(path: PathLike) -> int:
         return int(fs.size(p))
 
 
+def version(path: PathLike) -> str:
+    """What changes when a file or object is rewritten: its size and modification time (or the store's ETag)."""
+    if not is_url(path):
+        st = os.stat(path)
+        return f"{st.st_size}\0{st.st_mtime_ns}"
+    with store_errors("read", path):
+        fs, p = filesystem(str(path))
+        info = fs.info(p)
+    return f"{info.get('size')}\0{info.get('ETag') or info.get('etag') or info.get('mtime') or info.get('LastModified')}"
+
+
 def is_dir(path: PathLike) -> bool:
     """Whether `path` is a folder (on a store: a prefix with objects under it)."""
     if not is_url(path):
@@ -124,12 +136,13 @@ def exists(path: PathLike) -> bool:
 
 
 def open_file(path: PathLike, mode: str = "rb") -> IO:
-    """Open a local file or a remote object for reading (for writing, use `atomic_local`)."""
+    """Open a local file or a remote object for reading (for writing, use `atomic_path`). A remote binary file is
+    an io.BufferedReader like a local one, so line reads take a length limit (`readline(limit)`)."""
     if not is_url(path):
         return open(path, mode)
     with store_errors("read", path):
         fs, p = filesystem(str(path))
-        return fs.open(p, mode)
+        return io.BufferedReader(fs.open(p, mode)) if mode == "rb" else fs.open(p, mode)
 
 
 def read_text(path: PathLike) -> str:

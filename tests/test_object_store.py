@@ -5,6 +5,7 @@ outputs; a missing bucket, a missing credential and a dropped connection each gi
 from __future__ import annotations
 
 import io
+import json
 import logging
 import socket
 import threading
@@ -136,9 +137,10 @@ def _tables(read, paths: list[str]) -> list:
     return [pq.read_table(read(p)).to_pylist() for p in paths]
 
 
-def test_dedup_shuffles_through_an_object_store_and_removes_what_it_removes_locally(tmp_path, s3):
+def test_dedup_and_decontamination_through_an_object_store_do_what_they_do_locally(tmp_path, s3):
     """Dedup's inputs, its exchange files and its outputs all on the store (workers need no shared file system):
-    the same surviving rows and the same `_duplicates.parquet` as the run on local folders."""
+    the same surviving rows and the same `_duplicates.parquet` as the run on local folders; then decontamination
+    from the store to the store, its evaluation set on the store too, cuts the same passage."""
     fs, bucket = s3
     inputs, _ = make_inputs(tmp_path / "in")
     local = {name: tmp_path / name for name in ("cc", "copy", "dedup")}
@@ -155,6 +157,19 @@ def test_dedup_shuffles_through_an_object_store_and_removes_what_it_removes_loca
         assert cli.main(["dedup", str(local["cc"]), str(local["copy"]), "-o", str(local["dedup"]), *scheduler]) == 0
         assert cli.main(["dedup", f"s3://{bucket}/cc", f"s3://{bucket}/copy", "-o", f"s3://{bucket}/dedup",
                          *scheduler]) == 0
+        text = max((r["text"] for t in _tables(lambda p: p, list(map(str, shards))) for r in t), key=len)
+        passage = " ".join(text.split()[:40])  # an evaluation example copied from a training document
+        (tmp_path / "evals.jsonl").write_text(json.dumps({"id": "leak", "text": passage}) + "\n")
+        fs.put_file(str(tmp_path / "evals.jsonl"), f"{bucket}/evals.jsonl")
+        cuts = {}
+        for name, src, evals, out in (("local", str(local["dedup"]), str(tmp_path / "evals.jsonl"),
+                                       str(tmp_path / "clean")),
+                                      ("s3", f"s3://{bucket}/dedup", f"s3://{bucket}/evals.jsonl",
+                                       f"s3://{bucket}/clean")):
+            assert cli.main(["decontaminate", src, "--evals", evals, "--name", "qa", "-o", out, *scheduler]) == 0
+            read = (lambda p: p) if name == "local" else (lambda p: io.BytesIO(fs.cat_file(p)))
+            (cuts[name],) = _tables(read, [storage.join(out, "_decontamination.parquet")])
+        assert cuts["s3"] == cuts["local"] and {(c["eval_set"], c["example_id"]) for c in cuts["s3"]} == {("qa", "1")}
     assert not [p for p in fs.find(f"{bucket}/dedup") if p.endswith(".tmp") or "/shuffle/" in p]
     assert b'"complete": true' in fs.cat_file(f"{bucket}/dedup/_stage.json")
     kept = sorted(p for p in fs.glob(f"{bucket}/dedup/*.parquet") if not p.rsplit("/", 1)[1].startswith("_"))
