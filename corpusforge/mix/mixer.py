@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from corpusforge import documents, runtime, schema
+from corpusforge import documents, runtime, schema, storage
 from corpusforge.errors import StageFailed
 from corpusforge.mix import manifest as manifest_mod, tokenizer as tok_mod
 
@@ -181,7 +181,7 @@ def _encode_file(path: str, out_dir: str, job: _EncodeJob) -> runtime.FileReport
     if done is not None:
         return done
     t0 = time.perf_counter()
-    report = runtime.FileReport(input=path, output=str(out), bytes_in=os.path.getsize(path))
+    report = runtime.FileReport(input=path, output=str(out), bytes_in=storage.size(path))
     tokenizer = tok_mod.load(job.tokenizer)
     sets = [job.sets[i] for i in job.sets_of[path]]
     doc_schema = schema.document_schema()
