@@ -404,7 +404,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("commoncrawl", help="WARC files -> language-tagged document shards")
-    p.add_argument("inputs", nargs="+", help="WARC(.gz) paths or URLs, globs, or warc.paths(.gz) listings")
+    p.add_argument("inputs", nargs="*", help="WARC(.gz) paths or URLs, globs, or warc.paths(.gz) listings")
     p.add_argument("--output", "-o", required=True)
     config_options(p, "commoncrawl", "corpusforge.sources.commoncrawl:CommonCrawlConfig")
     _add_dask(p)
