@@ -293,6 +293,14 @@ def cmd_books(args: argparse.Namespace) -> Outcome:
     return [books.run(config, _context(args))]
 
 
+def cmd_import(args: argparse.Namespace) -> Outcome:
+    from corpusforge.sources import imported
+
+    fields = {"fields": imported.parse_fields(args.field)} if args.field else {}
+    config = options.from_args(imported.ImportConfig, args, inputs=args.inputs, output=args.output, **fields)
+    return [imported.run(config, _context(args))]
+
+
 def cmd_quality(args: argparse.Namespace) -> Outcome:
     from corpusforge import quality
 
@@ -404,7 +412,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("commoncrawl", help="WARC files -> language-tagged document shards")
-    p.add_argument("inputs", nargs="+", help="WARC(.gz) paths or URLs, globs, or warc.paths(.gz) listings")
+    p.add_argument("inputs", nargs="*", help="WARC(.gz) paths or URLs, globs, or warc.paths(.gz) listings")
     p.add_argument("--output", "-o", required=True)
     config_options(p, "commoncrawl", "corpusforge.sources.commoncrawl:CommonCrawlConfig")
     _add_dask(p)
@@ -540,6 +548,17 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     config_options(p, "books", "corpusforge.sources.books:BooksConfig")
     _add_dask(p)
     p.set_defaults(func=cmd_books)
+
+    p = sub.add_parser("import", help="your own data (JSONL, Parquet, CSV, a Hugging Face dataset saved to disk) -> "
+                       "document shards of one set (see docs/import.md)")
+    p.add_argument("inputs", nargs="+", help="files, folders, globs, or a save_to_disk folder")
+    p.add_argument("--output", "-o", required=True)
+    p.add_argument("--field", action="append", metavar="COLUMN=FIELD", help="fill a document column (text, url, "
+                   "title, id, lang) from this field of the input, e.g. text=body (repeatable; default: the field "
+                   "of the same name)")
+    config_options(p, "import", "corpusforge.sources.imported:ImportConfig")
+    _add_dask(p)
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("quality", help="document shards -> the documents that pass Gopher/C4 rules and GPT-3's "
                        "quality classifier (see docs/quality.md)")

@@ -48,7 +48,8 @@ DIRTY_FILE = "_dirty_examples.parquet"  # decontaminate: the evaluation examples
 # FileReport fields that describe one run rather than the input (kept out of a shard's metadata).
 _RUN_FIELDS = ("output", "seconds", "resumed", "redone")
 # Config fields that do not shape an output file (which inputs a stage reads is decided by the item itself).
-_NOT_SHAPING = ("inputs", "output", "limit_files", "task_bytes")
+_NOT_SHAPING = ("inputs", "output", "limit_files", "task_bytes", "crawls", "crawl_index", "sample_files",
+                "sample_seed")
 
 
 # ---------------------------------------------------------------------------------------------------------- writes

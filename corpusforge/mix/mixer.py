@@ -58,9 +58,10 @@ class MixSet:
     def validate(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
             raise ValueError(f"name: {self.name!r} must be letters, digits, '_', '-' or '.' (it names a folder)")
-        sources = schema.load_json_schema("document")["properties"]["source"]["enum"]
-        if self.source not in sources:
-            raise ValueError(f"sets.{self.name}.source: {self.source!r} is not one of {sources}")
+        pattern = schema.load_json_schema("document")["properties"]["source"]["pattern"]
+        if not re.fullmatch(pattern, self.source):
+            raise ValueError(f"sets.{self.name}.source: {self.source!r} is not a source name (commoncrawl, webtext2, "
+                             "books, wikipedia, or an imported set's: letters, digits, '_', '-', '.')")
         if not self.inputs:
             raise ValueError(f"sets.{self.name}.inputs: name at least one folder or glob of document shards")
         if not (self.weight >= 0 and math.isfinite(self.weight)):

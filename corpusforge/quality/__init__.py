@@ -6,7 +6,8 @@ holding the documents it keeps, atomically (a re-run keeps finished shards). Whi
 config: by default the heuristics (`heuristics`: Gopher's and C4's rules) judge commoncrawl and webtext2 documents
 and the classifier (`classifier`: GPT-3's logistic regression and Pareto rule) judges commoncrawl documents only,
 as GPT-3 did; documents of other sources pass through unchanged. A document dropped by a rule is counted as
-`dropped_<rule>` (the first rule it fails), one dropped by the classifier as `dropped_classifier`, and the
+`dropped_<rule>` (the first rule it fails), one dropped by your own filter (`filters`, run after the rules:
+quality/custom.py) as `dropped_<its reason>`, one dropped by the classifier as `dropped_classifier`, and the
 classifier's score of every document it judged and kept is the `quality_score` column.
 
 Before the shards are filtered, the classifier is trained on a seeded sample of its positive and negative shards
@@ -30,12 +31,13 @@ import pyarrow.parquet as pq
 from corpusforge import runtime, schema
 from corpusforge.documents import find_shards, read_batches, unit_hash
 from corpusforge.options import option
-from corpusforge.quality import classifier, heuristics
+from corpusforge.quality import classifier, custom, heuristics
 from corpusforge.quality.classifier import ClassifierConfig
+from corpusforge.quality.custom import FilterConfig
 from corpusforge.quality.heuristics import HeuristicsConfig
 from corpusforge.runtime import DROPPED_FILE
 
-__all__ = ["ClassifierConfig", "HeuristicsConfig", "QualityConfig", "filter_shard", "run"]
+__all__ = ["ClassifierConfig", "FilterConfig", "HeuristicsConfig", "QualityConfig", "filter_shard", "run"]
 
 MODEL_FILE = "_classifier.npz"
 DROPPED_PARTS = "_work/dropped"
@@ -55,6 +57,7 @@ class QualityConfig:
     classifier: ClassifierConfig = dataclasses.field(default_factory=ClassifierConfig)
     dropped_sample: int = dataclasses.field(default=20, metadata=option(
         "dropped documents kept per reason in _dropped.parquet (0: none)"))
+    filters: list[FilterConfig] = dataclasses.field(default_factory=list)  # your own: quality/custom.py
 
     def validate(self) -> None:
         if not self.inputs:
@@ -63,6 +66,8 @@ class QualityConfig:
             raise ValueError(f"dropped_sample: must be >= 0, got {self.dropped_sample}")
         self.heuristics.validate()
         self.classifier.validate()
+        for f in self.filters:
+            f.validate()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +83,7 @@ class _Job:
     alpha: float
     seed: int
     dropped_sample: int
+    filters: tuple[custom.Packed, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------------- one batch
@@ -99,6 +105,7 @@ def judge(table: pa.Table, job: _Job) -> tuple[np.ndarray, np.ndarray, np.ndarra
             hit = failed == i
             reason[judged[hit]] = rule.name
             value[judged[hit]] = measures[rule.measure][hit]
+    custom.apply(job.filters, table, sources, reason)
     scored = np.flatnonzero(np.isin(sources, job.classifier_sources) & (reason == ""))
     if len(scored):
         part = table.take(scored)
@@ -231,7 +238,8 @@ def run(config: QualityConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
     extra: dict[str, Any] = {"inputs": shards, "missing_inputs": missing,
                              "rules": {r.name: t for r, t in config.heuristics.rules()},
                              "heuristic_sources": config.heuristics.sources,
-                             "classifier_sources": config.classifier.sources}
+                             "classifier_sources": config.classifier.sources,
+                             "filters": {f.reason(): f.function for f in config.filters}}
     with ctx.dask() as client:
         model = None
         if config.classifier.sources and shards:
@@ -239,7 +247,8 @@ def run(config: QualityConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
         job = _Job(rules=config.heuristics.rules(), stop_words=config.heuristics.stop_words,
                    heuristic_sources=config.heuristics.sources, classifier_sources=config.classifier.sources,
                    model=model, keep=config.classifier.keep, alpha=config.classifier.alpha, seed=config.seed,
-                   dropped_sample=config.dropped_sample)
+                   dropped_sample=config.dropped_sample,
+                   filters=tuple(custom.Packed(f) for f in config.filters))
         summary, reports = runtime.map_files(filter_shard, shards, out, job, stage="quality", ctx=ctx,
                                              kept_key="kept", finish=False)
     if config.dropped_sample:
