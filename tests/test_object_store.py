@@ -17,8 +17,9 @@ from cc_fixtures import make_inputs
 
 from rich.console import Console
 
-from corpusforge import cli, runtime, storage
+from corpusforge import cli, quality, runtime, storage
 from corpusforge.mix import mixer, tokenizer
+from corpusforge.quality.classifier import ClassifierConfig
 
 pytest.importorskip("s3fs", reason="the s3 extra (s3fs) is not installed")
 moto_server = pytest.importorskip("moto.server", reason="moto[server] (a test extra) is not installed")
@@ -173,6 +174,14 @@ def test_dedup_and_decontamination_through_an_object_store_do_what_they_do_local
             read = (lambda p: p) if name == "local" else (lambda p: io.BytesIO(fs.cat_file(p)))
             (cuts[name],) = _tables(read, [storage.join(out, "_decontamination.parquet")])
         assert cuts["s3"] == cuts["local"] and {(c["eval_set"], c["example_id"]) for c in cuts["s3"]} == {("qa", "1")}
+        # the quality rules from the store to the store keep and drop what they do locally
+        kept = {}
+        for name, src, out in (("local", str(local["dedup"]), str(tmp_path / "quality")),
+                               ("s3", f"s3://{bucket}/dedup", f"s3://{bucket}/quality")):
+            config = quality.QualityConfig(inputs=[src], output=out, classifier=ClassifierConfig(sources=[]))
+            kept[name] = quality.run(config, runtime.RunContext(client=client, console=Console(quiet=True))).counts
+        assert kept["s3"] == kept["local"] and kept["s3"]["kept"] > 0
+        assert fs.exists(f"{bucket}/quality/_dropped.parquet") and fs.exists(f"{bucket}/quality/_stage.json")
         # the tokenizer and the mix read their documents from the store too (the mixed corpus is written locally,
         # where the trainer reads it): the same tokenizer and the same token counts per set as from local folders
         ctx = runtime.RunContext(client=client, console=Console(quiet=True))

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from corpusforge import runtime, schema
+from corpusforge import runtime, schema, storage
 from corpusforge.documents import find_shards, read_batches, unit_hash
 from corpusforge.options import option
 from corpusforge.quality import classifier, custom, heuristics
@@ -151,12 +150,12 @@ def _output_name(path: str) -> str:
 def filter_shard(item: str, out_dir: str, job: _Job) -> runtime.FileReport:
     """The per-shard task: the kept documents of one input shard -> one output shard (atomic; a finished one is kept
     and its report reused), and its sample of dropped documents (written first, so a finished shard has it)."""
-    out_path = Path(out_dir) / _output_name(item)
+    out_path = storage.join(out_dir, _output_name(item))  # a local path or an object store URL
     fp = runtime.resume(out_path, item, job, files=[item] + ([job.model] if job.model else []))
     if fp.done is not None:
         return fp.done
     t0 = time.perf_counter()
-    report = runtime.FileReport(input=item, output=str(out_path), bytes_in=Path(item).stat().st_size,
+    report = runtime.FileReport(input=item, output=str(out_path), bytes_in=storage.size(item),
                                 redone=fp.redone)
     report.count("documents", 0)
     report.count("kept", 0)
@@ -185,7 +184,7 @@ def filter_shard(item: str, out_dir: str, job: _Job) -> runtime.FileReport:
                 dropped = _lowest_per_reason(pa.concat_tables([dropped, _as(rows, dropped.schema)]),
                                              job.dropped_sample, job.seed)
         if job.dropped_sample:
-            with runtime.ShardWriter(Path(out_dir, DROPPED_PARTS, out_path.name), "dropped") as part:
+            with runtime.ShardWriter(storage.join(out_dir, DROPPED_PARTS, storage.name(out_path)), "dropped") as part:
                 part.write_table(dropped)
         report.seconds = time.perf_counter() - t0
         writer.set_report(report)
@@ -193,10 +192,10 @@ def filter_shard(item: str, out_dir: str, job: _Job) -> runtime.FileReport:
 
 
 # ---------------------------------------------------------------------------------------------------- the stage
-def _classifier_model(config: QualityConfig, out: Path, client: Any, console: Any) -> tuple[str, dict[str, Any]]:
+def _classifier_model(config: QualityConfig, out: str, client: Any, console: Any) -> tuple[str, dict[str, Any]]:
     """The model file to score with: the configured or earlier one if it exists, else one trained now."""
-    path = Path(config.classifier.model or out / MODEL_FILE)
-    if not path.exists():
+    path = str(config.classifier.model or storage.join(out, MODEL_FILE))
+    if not storage.exists(path):
         shards = []
         for key in ("positives", "negatives"):
             found, missing = find_shards(getattr(config.classifier, key))
@@ -212,14 +211,16 @@ def _classifier_model(config: QualityConfig, out: Path, client: Any, console: An
     return str(path), {"model": str(path), **model.settings.get("training", {})}
 
 
-def _merge_dropped(out: Path, names: list[str], k: int, seed: int) -> int:
+def _merge_dropped(out: str, names: list[str], k: int, seed: int) -> int:
     """Write `_dropped.parquet`: the `k` lowest-coin dropped documents of each reason over all shards' samples."""
     merged = schema.empty_table("dropped")
     for name in names:
-        part = out / DROPPED_PARTS / name
-        if part.exists():
-            merged = _lowest_per_reason(pa.concat_tables([merged, _as(pq.read_table(part), merged.schema)]), k, seed)
-    with runtime.ShardWriter(out / DROPPED_FILE, "dropped") as writer:
+        part = storage.join(out, DROPPED_PARTS, name)
+        if storage.exists(part):
+            where, fs = storage.arrow_path(part)
+            table = _as(pq.read_table(where, filesystem=fs), merged.schema)
+            merged = _lowest_per_reason(pa.concat_tables([merged, table]), k, seed)
+    with runtime.ShardWriter(storage.join(out, DROPPED_FILE), "dropped") as writer:
         writer.write_table(merged)
     return merged.num_rows
 
@@ -231,7 +232,7 @@ def run(config: QualityConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
     console = ctx.console
     config.validate()
     t0 = time.perf_counter()
-    out = Path(config.output)
+    out = config.output  # a local folder or an object store URL
     shards, missing = find_shards(config.inputs, exclude=out)
     for spec in missing:
         console.print(f"[yellow]quality: warning: input {spec} does not exist; skipped[/yellow]")
