@@ -13,7 +13,11 @@ from corpusforge import options
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with a usage error as one line (`error: ...`) and exit 2, like every other user error."""
+    """argparse, with a usage error as one line (`error: ...`) and exit 2, like every other user error, and every
+    option's default in its help."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **{"formatter_class": options.DefaultsHelpFormatter, **kwargs})
 
     def error(self, message: str):
         self.exit(2, f"error: {self.prog}: {message}\n")
@@ -278,9 +282,10 @@ def cmd_wikipedia(args: argparse.Namespace) -> Outcome:
     from corpusforge.sources import wikipedia
 
     if args.inputs[0] == "download":
-        if len(args.inputs) != 2:
+        names = args.inputs[1:] + ([args.name] if getattr(args, "name", None) else [])
+        if len(names) != 1:
             raise UserError("usage: corpusforge wikipedia download NAME --output DIR [--base-url URL]")
-        wikipedia.download(args.inputs[1], args.output, base_url=args.base_url or wikipedia.DUMPS_URL)
+        wikipedia.download(names[0], args.output, base_url=args.base_url or wikipedia.DUMPS_URL)
         return None
     config = options.from_args(wikipedia.WikipediaConfig, args, inputs=args.inputs, output=args.output)
     return [wikipedia.run(config, _context(args))]
@@ -522,16 +527,24 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--run-dir", default=None, help="folder with the stage outputs (default: the corpus's parent)")
     p.set_defaults(func=cmd_stats)
 
-    p = sub.add_parser("wikipedia", help="MediaWiki XML dumps -> article documents; `wikipedia download NAME` "
-                       "fetches and verifies a dump", description="corpusforge wikipedia DUMP... --output DIR  |  "
-                       "corpusforge wikipedia download NAME --output DIR [--base-url URL]")
-    p.add_argument("inputs", nargs="+", metavar="DUMP",
-                   help="dumps (.xml.bz2, multistream with its index beside it, or .xml), folders or globs; or "
-                        "`download NAME` (enwiki, enwiki-20240601, or a dump file name)")
-    p.add_argument("--output", "-o", required=True)
-    p.add_argument("--base-url", default=None, help="download: the dump server (default https://dumps.wikimedia.org/)")
-    config_options(p, "wikipedia", "corpusforge.sources.wikipedia:WikipediaConfig")
-    _add_dask(p)
+    if words is not None and words[:2] == ["wikipedia", "download"]:  # its own arguments, and its own --help
+        p = sub.add_parser("wikipedia", prog="corpusforge wikipedia download",
+                           description="fetch a Wikipedia dump with its multistream index and verify their checksums")
+        p.add_argument("inputs", nargs=1, choices=["download"], metavar="download")
+        p.add_argument("name", metavar="NAME",
+                       help="a wiki (enwiki), a wiki and date (enwiki-20240601) or a dump file name")
+        p.add_argument("--output", "-o", required=True, help="folder the files are written to")
+    else:
+        p = sub.add_parser("wikipedia", help="MediaWiki XML dumps -> article documents; `wikipedia download NAME` "
+                           "fetches and verifies a dump", description="corpusforge wikipedia DUMP... --output DIR  |  "
+                           "corpusforge wikipedia download NAME --output DIR [--base-url URL] (see its --help)")
+        p.add_argument("inputs", nargs="+", metavar="DUMP",
+                       help="dumps (.xml.bz2, multistream with its index beside it, or .xml), folders or globs; or "
+                            "`download NAME` (enwiki, enwiki-20240601, or a dump file name)")
+        p.add_argument("--output", "-o", required=True)
+        config_options(p, "wikipedia", "corpusforge.sources.wikipedia:WikipediaConfig")
+        _add_dask(p)
+    p.add_argument("--base-url", default=None, help="download: the dump server (default: https://dumps.wikimedia.org/)")
     p.set_defaults(func=cmd_wikipedia)
 
     p = sub.add_parser("books", help="Gutenberg .txt, plain .txt collections and EPUB -> book-part documents")
