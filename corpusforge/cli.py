@@ -148,11 +148,14 @@ def cmd_eval_compare(args: argparse.Namespace) -> Outcome:
 
 
 def cmd_generate(args: argparse.Namespace) -> Outcome:
-    from corpusforge.trainer.generate import SamplingConfig, generate_text
+    from corpusforge.trainer.generate import SamplingConfig, choose_checkpoint, generate_text
 
     sampling = options.from_args(SamplingConfig, args)
+    which, why = (args.checkpoint, None) if args.checkpoint else choose_checkpoint(args.run_dir)
+    if why:
+        print(why, file=sys.stderr)
     texts = generate_text(args.run_dir, args.prompt, **dataclasses.asdict(sampling), num_samples=args.num_samples,
-                          device=args.device, which=args.checkpoint)
+                          device=args.device, which=which)
     print("\n---------------\n".join(texts))
 
 
@@ -450,8 +453,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--num-samples", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--checkpoint", choices=("best", "last"), default=None,
-                   help="best: the weights at the lowest validation loss (the default when the run has them); "
-                        "last: the latest checkpoint")
+                   help="best: the weights at the lowest validation loss; last: the latest checkpoint (default: best "
+                        "when the run has them, unless they come from the first half of the run: then last)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("chat", help="talk to a trained run in the terminal; with stdin not a terminal, each line "

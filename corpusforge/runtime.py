@@ -301,27 +301,33 @@ def mark_expected(errors: list[dict[str, Any]]) -> int:
 
 
 def print_summary(summary: StageSummary, console: Any = None) -> None:
+    """The stage's summary in a few lines: files, errors, bytes and seconds; its counters, those of a kind
+    (skipped_, dropped_, removed_) together; its documents by language. Per source or language breakdowns (keys
+    with ':' or '.') and byte counters are in `_summary.json` and the report, not here."""
     from rich.console import Console
-    from rich.table import Table
 
     console = console or Console(stderr=True)
-    table = Table(title=f"{summary.stage}: summary", show_header=True, header_style="bold")
-    table.add_column("what")
-    table.add_column("count", justify="right")
-    table.add_row("files", f"{summary.files:,}" + (f" ({summary.resumed_files} resumed)" if summary.resumed_files else ""))
-    for key, value in sorted(summary.counts.items()):
-        if ":" not in key and "." not in key:  # per source or language breakdowns: in _summary.json and the report
-            table.add_row(key.replace("_", " "), f"{value:,}")
     expected = f" ({summary.expected_errors:,} expected: see _errors.jsonl)" if summary.expected_errors else ""
-    table.add_row("errors", f"{summary.errors:,}{expected}")
-    if summary.warnings:
-        table.add_row("warnings", f"{summary.warnings:,}")
-    table.add_row("bytes in", f"{summary.bytes_in:,}")
-    table.add_row("seconds", f"{summary.seconds:.1f}")
-    console.print(table)
+    head = [f"{summary.files:,} files" + (f" ({summary.resumed_files} resumed)" if summary.resumed_files else ""),
+            f"errors {summary.errors:,}{expected}", *([f"warnings {summary.warnings:,}"] if summary.warnings else []),
+            f"{summary.bytes_in:,} bytes in", f"{summary.seconds:.1f} s"]
+    plain: list[str] = []
+    kinds: dict[str, list[str]] = {}
+    for key, value in sorted(summary.counts.items()):
+        if ":" in key or "." in key or key.endswith("_bytes"):
+            continue
+        kind, _, what = key.partition("_")
+        if kind in ("skipped", "dropped", "removed") and what:
+            kinds.setdefault(kind, []).append(f"{what.replace('_', ' ')} {value:,}")
+        else:
+            plain.append(f"{key.replace('_', ' ')} {value:,}")
+    console.print(f"[bold]{summary.stage}: summary[/bold]: " + ", ".join(head), highlight=False)
+    counts = "; ".join([", ".join(plain), *(f"{kind}: {', '.join(v)}" for kind, v in kinds.items())])
+    if counts.strip("; "):
+        console.print(f"  {counts}", highlight=False)
     if summary.by_lang:
         langs = ", ".join(f"{k} {v}" for k, v in list(summary.to_json()["by_lang"].items())[:15])
-        console.print(f"documents by language: {langs}")
+        console.print(f"  documents by language: {langs}", highlight=False)
 
 
 # ------------------------------------------------------------------------------------------------------------ dask

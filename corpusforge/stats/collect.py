@@ -33,6 +33,8 @@ SCORE_BINS = 20  # histogram bins over [0, 1]
 DROPPED_EXAMPLES = 3  # examples per reason from a stage's sample of dropped documents
 CUT_EXAMPLES = 3  # examples per evaluation set of the n-grams decontamination cut
 EXAMPLE_CHARS = 300  # of each example's text
+DUPLICATE_EXAMPLES = 2  # examples per kind of duplicate (url, exact, near), with both texts
+ERROR_LINES = 20  # error lines listed per stage (all of them are in its `_errors.jsonl`)
 # A stage's counters with these prefixes are documents it removed, by reason (dropped_language, removed_near...).
 DROP_COUNTER = re.compile(r"^(dropped|skipped|removed|filtered|rejected)_[^:.]+$")
 
@@ -168,7 +170,8 @@ def stage_reports(run_dir: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue  # a summary is written atomically; an unparsable one is not ours
         counts = summary.get("counts", {})
-        errors, warnings = _error_reasons(path.parent / runtime.ERRORS_FILE)
+        errors, warnings, listed = _error_reasons(path.parent / runtime.ERRORS_FILE)
+        duplicates = _side_file(_duplicates, path.parent / DUPLICATES_FILE, errors)
         found.append({
             "stage": summary.get("stage", path.parent.name), "folder": path.parent.name,
             "files": summary.get("files", 0), "seconds": summary.get("seconds", 0.0),
@@ -176,8 +179,11 @@ def stage_reports(run_dir: Path) -> list[dict[str, Any]]:
             "drops": {k: v for k, v in sorted(counts.items()) if DROP_COUNTER.match(k) and v},
             "drops_by_source_lang": drops_by_source_lang(counts),
             "errors": summary.get("errors", 0),
-            "errors_by_reason": errors, "warnings_by_reason": warnings,
-            "duplicates": _side_file(_duplicates, path.parent / DUPLICATES_FILE, errors),
+            "errors_by_reason": errors, "warnings_by_reason": warnings, "error_lines": listed,
+            "thresholds": summary.get("extra", {}).get("rules"),
+            "duplicates": duplicates,
+            "duplicate_examples": duplicates and _side_file(duplicate_examples, path.parent / DUPLICATES_FILE,
+                                                            errors, summary.get("extra", {}).get("inputs") or []),
             "dropped_sample": _side_file(dropped_sample, path.parent / DROPPED_FILE, errors),
             "decontamination": _side_file(decontamination, path.parent / DECONTAMINATION_FILE, errors,
                                           summary.get("extra", {}).get("eval_sets")),
@@ -204,8 +210,9 @@ def drops_by_source_lang(counts: dict[str, int]) -> dict[str, dict[str, Any]]:
 
 
 def rule_costs(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per quality rule that dropped documents in the run: how many, the share per source and language, and beside
-    it the share of real good text it drops and of junk it catches as measured (`quality.false_drops`)."""
+    """Per quality rule that dropped documents in the run: its threshold, how many, the share per source and
+    language, and beside it the share of real good text it drops and of junk it catches as measured
+    (`quality.false_drops`)."""
     from corpusforge.quality import false_drops
     from corpusforge.quality.heuristics import RULE_NAMES
 
@@ -219,15 +226,18 @@ def rule_costs(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 continue
             m = measured.get(rule, {})
             rows.append({"stage": stage["stage"], "rule": rule, "dropped": dropped,
+                         "threshold": (stage.get("thresholds") or {}).get(rule),
                          "shares": {k: v["shares"][rule] for k, v in by.items() if rule in v["shares"]},
                          "good_max": m.get("good_max"), "good_set": m.get("good_set"), "junk": m.get("junk")})
     return rows
 
 
-def _error_reasons(path: Path) -> tuple[dict[str, int], dict[str, int]]:
+def _error_reasons(path: Path, lines: int = ERROR_LINES) -> tuple[dict[str, int], dict[str, int], list[dict]]:
     """Errors and warnings (lines with `"level": "warning"`: odd input that lost nothing) per reason: the reason's
-    text before its first ':', so 'truncated gzip stream: at byte 912' and '...: at byte 77' count together."""
+    text before its first ':', so 'truncated gzip stream: at byte 912' and '...: at byte 77' count together; and
+    the first `lines` of them as written (file, offset, stage, reason cut to EXAMPLE_CHARS, level, expected)."""
     reasons: dict[str, Counter[str]] = {"error": Counter(), "warning": Counter()}
+    listed: list[dict[str, Any]] = []
     if path.exists():
         with path.open(encoding="utf-8") as f:
             for line in f:
@@ -235,9 +245,47 @@ def _error_reasons(path: Path) -> tuple[dict[str, int], dict[str, int]]:
                     record = json.loads(line)
                     reason, level = str(record.get("reason", "unknown")), record.get("level", "error")
                 except (json.JSONDecodeError, AttributeError):
-                    reason, level = "unparsable error line", "error"
+                    record, reason, level = {}, "unparsable error line", "error"
                 reasons["warning" if level == "warning" else "error"][reason.split(":", 1)[0].strip()] += 1
-    return dict(reasons["error"].most_common()), dict(reasons["warning"].most_common())
+                if len(listed) < lines:
+                    listed.append({"file": record.get("file"), "offset": record.get("offset"),
+                                   "stage": record.get("stage"), "reason": reason[:EXAMPLE_CHARS], "level": level,
+                                   "expected": record.get("expected")})
+    return dict(reasons["error"].most_common()), dict(reasons["warning"].most_common()), listed
+
+
+def duplicate_examples(path: Path, inputs: list[str], examples: int = DUPLICATE_EXAMPLES) -> dict[str, Any] | None:
+    """The first `examples` duplicates of each kind in `_duplicates.parquet`, each with the text of the copy removed
+    and of the copy kept (their first EXAMPLE_CHARS characters, found by id in the dedup stage's `inputs`, read an
+    `id` column at a time until all are found); None without the file."""
+    if not path.exists():
+        return None
+    chosen: dict[str, list[dict[str, Any]]] = {}
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=65536):
+        for row in batch.to_pylist():
+            kind = chosen.setdefault(row["kind"], [])
+            if len(kind) < examples:
+                kind.append({k: row.get(k) for k in ("kind", "jaccard", "removed_id", "removed_source", "kept_id",
+                                                     "kept_source")})
+        if all(len(v) >= examples for v in chosen.values()):
+            break
+    wanted = {e[k] for rows in chosen.values() for e in rows for k in ("removed_id", "kept_id")}
+    texts: dict[str, dict[str, Any]] = {}
+    for shard in inputs:
+        if len(texts) == len(wanted):
+            break
+        try:
+            parquet = pq.ParquetFile(shard)
+        except (OSError, pa.ArrowException):
+            continue  # an input gone or damaged since: its examples go without text
+        for batch in parquet.iter_batches(columns=["id", "url", "text"], batch_size=8192):
+            hit = pc.is_in(batch.column("id"), value_set=pa.array(sorted(wanted), pa.string()))
+            for row in batch.filter(hit).to_pylist():
+                texts[row["id"]] = {"url": row["url"], "text": (row["text"] or "")[:EXAMPLE_CHARS]}
+    for rows in chosen.values():
+        for e in rows:
+            e["removed"], e["kept"] = texts.get(e["removed_id"]), texts.get(e["kept_id"])
+    return chosen
 
 
 def _side_file(read, path: Path, errors: dict[str, int], *args: Any) -> Any:
@@ -321,6 +369,16 @@ BOOKKEEPING = ("request", "metadata", "warcinfo", "revisit", "resource", "conver
 # The stages after the sources, in data-flow order, and the funnel step each one ends.
 LATER_STEPS = {"quality": "quality kept", "dedup": "after dedup", "decontaminate": "after decontamination",
                "mix": "tokens in the mix"}
+
+
+FUNNEL_STEPS = ("records read", "HTML responses", "extracted", "language kept", *LATER_STEPS.values())
+
+
+def funnel_row(step: dict[str, Any]) -> str:
+    """The row of FUNNEL_STEPS a source's step belongs to: a source without WARC records reads pages, books or
+    rows, and makes documents at once (the row "extracted")."""
+    name = step["step"]
+    return "records read" if name.endswith(" read") else "extracted" if name == "documents" else name
 
 
 def _step(name: str, stage: str, documents: int | None, bytes_: int | None, *, into: int | None = None,
