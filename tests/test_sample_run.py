@@ -21,7 +21,7 @@ import pytest
 from corpusforge.stats import collect
 
 ROOT = Path(__file__).resolve().parents[1]
-LINE_BUDGET = 150  # today ~110 lines; was 438 before the console was made quieter
+LINE_BUDGET = 130  # 106 lines measured (+4 when Dask warns that its dashboard port is taken); 438 before
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 
