@@ -131,8 +131,10 @@ class ShardWriter:
         if "text" in self.schema.names and "source" in self.schema.names and table.num_rows:
             sizes = pa.table({"source": table.column("source"),
                               "bytes": pc.binary_length(table.column("text").cast(pa.large_string()))})
-            for row in sizes.group_by("source").aggregate([("bytes", "sum"), ("bytes", "count")]).to_pylist():
-                self._written[f"out.{row['source']}.documents"] += row["bytes_count"]
+            counted = sizes.group_by("source").aggregate([("bytes", "sum"),
+                                                          ("source", "count", pc.CountOptions(mode="all"))])
+            for row in counted.to_pylist():
+                self._written[f"out.{row['source']}.documents"] += row["source_count"]
                 self._written[f"out.{row['source']}.bytes"] += row["bytes_sum"] or 0
         self._flush()
         self._open().write_table(table.select(self.schema.names).cast(self.schema), row_group_size=self.row_group_rows)
