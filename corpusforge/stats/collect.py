@@ -437,7 +437,8 @@ def _later_step(stage: str, source: str, summary: dict[str, Any], sets: list[dic
     them (the quality stage judges the web sources only)."""
     c = summary.get("counts", {})
     name = LATER_STEPS[stage]
-    out_docs, out_bytes = c.get(f"out.{source}.documents", 0), c.get(f"out.{source}.bytes", 0)
+    counted = 0 if any(k.startswith("out.") for k in c) else None  # a source not written: 0; an older run: None
+    out_docs, out_bytes = c.get(f"out.{source}.documents", counted), c.get(f"out.{source}.bytes", counted)
     if stage == "quality":
         into = sum(v for k, v in c.items() if k.startswith(f"{source}:") and k.endswith(":documents"))
         if not into:
