@@ -13,7 +13,11 @@ from corpusforge import options
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with a usage error as one line (`error: ...`) and exit 2, like every other user error."""
+    """argparse, with a usage error as one line (`error: ...`) and exit 2, like every other user error, and every
+    option's default in its help."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **{"formatter_class": options.DefaultsHelpFormatter, **kwargs})
 
     def error(self, message: str):
         self.exit(2, f"error: {self.prog}: {message}\n")
@@ -144,11 +148,14 @@ def cmd_eval_compare(args: argparse.Namespace) -> Outcome:
 
 
 def cmd_generate(args: argparse.Namespace) -> Outcome:
-    from corpusforge.trainer.generate import SamplingConfig, generate_text
+    from corpusforge.trainer.generate import SamplingConfig, choose_checkpoint, generate_text
 
     sampling = options.from_args(SamplingConfig, args)
+    which, why = (args.checkpoint, None) if args.checkpoint else choose_checkpoint(args.run_dir)
+    if why:
+        print(why, file=sys.stderr)
     texts = generate_text(args.run_dir, args.prompt, **dataclasses.asdict(sampling), num_samples=args.num_samples,
-                          device=args.device, which=args.checkpoint)
+                          device=args.device, which=which)
     print("\n---------------\n".join(texts))
 
 
@@ -278,9 +285,10 @@ def cmd_wikipedia(args: argparse.Namespace) -> Outcome:
     from corpusforge.sources import wikipedia
 
     if args.inputs[0] == "download":
-        if len(args.inputs) != 2:
+        names = args.inputs[1:] + ([args.name] if getattr(args, "name", None) else [])
+        if len(names) != 1:
             raise UserError("usage: corpusforge wikipedia download NAME --output DIR [--base-url URL]")
-        wikipedia.download(args.inputs[1], args.output, base_url=args.base_url or wikipedia.DUMPS_URL)
+        wikipedia.download(names[0], args.output, base_url=args.base_url or wikipedia.DUMPS_URL)
         return None
     config = options.from_args(wikipedia.WikipediaConfig, args, inputs=args.inputs, output=args.output)
     return [wikipedia.run(config, _context(args))]
@@ -453,8 +461,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--num-samples", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--checkpoint", choices=("best", "last"), default=None,
-                   help="best: the weights at the lowest validation loss (the default when the run has them); "
-                        "last: the latest checkpoint")
+                   help="best: the weights at the lowest validation loss; last: the latest checkpoint (default: best "
+                        "when the run has them, unless they come from the first half of the run: then last)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("chat", help="talk to a trained run in the terminal; with stdin not a terminal, each line "
@@ -530,16 +538,24 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--run-dir", default=None, help="folder with the stage outputs (default: the corpus's parent)")
     p.set_defaults(func=cmd_stats)
 
-    p = sub.add_parser("wikipedia", help="MediaWiki XML dumps -> article documents; `wikipedia download NAME` "
-                       "fetches and verifies a dump", description="corpusforge wikipedia DUMP... --output DIR  |  "
-                       "corpusforge wikipedia download NAME --output DIR [--base-url URL]")
-    p.add_argument("inputs", nargs="+", metavar="DUMP",
-                   help="dumps (.xml.bz2, multistream with its index beside it, or .xml), folders or globs; or "
-                        "`download NAME` (enwiki, enwiki-20240601, or a dump file name)")
-    p.add_argument("--output", "-o", required=True)
-    p.add_argument("--base-url", default=None, help="download: the dump server (default https://dumps.wikimedia.org/)")
-    config_options(p, "wikipedia", "corpusforge.sources.wikipedia:WikipediaConfig")
-    _add_dask(p)
+    if words is not None and words[:2] == ["wikipedia", "download"]:  # its own arguments, and its own --help
+        p = sub.add_parser("wikipedia", prog="corpusforge wikipedia download",
+                           description="fetch a Wikipedia dump with its multistream index and verify their checksums")
+        p.add_argument("inputs", nargs=1, choices=["download"], metavar="download")
+        p.add_argument("name", metavar="NAME",
+                       help="a wiki (enwiki), a wiki and date (enwiki-20240601) or a dump file name")
+        p.add_argument("--output", "-o", required=True, help="folder the files are written to")
+    else:
+        p = sub.add_parser("wikipedia", help="MediaWiki XML dumps -> article documents; `wikipedia download NAME` "
+                           "fetches and verifies a dump", description="corpusforge wikipedia DUMP... --output DIR  |  "
+                           "corpusforge wikipedia download NAME --output DIR [--base-url URL] (see its --help)")
+        p.add_argument("inputs", nargs="+", metavar="DUMP",
+                       help="dumps (.xml.bz2, multistream with its index beside it, or .xml), folders or globs; or "
+                            "`download NAME` (enwiki, enwiki-20240601, or a dump file name)")
+        p.add_argument("--output", "-o", required=True)
+        config_options(p, "wikipedia", "corpusforge.sources.wikipedia:WikipediaConfig")
+        _add_dask(p)
+    p.add_argument("--base-url", default=None, help="download: the dump server (default: https://dumps.wikimedia.org/)")
     p.set_defaults(func=cmd_wikipedia)
 
     p = sub.add_parser("books", help="Gutenberg .txt, plain .txt collections and EPUB -> book-part documents")

@@ -46,8 +46,8 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, 
             continue
         default = _default(field)
         help_text = field.metadata.get("help", "")
-        shown = "none" if default is None else " ".join(map(str, default)) if isinstance(default, list) else default
-        kwargs["help"] = f"{help_text} (default: {shown})".lstrip()
+        shown = "none" if default in (None, []) else " ".join(map(str, default)) if isinstance(default, list) else default
+        kwargs["help"] = help_text if "default" in help_text else f"{help_text} (default: {shown})".lstrip()
         if "action" not in kwargs and "choices" not in kwargs:
             kwargs["metavar"] = field.name.upper()
         parser.add_argument(field.metadata.get("flag") or "--" + field.name.replace("_", "-"),
@@ -57,6 +57,27 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, 
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", dest=_DEST + "set",
                         help=f"any {cls.__name__} setting, a TOML value (repeatable; dotted keys reach tables, "
                              "e.g. --set heuristics.thresholds.gopher_min_words=100)")
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """argparse's help with every option's default where its help text does not say it already (generated options
+    say theirs; a flag's default is "off", an option without one "none")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text or action.required or not action.option_strings or action.default is argparse.SUPPRESS
+                or isinstance(action, (argparse._HelpAction, argparse._VersionAction))
+                or (action.default is None and isinstance(action, argparse._AppendAction))):  # --set, repeatable
+            return text
+        value = action.default
+        shown = ("none" if value is None else "off" if value is False else " ".join(map(str, value))
+                 if isinstance(value, list) else str(value))
+        return f"{text} (default: {shown.replace('%', '%%')})".lstrip()
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if not action.help and action.option_strings:  # argparse shows no line for an option without help
+            action.help = self._get_help_string(action) or None
+        return super()._format_action(action)
 
 
 def dest(name: str) -> str:

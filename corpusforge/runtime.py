@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from corpusforge import schema as schema_mod
@@ -45,6 +46,8 @@ DROPPED_FILE = "_dropped.parquet"  # quality: a sample of the dropped documents 
 DUPLICATES_FILE = "_duplicates.parquet"  # dedup: each removed document and the copy kept
 DECONTAMINATION_FILE = "_decontamination.parquet"  # decontaminate: what was cut for which example
 DIRTY_FILE = "_dirty_examples.parquet"  # decontaminate: the evaluation examples seen in training
+# Beside inputs: the errors they cause on purpose ({file name: [{"offset", "why"}]}; the sample's damaged record).
+EXPECTED_ERRORS_FILE = "_expected_errors.json"
 # FileReport fields that describe one run rather than the input (kept out of a shard's metadata).
 _RUN_FIELDS = ("output", "seconds", "resumed", "redone")
 # Config fields that do not shape an output file (which inputs a stage reads is decided by the item itself).
@@ -93,8 +96,10 @@ class ShardWriter:
     """Write record batches of one schema to a Parquet file atomically, a row group at a time.
 
     Use as a context manager; the file appears under its final name only when the block exits cleanly. The task's
-    FileReport (if given to `close`) is stored in the file's metadata so a re-run can skip the input and still
-    report its counts.
+    FileReport (given to `set_report` after the last write) is stored in the file's metadata so a re-run can skip
+    the input and still report its counts. Documents written are tallied per source and `set_report` adds them to
+    the report as `out.SOURCE.documents` and `out.SOURCE.bytes` (UTF-8 bytes of their text): the corpus funnel's
+    counts at every stage, whichever stage writes the file.
     """
 
     def __init__(self, path: str | os.PathLike, schema_name: str = "document", row_group_rows: int = 2048,
@@ -108,22 +113,37 @@ class ShardWriter:
         self._ctx = atomic_path(self.path)
         self._writer: pq.ParquetWriter | None = None
         self._report: dict[str, Any] | None = None
+        self._written: Counter[str] = Counter()  # out.SOURCE.documents / out.SOURCE.bytes of a document shard
 
     def __enter__(self) -> ShardWriter:
         self._tmp = self._ctx.__enter__()
         return self
 
     def write_rows(self, rows: Sequence[dict[str, Any]]) -> None:
+        if "text" in self.schema.names and "source" in self.schema.names:
+            for row in rows:
+                self._written[f"out.{row.get('source')}.documents"] += 1
+                self._written[f"out.{row.get('source')}.bytes"] += len((row.get("text") or "").encode("utf-8"))
         self._buffer.extend(rows)
         if len(self._buffer) >= self.row_group_rows:
             self._flush()
 
     def write_table(self, table: pa.Table) -> None:
+        if "text" in self.schema.names and "source" in self.schema.names and table.num_rows:
+            sizes = pa.table({"source": table.column("source"),
+                              "bytes": pc.binary_length(table.column("text").cast(pa.large_string()))})
+            counted = sizes.group_by("source").aggregate([("bytes", "sum"),
+                                                          ("source", "count", pc.CountOptions(mode="all"))])
+            for row in counted.to_pylist():
+                self._written[f"out.{row['source']}.documents"] += row["source_count"]
+                self._written[f"out.{row['source']}.bytes"] += row["bytes_sum"] or 0
         self._flush()
         self._open().write_table(table.select(self.schema.names).cast(self.schema), row_group_size=self.row_group_rows)
         self.rows += table.num_rows
 
     def set_report(self, report: FileReport) -> None:
+        for key, n in self._written.items():
+            report.count(key, n)
         # Only what the input determines: the same input gives a byte-identical file wherever and whenever written.
         self._report = {k: v for k, v in dataclasses.asdict(report).items() if k not in _RUN_FIELDS}
 
@@ -227,6 +247,7 @@ class StageSummary:
     seconds: float = 0.0
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
     warnings: int = 0
+    expected_errors: int = 0  # errors the inputs' folders say they cause on purpose (mark_expected)
 
     def add(self, report: FileReport) -> None:
         self.files += 1
@@ -246,8 +267,10 @@ class StageSummary:
 
 def finish_stage(out_dir: str | os.PathLike, summary: StageSummary, errors: list[dict[str, Any]],
                  console: Any = None) -> StageSummary:
-    """Write `_errors.jsonl` and `_summary.json` into `out_dir` (atomically) and print the summary table."""
+    """Write `_errors.jsonl` and `_summary.json` into `out_dir` (atomically) and print the summary table. Errors
+    that their input's folder expects (mark_expected) are marked so, and counted apart in the summary."""
     errors = sorted(errors, key=lambda e: (str(e.get("file")), e.get("offset") or 0, str(e.get("reason"))))
+    summary.expected_errors = mark_expected(errors)
     write_text_atomic(storage.join(out_dir, ERRORS_FILE),
                       "".join(json.dumps(e, default=str, ensure_ascii=False) + "\n" for e in errors))
     write_json_atomic(storage.join(out_dir, SUMMARY_FILE), summary.to_json())
@@ -257,26 +280,57 @@ def finish_stage(out_dir: str | os.PathLike, summary: StageSummary, errors: list
     return summary
 
 
+def mark_expected(errors: list[dict[str, Any]]) -> int:
+    """Mark each error (not warning) that the folder of its input file lists in `_expected_errors.json` with
+    `"expected": why` (the sample damages a record on purpose, so that a user sees one reported); return how many
+    are marked. Only local folders holding a failed input are looked at."""
+    listed: dict[str, dict[str, Any]] = {}
+    marked = 0
+    for error in errors:
+        path = str(error.get("file") or "")
+        if error.get("level") == "warning" or not path or storage.is_url(path):
+            continue
+        folder, name = os.path.split(path)
+        if folder not in listed:
+            try:
+                listed[folder] = json.loads(Path(folder, EXPECTED_ERRORS_FILE).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                listed[folder] = {}
+        why = next((e["why"] for e in listed[folder].get(name, []) if e.get("offset") == error.get("offset")), None)
+        if why:
+            error["expected"] = why
+            marked += 1
+    return marked
+
+
 def print_summary(summary: StageSummary, console: Any = None) -> None:
+    """The stage's summary in a few lines: files, errors, bytes and seconds; its counters, those of a kind
+    (skipped_, dropped_, removed_) together; its documents by language. Per source or language breakdowns (keys
+    with ':' or '.') and byte counters are in `_summary.json` and the report, not here."""
     from rich.console import Console
-    from rich.table import Table
 
     console = console or Console(stderr=True)
-    table = Table(title=f"{summary.stage}: summary", show_header=True, header_style="bold")
-    table.add_column("what")
-    table.add_column("count", justify="right")
-    table.add_row("files", f"{summary.files:,}" + (f" ({summary.resumed_files} resumed)" if summary.resumed_files else ""))
+    expected = f" ({summary.expected_errors:,} expected: see _errors.jsonl)" if summary.expected_errors else ""
+    head = [f"{summary.files:,} files" + (f" ({summary.resumed_files} resumed)" if summary.resumed_files else ""),
+            f"errors {summary.errors:,}{expected}", *([f"warnings {summary.warnings:,}"] if summary.warnings else []),
+            f"{summary.bytes_in:,} bytes in", f"{summary.seconds:.1f} s"]
+    plain: list[str] = []
+    kinds: dict[str, list[str]] = {}
     for key, value in sorted(summary.counts.items()):
-        table.add_row(key.replace("_", " "), f"{value:,}")
-    table.add_row("errors", f"{summary.errors:,}")
-    if summary.warnings:
-        table.add_row("warnings", f"{summary.warnings:,}")
-    table.add_row("bytes in", f"{summary.bytes_in:,}")
-    table.add_row("seconds", f"{summary.seconds:.1f}")
-    console.print(table)
+        if ":" in key or "." in key or key.endswith("_bytes"):
+            continue
+        kind, _, what = key.partition("_")
+        if kind in ("skipped", "dropped", "removed") and what:
+            kinds.setdefault(kind, []).append(f"{what.replace('_', ' ')} {value:,}")
+        else:
+            plain.append(f"{key.replace('_', ' ')} {value:,}")
+    console.print(f"[bold]{summary.stage}: summary[/bold]: " + ", ".join(head), highlight=False)
+    counts = "; ".join([", ".join(plain), *(f"{kind}: {', '.join(v)}" for kind, v in kinds.items())])
+    if counts.strip("; "):
+        console.print(f"  {counts}", highlight=False)
     if summary.by_lang:
         langs = ", ".join(f"{k} {v}" for k, v in list(summary.to_json()["by_lang"].items())[:15])
-        console.print(f"documents by language: {langs}")
+        console.print(f"  documents by language: {langs}", highlight=False)
 
 
 # ------------------------------------------------------------------------------------------------------------ dask
@@ -360,34 +414,67 @@ def progress_shown(console: Any) -> bool:
     return bool(console.is_terminal or os.environ.get("CORPUSFORGE_PROGRESS"))
 
 
+def _progress(console: Any, transient: bool) -> Any:
+    """The rich progress display every bar of a stage uses (drawn only where `progress_shown`)."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("left"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=console,
+                    transient=transient, disable=not progress_shown(console))
+
+
+class PhaseBar:
+    """One progress bar for a stage made of phases (dedup's shuffle, decontamination's count and cut): each phase
+    (`run_phase(..., bar=)`) relabels it `stage: phase` and restarts its count, so the console shows one bar for
+    the stage, not one per phase. Use as a context manager around the phases."""
+
+    def __init__(self, console: Any, stage: str):
+        self.progress = _progress(console, transient=True)
+        self.stage = stage
+        self.task: Any = None
+
+    def __enter__(self) -> PhaseBar:
+        self.progress.start()
+        self.task = self.progress.add_task(self.stage, total=None, status="")
+        return self
+
+    def phase(self, label: str, total: int) -> Any:
+        """Show phase `label` of `total` tasks on the bar; its task id."""
+        self.progress.reset(self.task, total=total, description=f"{self.stage}: {label}", status="")
+        return self.task
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()
+
+
 def map_tasks(client: Any, fn: Callable[..., Any], items: Sequence[Any], *args: Any, title: str, console: Any,
               fail_fast: bool = False, keys: Sequence[str] | None = None,
               kwargs_for: Callable[[Any], dict[str, Any]] | None = None,
-              on_result: Callable[[int, Any], str] | None = None, transient: bool = False) -> list[Any]:
+              on_result: Callable[[int, Any], str] | None = None, transient: bool = False,
+              bar: PhaseBar | None = None) -> list[Any]:
     """Run `fn(item, *args, **kwargs_for(item))` for every item as Dask tasks with a progress bar; return the
     results in item order. The one submit/progress loop under every stage.
 
     A task that raises becomes its exception in the results (the caller reports it and the other items go on), or
     with `fail_fast` cancels the rest and raises RuntimeError: a failing phase of a group-by would leave the result
     wrong. `on_result(i, result)` is called as each task finishes and returns the progress bar's status text.
+    With `bar` the tasks advance that stage's bar (labelled `title`) instead of a bar of their own.
     """
     from distributed import as_completed
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
 
     from corpusforge.cluster import task_resources
 
-    resources = task_resources(client, title.split()[0].rstrip(":"))  # the stage's memory claim per task
+    stage = bar.stage if bar is not None else title.split()[0].rstrip(":")
+    resources = task_resources(client, stage)  # the stage's memory claim per task
     futures = [client.submit(fn, item, *args, pure=False, resources=resources,
                              **({"key": keys[i]} if keys else {}), **(kwargs_for(item) if kwargs_for else {}))
                for i, item in enumerate(items)]
     index = {f.key: i for i, f in enumerate(futures)}
     results: dict[int, Any] = {}
-    progress = Progress(TextColumn(f"[bold]{title}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TextColumn("left"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=console, transient=transient,
-                        disable=not progress_shown(console))
-    with progress:
-        bar = progress.add_task(title, total=len(futures), status="")
+    progress = bar.progress if bar else _progress(console, transient)
+    with contextlib.nullcontext() if bar else progress:
+        task = bar.phase(title, len(futures)) if bar else progress.add_task(title, total=len(futures), status="")
         for future in as_completed(futures):
             i = index[future.key]
             try:
@@ -397,7 +484,7 @@ def map_tasks(client: Any, fn: Callable[..., Any], items: Sequence[Any], *args: 
                     client.cancel(futures)
                     raise RuntimeError(f"{title}: task for {items[i]!r} failed: {type(exc).__name__}: {exc}") from exc
                 results[i] = exc
-            progress.update(bar, advance=1, status=on_result(i, results[i]) if on_result else "")
+            progress.update(task, advance=1, status=on_result(i, results[i]) if on_result else "")
     return [results[i] for i in range(len(items))]
 
 
@@ -419,10 +506,10 @@ def map_files(task: Callable[..., FileReport], items: Sequence[str], out_dir: st
     t0 = time.perf_counter()
     run_token = uuid.uuid4().hex[:8]  # keys unique per call: a re-run on the same client must not reuse results
     keys = [f"{stage}-{i}-{output_name(item, '')}-{run_token}" for i, item in enumerate(items)]
-    done, logged = 0, time.perf_counter()
+    done, logged, printed = 0, time.perf_counter(), time.perf_counter()
 
     def on_result(i: int, report: Any) -> str:
-        nonlocal done, logged
+        nonlocal done, logged, printed
         if isinstance(report, Exception):
             exc, report = report, FileReport(input=str(items[i]))
             if isinstance(exc, KilledWorker):  # it lost a worker on every try, alone too (memory, a crash): poison
@@ -444,7 +531,8 @@ def map_files(task: Callable[..., FileReport], items: Sequence[str], out_dir: st
         if time.perf_counter() - logged > LOG_EVERY_S or done == len(items):
             logged = time.perf_counter()
             _log.info("%s, %.0f s elapsed, about %.0f s left", line, elapsed, elapsed / done * (len(items) - done))
-        if not progress_shown(console):
+        if not progress_shown(console) and (time.perf_counter() - printed > LOG_EVERY_S or done == len(items)):
+            printed = time.perf_counter()  # without a bar: a line now and then and the last one, not one per file
             console.print(line, highlight=False)
         return f"{kept_key} {summary.counts.get(kept_key, 0):,} ({rate:,.1f}/s) errors {summary.errors}"
 
@@ -472,13 +560,15 @@ def map_files(task: Callable[..., FileReport], items: Sequence[str], out_dir: st
 
 
 def run_phase(client: Any, title: str, fn: Callable[..., Any], items: Sequence[Any], *args: Any,
-              console: Any) -> list[Any]:
+              console: Any, bar: PhaseBar | None = None) -> list[Any]:
     """One phase of a group-by (dedup's shuffle, decontamination's count and cut): `map_tasks` in fail-fast mode,
-    then a line saying how long it took. Unlike a damaged input file (which a task reports and survives), a failing
-    phase would leave the result wrong, so it stops the stage."""
+    on the stage's `bar` when given, and a line in the run's log saying how long it took. Unlike a damaged input
+    file (which a task reports and survives), a failing phase would leave the result wrong, so it stops the stage."""
     t0 = time.perf_counter()
-    results = map_tasks(client, fn, items, *args, title=title, console=console, fail_fast=True, transient=True)
-    console.print(f"{title}: {len(items)} task(s) in {time.perf_counter() - t0:.1f}s", highlight=False)
+    results = map_tasks(client, fn, items, *args, title=title, console=console, fail_fast=True, transient=True,
+                        bar=bar)
+    _log.info("%s: %d task(s) in %.1fs", f"{bar.stage}: {title}" if bar else title, len(items),
+              time.perf_counter() - t0)
     return results
 
 

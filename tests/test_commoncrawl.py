@@ -63,10 +63,14 @@ def test_html_responses_become_documents_with_lineage_and_the_rest_is_counted(tm
     path = tmp_path / "mixed.warc.gz"
     offsets = write_warc(path, records)
     docs, report = read_file(path)
+    html_bytes, text_bytes = report.counts.pop("html_bytes"), report.counts.pop("extracted_bytes")
     assert report.counts == {"records": 10, "skipped_warcinfo": 1, "skipped_request": 1, "skipped_metadata": 1,
                              "skipped_status": 2, "skipped_non_html": 1, "skipped_revisit": 1, "html_responses": 3,
-                             "documents": 3}
+                             "extracted": 3, "documents": 3}
     assert report.errors == []
+    # The corpus funnel's bytes: the three HTML bodies, and the text of the three documents.
+    assert html_bytes == sum(len(r.body) for r in (records[2], records[8], records[9]))
+    assert text_bytes == sum(len(d["text"].encode("utf-8")) for d in docs)
     assert [(d["url"], d["lang"], d["origin_offset"]) for d in docs] == [
         ("http://example.org/en", "en", offsets[2]), ("http://example.org/untyped", "fr", offsets[8]),
         ("http://example.org/bracketed", "nl", offsets[9])]

@@ -103,7 +103,9 @@ def test_shards_are_byte_identical_wherever_and_whenever_written(tmp_path):
             writer.set_report(report)
     assert paths[0].read_bytes() == paths[1].read_bytes()
     back = read_report(paths[1])
-    assert back.input == "in.warc.gz" and back.counts == {"documents": 3} and back.output == str(paths[1])
+    # The writer adds what it wrote per source (the corpus funnel's counts): 3 documents of 6 bytes ("text 0"...).
+    assert back.input == "in.warc.gz" and back.output == str(paths[1])
+    assert back.counts == {"documents": 3, "out.commoncrawl.documents": 3, "out.commoncrawl.bytes": 18}
     assert resume_or_none(paths[1], "in.warc.gz").resumed
     assert resume_or_none(paths[1], "other.warc.gz") is None  # a shard of another input is not a resume
     (tmp_path / "junk.parquet").write_bytes(b"not parquet")
@@ -122,7 +124,8 @@ def test_map_files_reports_a_crashed_task_and_finishes_the_rest(tmp_path, dask_c
     summary, reports = map_files(write_rows_task, items, tmp_path, config, stage="unit",
                                  ctx=RunContext(client=dask_client, console=console))
     assert [r.input for r in reports] == items
-    assert summary.files == 3 and summary.errors == 1 and summary.counts == {"documents": 6}
+    assert summary.files == 3 and summary.errors == 1
+    assert summary.counts == {"documents": 6, "out.commoncrawl.documents": 6, "out.commoncrawl.bytes": 36}
     assert reports[1].errors[0]["reason"] == "task failed: RuntimeError: disk on fire"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [output_name("one"), output_name("three"), runtime.ERRORS_FILE, runtime.SUMMARY_FILE, runtime.STAGE_FILE])

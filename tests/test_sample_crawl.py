@@ -104,8 +104,15 @@ def test_every_skipped_record_counted_under_its_reason(sample, extracted):
         "skipped_status": responses["error_status"],
         "skipped_non_html": responses["non_html"],
         "html_responses": responses["html"],
+        "extracted": responses["html"],
         "documents": responses["html"],
+        # the corpus funnel's bytes: HTML bodies (encoded in their charsets), then the documents' text
+        "html_bytes": counts["html_bytes"],
+        "extracted_bytes": sum(len(d["text"].encode("utf-8")) for d in docs),
+        "out.commoncrawl.documents": responses["html"],
+        "out.commoncrawl.bytes": sum(len(d["text"].encode("utf-8")) for d in docs),
     }
+    assert counts["html_bytes"] > counts["extracted_bytes"]
     assert len(docs) == len(expected["pages"]) == responses["html"]
     assert responses["error_status"] == 3 and responses["non_html"] == 5 and records["revisit"] == 2
 

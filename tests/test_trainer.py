@@ -23,7 +23,7 @@ from tokenizers import Tokenizer
 
 from corpusforge.trainer import checkpoint, devices, loop, pretrain
 from corpusforge.trainer.data.chars import TextBlocks
-from corpusforge.trainer.generate import generate_text
+from corpusforge.trainer.generate import choose_checkpoint, generate_text
 from corpusforge.trainer.model import GPT, GPTConfig
 from corpusforge.runtime import RunContext
 
@@ -223,6 +223,12 @@ def test_best_weights_are_the_ones_at_the_lowest_validation_loss(tmp_path):
     assert cli("generate", str(run), "--prompt", "if", "--max-new-tokens", "40", "--seed", "1",
                "--checkpoint", "last").stdout.strip() == generate_text(run, "if", max_new_tokens=40, seed=1,
                                                                           which="last")[0].strip()
+    # The command's default: the last weights when the best come from the first half of the run, saying so.
+    default = cli("generate", str(run), "--prompt", "if", "--max-new-tokens", "40", "--seed", "1")
+    early = 2 * best_step < summary["step"]
+    assert default.stdout.strip() == generate_text(run, "if", max_new_tokens=40, seed=1,
+                                                   which="last" if early else "best")[0].strip()
+    assert (f"the lowest held-out loss came at step {best_step}" in default.stderr) == early
 
 
 def test_bf16_autocast_trains_and_resumes_bit_for_bit(text_file, tmp_path):
@@ -348,7 +354,8 @@ def test_generate_continues_the_prompt_repeatably(corpus_reference):
     assert a != generate_text(run, "It is a truth", max_new_tokens=30, seed=4, num_samples=2)
     assert all(t.startswith("It is a truth") and len(t) > 20 for t in a)
     out = cli("generate", str(run), "--prompt", "It is a truth", "--max-new-tokens", "30", "--seed", "3").stdout
-    assert out.strip() == generate_text(run, "It is a truth", max_new_tokens=30, seed=3)[0].strip()
+    assert out.strip() == generate_text(run, "It is a truth", max_new_tokens=30, seed=3,
+                                        which=choose_checkpoint(run)[0])[0].strip()
 
 
 def test_damaged_checkpoints_are_refused_with_a_clear_message(reference, tmp_path):

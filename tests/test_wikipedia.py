@@ -141,7 +141,10 @@ def test_table_markup_articles(shared_data, dask_client, tmp_path):
     assert {d["title"] for d in docs} == {"Constructive vote of no confidence", "Brahui language",
                                           "Economy of Estonia", "List of Prison Break characters",
                                           "Academy Award for Best Production Design"}
-    assert summary.counts == {"pages": 5, "documents": 5}  # no <siteinfo>: no wiki language to check against
+    text_bytes = summary.counts.pop("out.wikipedia.bytes")  # the corpus funnel's bytes: the documents' text
+    assert text_bytes == sum(len(d["text"].encode("utf-8")) for d in docs)
+    # no <siteinfo>: no wiki language to check against
+    assert summary.counts == {"pages": 5, "documents": 5, "out.wikipedia.documents": 5}
     for d in docs:
         assert not MARKUP.search(d["text"]) and not re.search(r"^\s*[|!]|\|\|", d["text"], re.M), d["title"]
         assert d["url"] == "https://en.wikipedia.org/wiki/" + d["title"].replace(" ", "_")
@@ -156,7 +159,8 @@ def test_utf16_bgwiki_dump_split_into_ranges(shared_data, dask_client, tmp_path)
     assert site.encoding == "utf-16-le" and site.lang == "bg" and site.namespaces[6] == ["Файл"]
     summary, docs = run(tmp_path, [dump], dask_client, split_bytes=8192)
     assert summary.files == -(-dump.stat().st_size // 8192) == 10
-    assert summary.counts == {"pages": 3, "skipped_namespace": 2, "documents": 1}
+    assert summary.counts.pop("out.wikipedia.bytes") > 0
+    assert summary.counts == {"pages": 3, "skipped_namespace": 2, "documents": 1, "out.wikipedia.documents": 1}
     (doc,) = docs
     assert doc["title"] == "Григориански календар" and doc["lang"] == "bg"
     assert doc["url"] == "https://bg.wikipedia.org/wiki/%D0%93%D1%80%D0%B8%D0%B3%D0%BE%D1%80%D0%B8%D0%B0%D0%BD%D1%81" \

@@ -141,10 +141,13 @@ def _document_cut(row: dict[str, Any], keys: np.ndarray, lookup: Lookup, rules: 
     report.count("ngram_hits", len(found))
     if plan.outcome == "cut":
         report.count("cut_documents")
+        report.count(f"{row['source']}:cut_documents")  # per source, for the corpus funnel
+        report.count(f"{row['source']}:pieces", len(plan.kept))
         report.count("cut_spans", len(plan.windows))
         report.count("cut_chars", len(text) - sum(plan.pieces[k][1] - plan.pieces[k][0] for k in plan.kept))
     else:
         report.count("dropped_contaminated")
+        report.count(f"{row['source']}:dropped_contaminated")
         report.count(plan.outcome.removeprefix("dropped_"))
     cuts = []
     for start, end, n, h in found:
@@ -196,6 +199,8 @@ def cut_shard(shard: _Shard, lookup: Lookup, common: np.ndarray, rules: CutRules
             out = pa.concat_tables([*parts, table.slice(previous)]) if parts else table
             writer.write_table(out)
             report.count("documents", batch.num_rows)
+            for source, n in Counter(table.column("source").to_pylist()).items():
+                report.count(f"{source}:documents", n)
             report.count("kept", out.num_rows)
             report.count("pieces", sum(p.num_rows for p in parts[1::2]))
             for lang, n in Counter(out.column("lang").to_pylist()).items():
@@ -297,9 +302,9 @@ def run(config: DecontaminateConfig, ctx: runtime.RunContext) -> runtime.StageSu
     names = [runtime.output_name(p.removesuffix(".parquet")) for p in paths]
     shards = [_Shard(p, *(str(storage.join(out, *where, name)) for where in ((), ("_work", "hits"), ("_work", "cuts"))))
               for p, name in zip(paths, names)]
-    with ctx.dask() as client:
-        phase = lambda label, fn, *args: runtime.run_phase(client, f"{STAGE} {label}", fn, shards, *args,  # noqa: E731
-                                                           console=console)
+    with ctx.dask() as client, runtime.PhaseBar(console, STAGE) as bar:
+        phase = lambda label, fn, *args: runtime.run_phase(client, label, fn, shards, *args,  # noqa: E731
+                                                           console=console, bar=bar)
         lookup = client.scatter(index.lookup, broadcast=True, hash=False)
         documents_per_key = np.zeros(len(index.lookup.keys), dtype=np.int64)
         for keys, counts in phase("count", count_hits, lookup):

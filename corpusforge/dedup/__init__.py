@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpusforge import documents, runtime, storage
-from corpusforge.dedup import clusters, exact, lsh
+from corpusforge.dedup import clusters, exact, lsh, minhash
 from corpusforge.dedup import exchange as ex
 from corpusforge.dedup.minhash import MinHashParams, SignatureMismatch
 from corpusforge.dedup.priority import DEFAULT_PRIORITY, source_rank
@@ -188,9 +188,12 @@ def run(config: DedupConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
     summary = runtime.StageSummary(stage="dedup")
     t0 = time.perf_counter()
     shards = [Shard(i, p, str(storage.join(keys_dir, _output_name(p))), -1) for i, p in enumerate(paths)]
-    with ctx.dask() as client:
+    if not minhash.compiled_here():
+        console.print("dedup: numba compiles the MinHash kernels on first use (up to a minute, once; cached after)",
+                      highlight=False)
+    with ctx.dask() as client, runtime.PhaseBar(console, "dedup") as bar:
         nworkers = max(len(client.scheduler_info().get("workers", {})), 1)
-        extra, reports = _dedup(client, config, params_json, shards, out, shuffle, nworkers, console, summary)
+        extra, reports = _dedup(client, config, params_json, shards, out, shuffle, nworkers, bar, summary)
     ex.clear(shuffle)
     summary.seconds = time.perf_counter() - t0
     summary.extra.update({"minhash": params.to_json(), "threshold": config.threshold, "verify": config.verify,
@@ -205,12 +208,13 @@ def run(config: DedupConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
 
 
 def _dedup(client: Any, config: DedupConfig, params_json: str, shards: list[Shard], out: str, shuffle: str,
-           nworkers: int, console: Any,
+           nworkers: int, bar: runtime.PhaseBar,
            summary: runtime.StageSummary) -> tuple[dict[str, Any], list[runtime.FileReport]]:
-    """Phases 1-7 on `client`; fills `summary` and returns its extra details and the per-shard reports."""
+    """Phases 1-7 on `client`, shown on the stage's one `bar`; fills `summary` and returns its extra details and the
+    per-shard reports."""
     params = config.params()
-    phase = lambda label, fn, items, *args: runtime.run_phase(client, f"dedup {label}", fn, items, *args,  # noqa: E731
-                                                             console=console)
+    phase = lambda label, fn, items, *args: runtime.run_phase(client, label, fn, items, *args,  # noqa: E731
+                                                             console=bar.progress.console, bar=bar)
     scans = phase("signatures", scan, shards, params_json)
     shards = [dataclasses.replace(s, rows=r.counts.get("documents", 0)) for s, r in zip(shards, scans)]
     docs = sum(s.rows for s in shards)
@@ -250,7 +254,7 @@ def _dedup(client: Any, config: DedupConfig, params_json: str, shards: list[Shar
     add(phase("verify: score", lsh.verify, shards, joined, edges, params_json, config.threshold, shingles))
 
     labels, steps = clusters.components(client, edges, str(storage.join(shuffle, "components")), p_docs, nshards,
-                                        console=console)
+                                        bar=bar)
     stats["component_steps"] = steps
     clustered = exchange("clustered", p_docs, clusters.MEMBER_SCHEMA)
     phase("survivors: members", clusters.members, shards, labels, removals, clustered, params_json,

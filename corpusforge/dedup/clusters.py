@@ -25,7 +25,7 @@ from corpusforge.dedup.exact import REMOVAL_SCHEMA
 from corpusforge.dedup.minhash import MinHashParams
 from corpusforge.dedup.priority import CONTENT_ORDER, group_heads, source_rank
 from corpusforge.dedup.scan import Shard, read_keys
-from corpusforge.runtime import run_phase
+from corpusforge.runtime import PhaseBar, run_phase
 
 DIRECTED_SCHEMA = pa.schema([("src", pa.int64()), ("dst", pa.int64())])
 LABEL_SCHEMA = pa.schema([("node", pa.int64()), ("root", pa.int64())])
@@ -103,19 +103,20 @@ def label(part: int, stars: ex.Exchange, labels: ex.Exchange) -> int:
 
 
 def components(client: Any, edges: ex.Exchange, root: str, parts: int, shards: int,
-               console: Any = None) -> tuple[ex.Exchange, int]:
+               bar: PhaseBar | None = None) -> tuple[ex.Exchange, int]:
     """Connected components of the undirected graph in `edges`: an exchange of (node, root) keyed by the node's
-    shard, where root is the smallest key of the node's component. Returns it and the number of star steps."""
+    shard, where root is the smallest key of the node's component. Returns it and the number of star steps. Its
+    phases show on the dedup stage's `bar` (else a bar of their own)."""
     from rich.console import Console
 
-    console = console or Console(stderr=True)
+    console = bar.progress.console if bar else Console(stderr=True)
     current = ex.Exchange(storage.join(root, "cc-0"), parts, DIRECTED_SCHEMA)
-    run_phase(client, "dedup components: edges", directed, range(edges.parts), edges, current, console=console)
+    run_phase(client, "components: edges", directed, range(edges.parts), edges, current, console=console, bar=bar)
     for step in range(1, MAX_STEPS + 1):
         following = ex.Exchange(storage.join(root, f"cc-{step}"), parts, DIRECTED_SCHEMA)
         large = step % 2 == 1
-        unfinished = sum(run_phase(client, f"dedup components: {'large' if large else 'small'}-star {step}", star,
-                                   range(parts), current, following, large, console=console))
+        unfinished = sum(run_phase(client, f"components: {'large' if large else 'small'}-star {step}", star,
+                                   range(parts), current, following, large, console=console, bar=bar))
         if unfinished == 0:
             break
         ex.clear(current.root)
@@ -123,7 +124,7 @@ def components(client: Any, edges: ex.Exchange, root: str, parts: int, shards: i
     else:
         raise RuntimeError(f"connected components did not converge in {MAX_STEPS} steps")
     labels = ex.Exchange(storage.join(root, "labels"), shards, LABEL_SCHEMA)
-    run_phase(client, "dedup components: labels", label, range(parts), current, labels, console=console)
+    run_phase(client, "components: labels", label, range(parts), current, labels, console=console, bar=bar)
     ex.clear(current.root)
     ex.clear(following.root)
     return labels, step

@@ -32,6 +32,7 @@ import json
 import re
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numba
@@ -304,6 +305,16 @@ def _min_permuted(h64, doc, a, b, out):  # pragma: no cover - compiled
             v = np.uint32(np.uint32(a[k] * x) + b[k])
             if v < row[k]:
                 row[k] = v
+
+
+def compiled_here() -> bool:
+    """Whether numba's cache holds this machine's compiled kernels that every signature runs (normalization,
+    shingle hashes, the permuted minimum); when not, the first signatures compile them (seconds to a minute,
+    once), which the dedup stage says beforehand."""
+    from corpusforge.dedup import normalize
+
+    kernels = (normalize._canonical, _shingle_hashes, _min_permuted)
+    return all(Path(k._cache._cache_file._index_path).exists() for k in kernels)
 
 
 def _streams(batch: NormalizedBatch, params: MinHashParams) -> list[tuple[np.ndarray, ...]]:

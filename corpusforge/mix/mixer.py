@@ -175,6 +175,12 @@ def _set_rows(batch: pa.Table, mix_set: MixSet) -> np.ndarray:
     return member
 
 
+def _count_sources(report: runtime.FileReport, table: pa.Table, what: str) -> None:
+    """Count the rows of `table` per source as `SOURCE:what`."""
+    for source, n in Counter(table.column("source").to_pylist()).items():
+        report.count(f"{source}:{what}", n)
+
+
 def _encode_file(path: str, out_dir: str, job: _EncodeJob) -> runtime.FileReport:
     """Dask task: one input shard -> its sets' rows, tokenized and keyed, in one spill file sorted by (set, key)."""
     out = Path(out_dir) / runtime.output_name(path)
@@ -193,6 +199,8 @@ def _encode_file(path: str, out_dir: str, job: _EncodeJob) -> runtime.FileReport
         members = {s.name: _set_rows(table, s) for s in sets}
         wanted = np.logical_or.reduce(list(members.values())) if members else np.zeros(table.num_rows, bool)
         report.count("dropped_not_in_any_set", int(table.num_rows - wanted.sum()))
+        _count_sources(report, table, "documents")  # per source, for the corpus funnel
+        _count_sources(report, table.filter(pa.array(~wanted)), "dropped_not_in_any_set")
         if not wanted.any():
             continue
         rows = np.flatnonzero(wanted)
@@ -203,8 +211,10 @@ def _encode_file(path: str, out_dir: str, job: _EncodeJob) -> runtime.FileReport
         empty = (table.column("n_tokens").to_numpy() == 0)
         if empty.any():  # nothing to train on; the reader would yield a bare end-of-text for it
             report.count("dropped_empty_text", int(empty.sum()))
+            _count_sources(report, table.filter(pa.array(empty)), "dropped_empty_text")
             keep = ~empty
             table, rows = table.filter(pa.array(keep)), rows[keep]
+        _count_sources(report, table, "kept")
         for mix_set in sets:
             part = table.filter(pa.array(members[mix_set.name][rows]))
             if not part.num_rows:

@@ -93,8 +93,9 @@ def encode(tokenizer, texts: list[str]) -> pa.ListArray:
 
 
 # ------------------------------------------------------------------------------------------------ making one
-def new_bpe(vocab_size: int, min_frequency: int, show_progress: bool = False):
-    """An untrained byte-level BPE tokenizer and its trainer, with the special tokens reserved at ids 0..5."""
+def new_bpe(vocab_size: int, min_frequency: int):
+    """An untrained byte-level BPE tokenizer and its trainer, with the special tokens reserved at ids 0..5. The
+    library's own progress bar is off: the stage shows one bar of its own."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.BPE())
@@ -102,7 +103,7 @@ def new_bpe(vocab_size: int, min_frequency: int, show_progress: bool = False):
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
                                   special_tokens=list(SPECIAL_TOKENS),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=show_progress)
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     return tokenizer, trainer
 
 
@@ -181,8 +182,7 @@ def run(config: TokenizerConfig, ctx: runtime.RunContext) -> runtime.StageSummar
                                                  finish=False)
             chars = {k.split(".", 1)[1]: v for k, v in summary.counts.items() if k.startswith("chars.")}
             rates = {source: min(1.0, config.sample_chars_per_source / n) for source, n in chars.items() if n}
-            tokenizer, trainer = new_bpe(config.vocab_size, config.min_frequency,
-                                         show_progress=console.is_terminal)
+            tokenizer, trainer = new_bpe(config.vocab_size, config.min_frequency)
             expected = sum(round(summary.counts[f"documents.{s}"] * r) for s, r in rates.items())
             sampled: Counter = Counter()
             tokenizer.train_from_iterator(_sampled_texts(client, files, config, rates, sampled), trainer=trainer,

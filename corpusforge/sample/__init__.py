@@ -51,9 +51,33 @@ def build(config: SampleConfig) -> dict:
     return written
 
 
+def describe(part: str, what: dict) -> str:
+    """What `build` wrote for `part`, in plain words (the part's own dict for a part not known here)."""
+    if part == "crawl":
+        return (f"a crawl of {what['files']} WARC files: {what['records']} records, {what['html_pages']} HTML pages "
+                f"in {len(what['languages'])} languages, and one record damaged on purpose ({what['damaged']}), "
+                "which the commoncrawl stage reports as an expected error")
+    if part == "reddit":
+        return (f"a Pushshift dump of {what['submissions']} Reddit submissions, and the {what['pages']} pages they "
+                "link to, served on loopback while the run fetches them")
+    if part == "wikipedia":
+        return (f"{len(what)} Wikipedia dumps: " + ", ".join(f"{wiki} ({d['pages']} pages)" for wiki, d in what.items()))
+    if part == "books":
+        return f"{len(what['books'])} books (Project Gutenberg texts, an EPUB, a plain text)"
+    if part == "evals":
+        return (f"{len(what['examples'])} evaluation sets to decontaminate against: "
+                + ", ".join(f"{name} ({n} examples)" for name, n in what["examples"].items())
+                + "; one line of reading-qa is cut short on purpose, an expected error")
+    if part == "chat":
+        return (f"{what['conversations']} conversations ({what['turns']} turns) for `make sft`")
+    return str(what)
+
+
 def run(config: SampleConfig, ctx) -> None:
-    """The `[sample]` recipe stage: `build`, saying what each part did."""
+    """The `[sample]` recipe stage: `build`, saying in plain words what each part wrote."""
     written = build(config)
+    ctx.console.print(f"sample: inputs in {config.output}", highlight=False)
     for part, what in written.items():
-        ctx.console.print(f"sample {part}: {'already there' if what == 'kept' else what}")
+        ctx.console.print(f"  {part}: {'already written' if what == 'kept' else describe(part, what)}",
+                          highlight=False)
     return None

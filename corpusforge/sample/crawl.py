@@ -37,7 +37,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from corpusforge.runtime import atomic_path, write_json_atomic
+from corpusforge.runtime import EXPECTED_ERRORS_FILE, atomic_path, write_json_atomic
 
 FILES = 4
 FILE_NAME = "corpusforge-sample-20241104{hour:02d}0000-{index:05d}.warc.gz"
@@ -416,5 +416,7 @@ def build(out_dir: Path, seed: int) -> dict[str, Any]:
     langs = sorted({p["lang"] for p in pages.values()})
     write_json_atomic(out_dir / "_expected.json", {"files": files, "records": records, "responses": responses,
                                                    "pages": pages, "damaged": damaged})
+    write_json_atomic(out_dir / EXPECTED_ERRORS_FILE, {damaged["file"]: [{
+        "offset": damaged["offset"], "why": "the sample damages this record on purpose; the pages around it are kept"}]})
     return {"files": len(files), "records": written, "html_pages": len(pages),
             "languages": langs, "damaged": f"{damaged['file']} at offset {damaged['offset']}"}

@@ -15,7 +15,7 @@ import tomllib
 from importlib import resources
 from pathlib import Path
 
-from corpusforge.runtime import write_text_atomic
+from corpusforge.runtime import EXPECTED_ERRORS_FILE, write_json_atomic, write_text_atomic
 
 DAMAGED_LINE = 5  # reading-qa.jsonl: this line is a record cut short
 
@@ -30,6 +30,8 @@ def build(out_dir: Path, seed: int) -> dict:
     qa = [_jsonl([{k: r[k] for k in ("id", "question", "answer")}]) for r in texts["qa"]]
     qa.insert(DAMAGED_LINE - 1, qa[0][: len(qa[0]) // 2] + "\n")
     write_text_atomic(out_dir / "reading-qa.jsonl", "".join(qa))
+    write_json_atomic(out_dir / EXPECTED_ERRORS_FILE, {"reading-qa.jsonl": [{
+        "offset": DAMAGED_LINE, "why": "the sample cuts this line short on purpose; the other examples are read"}]})
     write_text_atomic(out_dir / "cloze.txt", "\n\n".join(r["text"] for r in texts["cloze"]) + "\n")
     write_text_atomic(out_dir / "chat.jsonl", _jsonl([{"messages": r["messages"]} for r in texts["chat"]]))
     return {"files": sorted(p.name for p in out_dir.iterdir() if not p.name.startswith(("_", "."))),

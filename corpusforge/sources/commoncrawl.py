@@ -124,6 +124,7 @@ def documents_from_records(records: Iterator[Response], origin_file: str, config
             report.count("skipped_non_html")
             continue
         report.count("html_responses")
+        report.count("html_bytes", len(rec.body or b""))
         if rec.truncated:
             report.error(f"HTML body larger than {config.max_html_bytes} bytes; cut", offset=rec.offset,
                          stage="read", url=rec.url)
@@ -135,13 +136,17 @@ def documents_from_records(records: Iterator[Response], origin_file: str, config
             title, text = extractor.extract(html, rec.url, options)
         except DecodeError as exc:
             report.error(str(exc), offset=rec.offset, stage="decode", url=rec.url)
+            report.count("extraction_failed")
             continue
         except (ExtractionTimeout, ExtractionFailed) as exc:
             report.error(str(exc), offset=rec.offset, stage="extract", url=rec.url)
+            report.count("extraction_failed")
             continue
         if not text or len(text) < config.min_text_chars:
             report.count("dropped_empty_extraction")
             continue
+        report.count("extracted")
+        report.count("extracted_bytes", len(text.encode("utf-8")))
         lang, score, lang_from = language.identify_page(text, html_lang(html), config.lid_model)
         if allowed and lang not in allowed:
             report.count("dropped_language")

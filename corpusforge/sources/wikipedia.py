@@ -104,6 +104,7 @@ def page_document(page: Page, path: str, site: SiteInfo, vocab: wikitext.Vocabul
     except Exception as exc:  # a parser failure on one page must not stop the dump
         report.error(f"wikitext conversion failed: {type(exc).__name__}: {exc}", offset=page.offset,
                      stage="wikitext", file=path, page_id=page.page_id)
+        report.count("conversion_failed")
         return None
     if wikitext.is_disambiguation(page.title, converted.templates, vocab):
         report.count("skipped_disambiguation")

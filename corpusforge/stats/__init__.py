@@ -25,15 +25,16 @@ class StatsConfig:
     verify: bool = True
 
 
-def report_corpus(config: StatsConfig, console=None) -> dict[str, Any]:
-    """Collect the statistics, print them, write the HTML/JSON files the config names; return the statistics."""
+def report_corpus(config: StatsConfig, console=None, brief: bool = False) -> dict[str, Any]:
+    """Collect the statistics, print them (`brief`: the funnel and the checks only), write the HTML/JSON files the
+    config names; return the statistics."""
     from rich.console import Console
 
     from corpusforge.stats import report as html_report, tables
 
     console = console or Console(stderr=True)
     stats = corpus_stats(config.corpus, config.run_dir, verify=config.verify)
-    tables.print_stats(stats, manifest_mod.load(config.corpus), console)
+    tables.print_stats(stats, manifest_mod.load(config.corpus), console, brief=brief)
     if config.html:
         runtime.write_text_atomic(config.html, html_report.render(stats))
         console.print(f"report: {config.html}")
@@ -48,8 +49,9 @@ def write_json(path: str | os.PathLike, stats: dict[str, Any]) -> None:
 
 
 def run(config: StatsConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
-    """The `[stats]` recipe stage: `report_corpus`; its errors are the files that fail verification."""
-    stats = report_corpus(config, console=ctx.console)
+    """The `[stats]` recipe stage: `report_corpus`, printing the funnel (each stage printed its own summary; the
+    report and `corpusforge stats` hold the rest); its errors are the files that fail verification."""
+    stats = report_corpus(config, console=ctx.console, brief=True)
     damaged = len(stats["verify"]["problems"]) if "verify" in stats else 0
     return runtime.StageSummary(stage="stats", files=len(stats["sets"]), errors=damaged,
                                  counts={"documents": stats["overall"]["documents"],

@@ -1,7 +1,8 @@
 """`corpusforge stats --html`: one self-contained HTML page (plots as inline base64 PNG, inline CSS, no scripts,
-nothing fetched) with the corpus tables and five plots: source mix vs weights, languages, document lengths per
-set, quality scores per set, and what each stage removed; then what decontamination cut per evaluation set, and
-examples of what the quality rules removed, one collapsed section per reason."""
+nothing fetched) with the corpus tables and six plots: source mix vs weights, languages, document lengths per
+set, quality scores per set, the corpus funnel (per source, what each stage kept), and what each stage removed;
+then what decontamination cut per evaluation set, examples of what the quality rules and deduplication removed,
+one collapsed section per reason, and the errors the stages reported."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import html
 import io
 from typing import Any
 
-from corpusforge.stats.tables import (DECONTAMINATION_HEADERS, decontamination_rows, length_summary, measured_cost,
-                                      rule_shares, score_summary, stage_reasons, top_languages)
+from corpusforge.stats.collect import FUNNEL_STEPS, funnel_row
+from corpusforge.stats.tables import (DECONTAMINATION_HEADERS, FUNNEL_HEADERS, decontamination_rows, drop_panels,
+                                      funnel_rows, length_summary, measured_cost, rule_shares, score_summary,
+                                      stage_reasons, top_languages)
 
-PLOTS = ("source-mix", "languages", "lengths", "quality-scores", "drops")
+PLOTS = ("source-mix", "languages", "lengths", "quality-scores", "funnel", "drops")
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
@@ -26,6 +29,7 @@ figure img { max-width: 100%; }
 details { margin: 0.4em 0; }
 summary { cursor: pointer; }
 .example { margin: 0.6em 0 0.6em 1.5em; }
+.pair { border-left: 3px solid #ccc; margin: 0.8em 0; padding-left: 0.5em; }
 .example pre { white-space: pre-wrap; background: #f6f6f6; padding: 0.5em; margin: 0.2em 0; font-size: 0.85em; }
 """
 
@@ -126,20 +130,56 @@ def _quality_scores(stats: dict[str, Any]):
 
 
 def _drops(stats: dict[str, Any]):
+    """What each stage removed, on linear scales, one panel per unit: records the sources set aside while reading
+    (WARC bookkeeping in grey, apart from records dropped for a reason), documents dropped, and errors."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
-    rows = [(f"{stage['stage']}: {reason}"[:70], n) for stage in stats["stages"] for reason, n in stage_reasons(stage)]
-    fig = Figure(figsize=(8, 0.8 + 0.3 * max(len(rows), 1)))
-    ax = fig.subplots()
-    if rows:
-        ax.barh([r[0] for r in rows], [r[1] for r in rows])
-        ax.invert_yaxis()
-        ax.set_xscale("log")
-        ax.set_xlabel("records or documents removed, and errors (log scale)")
-    else:
+    panels = [(unit, rows) for unit, rows in drop_panels(stats) if rows]
+    fig = Figure(figsize=(8, 0.9 * max(len(panels), 1) + 0.3 * sum(len(r) for _, r in panels) + 0.4))
+    if not panels:
+        ax = fig.subplots()
         ax.text(0.5, 0.5, "no removals recorded by any stage", ha="center", va="center")
         ax.set_axis_off()
-    ax.set_title("what each stage removed, and why")
+        return fig
+    axes = fig.subplots(len(panels), 1, squeeze=False,
+                        gridspec_kw={"height_ratios": [len(r) + 1.5 for _, r in panels]})[:, 0]
+    for ax, (unit, rows) in zip(axes, panels):
+        ax.barh([label[:70] for label, _, _ in rows], [n for _, n, _ in rows],
+                color=["#999999" if grey else "C0" for _, _, grey in rows])
+        ax.invert_yaxis()
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no fractions of a record on the axis
+        ax.set_xlabel(unit)
+    axes[0].set_title("what each stage removed, and why (grey: WARC bookkeeping records, not pages)")
+    fig.tight_layout()
+    return fig
+
+
+def _funnel(stats: dict[str, Any]):
+    """The funnel in bytes: a bar per step, stacked by source (a source a stage did not see passes through it)."""
+    from matplotlib.figure import Figure
+
+    funnel = stats.get("funnel", {})
+    fig = Figure(figsize=(8, 3.8))
+    ax = fig.subplots()
+    left = [0.0] * len(FUNNEL_STEPS)
+    for source, steps in funnel.items():
+        values, last = [], 0
+        for name in FUNNEL_STEPS:
+            step = next((s for s in steps if funnel_row(s) == name), None)
+            last = step["bytes"] if step is not None and step["bytes"] is not None else last
+            values.append(last)
+        ax.barh(list(FUNNEL_STEPS), values, left=left, label=source)
+        left = [a + b for a, b in zip(left, values)]
+    if not funnel:
+        ax.text(0.5, 0.5, "no source stage found beside the corpus", ha="center", va="center")
+        ax.set_axis_off()
+        return fig
+    ax.invert_yaxis()
+    ax.set_xlabel("bytes: input files as stored, then HTML bodies, then UTF-8 text")
+    ax.legend(fontsize="small")
+    ax.set_title("the corpus funnel: bytes per source at every stage")
+    fig.tight_layout()
     return fig
 
 
@@ -150,16 +190,56 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
 
 
 def _dropped_examples(stats: dict[str, Any]) -> list[str]:
-    """Per stage with a sample of dropped documents, each reason as a collapsed <details> with its examples."""
+    """Per stage with a sample of dropped documents, each reason (with its threshold) as a collapsed <details>
+    with its examples."""
     parts = []
     for stage in stats["stages"]:
+        thresholds = stage.get("thresholds") or {}
         for reason, sample in (stage.get("dropped_sample") or {}).items():
             dropped = stage["drops"].get(f"dropped_{reason}")
-            head = (f"{stage['stage']}: {reason}: {'-' if dropped is None else f'{dropped:,}'} dropped; "
+            limit = f" (threshold {thresholds[reason]:g})" if reason in thresholds else ""
+            head = (f"{stage['stage']}: {reason}{limit}: {'-' if dropped is None else f'{dropped:,}'} dropped; "
                     f"{sample['sampled']:,} in the sample, {len(sample['examples'])} shown")
             parts.append(f"<details><summary>{html.escape(head)}</summary>"
-                         + "".join(_example(e) for e in sample["examples"]) + "</details>")
+                         + "".join(_example(e, thresholds.get(reason)) for e in sample["examples"]) + "</details>")
     return parts
+
+
+def _duplicate_examples(stats: dict[str, Any]) -> list[str]:
+    """Per kind of duplicate (url, exact, near) a collapsed <details>: the copy removed beside the copy kept."""
+    parts = []
+    for stage in stats["stages"]:
+        for kind, rows in (stage.get("duplicate_examples") or {}).items():
+            removed = (stage["drops"] or {}).get(f"removed_{kind}")
+            head = f"{stage['stage']}: {kind}: {'-' if removed is None else f'{removed:,}'} removed; {len(rows)} shown"
+            parts.append(f"<details><summary>{html.escape(head)}</summary>"
+                         + "".join(_duplicate(e) for e in rows) + "</details>")
+    return parts
+
+
+def _duplicate(example: dict[str, Any]) -> str:
+    def side(what: str) -> str:
+        doc = example[what] or {}
+        meta = (f"{what}: {example[f'{what}_source']} · {doc.get('url') or '-'} · id {example[f'{what}_id']}")
+        return (f'<div class="example"><div>{html.escape(meta)}</div>'
+                f'<pre>{html.escape(doc.get("text") or "(text not found in the stage inputs)")}</pre></div>')
+
+    similarity = "-" if example["jaccard"] is None else f"{example['jaccard']:.3f}"
+    return (f'<div class="pair"><div>estimated Jaccard similarity {html.escape(similarity)}</div>'
+            f'{side("removed")}{side("kept")}</div>')
+
+
+def _error_list(stats: dict[str, Any]) -> list[str]:
+    """Every stage's first error lines (file, offset, reason; expected ones marked), escaped: a reason can quote
+    the damaged input."""
+    rows = [[stage["stage"], e["level"], e["file"] or "-", "-" if e["offset"] is None else e["offset"], e["reason"],
+             e["expected"] or ""] for stage in stats["stages"] for e in stage.get("error_lines") or []]
+    if not rows:
+        return ["<h2 id=\"errors\">Errors</h2><p>No stage reported an error or a warning.</p>"]
+    return ['<h2 id="errors">Errors</h2>',
+            "<p>The first lines of each stage's <code>_errors.jsonl</code> (all of them are there): damaged input "
+            "costs only itself, and is reported with its file and offset (or line).</p>",
+            _table(["stage", "level", "file", "offset", "reason", "expected"], rows)]
 
 
 def _decontamination(stats: dict[str, Any]) -> list[str]:
@@ -186,11 +266,12 @@ def _cut_example(cut: dict[str, Any]) -> str:
     return f'<div class="example"><div>{html.escape(meta)}</div><pre>{html.escape(cut["ngram"])}</pre></div>'
 
 
-def _example(example: dict[str, Any]) -> str:
+def _example(example: dict[str, Any], threshold: float | None = None) -> str:
     where = example["url"] or " ".join(str(v) for v in (example["origin_file"], example["origin_offset"],
                                                          example["origin_id"]) if v is not None)
     value = "-" if example["value"] is None else f"{example['value']:.4g}"
-    meta = f"{example['source']} · {where} · value {value} · id {example['id']}"
+    limit = "" if threshold is None else f" (threshold {threshold:g})"
+    meta = f"{example['source']} · {where} · value {value}{limit} · id {example['id']}"
     return f'<div class="example"><div>{html.escape(meta)}</div><pre>{html.escape(example["text"])}</pre></div>'
 
 
@@ -206,7 +287,7 @@ def render(stats: dict[str, Any]) -> str:
     o = stats["overall"]
     sets_rows.append(["total", "", num(o["documents"]), num(o["tokens"]), num(o["bytes"]), "", "1.000", "1.000", "",
                       "", top_languages(o["languages"]), length_summary(o["length"])])
-    stage_rows = [[st["stage"], num(st["files"]), num(st["documents"]),
+    stage_rows = [[st["stage"], num(st["files"]), num(st["documents"]), f"{st['seconds']:,.1f}",
                    "; ".join(f"{reason} {n:,}" for reason, n in stage_reasons(st)) or "-"] for st in stats["stages"]]
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -232,8 +313,16 @@ def render(stats: dict[str, Any]) -> str:
                                       _languages(stats)),
         "<h2>Document lengths</h2>", _figure("lengths", "tokens per document, per set", _lengths(stats)),
         "<h2>Quality scores</h2>", _figure("quality-scores", "quality_score per set", _quality_scores(stats)),
+        '<h2 id="funnel">The corpus funnel</h2>',
+        ("<p>Per source, what was left after each stage of this run (from the stages' <code>_summary.json</code>): "
+         "records or pages while the sources read them, then documents; bytes of the input files as stored, then "
+         "of the HTML bodies, then of the documents' UTF-8 text. Each step says how it came from the one before: "
+         "dropped for a reason, WARC bookkeeping records (request, metadata, warcinfo, revisit) set apart, failed, "
+         "or split into parts and pieces.</p>"),
+        _table(FUNNEL_HEADERS, funnel_rows(stats)) if stats.get("funnel") else "<p>No source stage was found.</p>",
+        _figure("funnel", "the corpus funnel in bytes, per source", _funnel(stats)),
         "<h2>What each stage removed</h2>",
-        _table(["stage", "files", "documents", "removed or failed (reason and count)"], stage_rows) if stage_rows else "<p>No stage summaries were found beside the corpus.</p>",
+        _table(["stage", "files", "documents", "seconds", "removed or failed (reason and count)"], stage_rows) if stage_rows else "<p>No stage summaries were found beside the corpus.</p>",
         _figure("drops", "drop reasons per stage", _drops(stats)),
     ]
     if stats.get("quality_rules"):
@@ -241,16 +330,23 @@ def render(stats: dict[str, Any]) -> str:
                   ("<p>The share of each source and language a rule dropped in this run, beside the share of real "
                    "good text it drops and of junk it catches, as <code>bench/quality_rules.py</code> measured them "
                    "(see docs/quality.md).</p>"),
-                  _table(["rule", "dropped", "share per source:language", "good text dropped (worst set)",
-                          "junk caught"],
-                         [[r["rule"], num(r["dropped"]), rule_shares(r, 8), *measured_cost(r)]
+                  _table(["rule", "threshold", "dropped", "share per source:language",
+                          "good text dropped (worst set)", "junk caught"],
+                         [[r["rule"], num(r.get("threshold")), num(r["dropped"]), rule_shares(r, 8), *measured_cost(r)]
                           for r in stats["quality_rules"]])]
     parts += _decontamination(stats)
     examples = _dropped_examples(stats)
     if examples:
         parts += ['<h2 id="quality-dropped">What the quality rules removed</h2>',
                   ("<p>Each reason's sample of dropped documents (<code>_dropped.parquet</code>, chosen by a seeded "
-                   "hash of their id): the value of the measure that failed (the classifier's score for "
-                   "<code>classifier</code>) and the start of the text.</p>"), *examples]
+                   "hash of their id): the value of the measure that failed beside the rule's threshold (the "
+                   "classifier's score for <code>classifier</code>) and the start of the text.</p>"), *examples]
+    duplicates = _duplicate_examples(stats)
+    if duplicates:
+        parts += ['<h2 id="dedup-removed">What deduplication removed</h2>',
+                  ("<p>The first duplicates of each kind in <code>_duplicates.parquet</code>: the copy removed "
+                   "beside the copy kept (an older capture of the same URL, the same text, or a near duplicate by "
+                   "MinHash).</p>"), *duplicates]
+    parts += _error_list(stats)
     parts.append("</body></html>")
     return "\n".join(parts)

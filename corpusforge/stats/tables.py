@@ -7,7 +7,7 @@ from typing import Any
 
 from corpusforge.mix import manifest as manifest_mod
 from corpusforge.mix.manifest import human
-from corpusforge.stats.collect import PERCENTILES
+from corpusforge.stats.collect import BOOKKEEPING, FUNNEL_STEPS, LATER_STEPS, PERCENTILES, funnel_row
 
 
 def top_languages(languages: dict[str, int], n: int = 3) -> str:
@@ -41,6 +41,27 @@ def stage_reasons(stage: dict[str, Any]) -> list[tuple[str, int]]:
     return rows
 
 
+def drop_panels(stats: dict[str, Any]) -> list[tuple[str, list[tuple[str, int, bool]]]]:
+    """What the stages removed, split by unit so that no axis mixes them: records, pages or books a source set
+    aside while reading (WARC bookkeeping flagged, to be shown apart), documents dropped or removed, and errors
+    and warnings; each panel's rows are (stage: reason, count, is bookkeeping)."""
+    records, docs, errors = [], [], []
+    for stage in stats["stages"]:
+        source_stage = stage["stage"] not in (*LATER_STEPS, "tokenizer", "stats")
+        for reason, n in stage_reasons(stage):
+            label = f"{stage['stage']}: {reason}"
+            if reason.startswith(("error: ", "warning: ")):
+                errors.append((label, n, False))
+            elif reason.startswith("duplicates from "):
+                continue  # the same documents as the stage's removed_* rows, by source
+            elif source_stage and reason.startswith("skipped_"):
+                records.append((label, n, reason.removeprefix("skipped_") in BOOKKEEPING))
+            else:
+                docs.append((label, n, False))
+    return [("records, pages or books the sources set aside while reading", records),
+            ("documents dropped or removed", docs), ("errors and warnings (inputs, records or lines)", errors)]
+
+
 DECONTAMINATION_HEADERS = ["evaluation set", "examples", "n", "dirty", "clean", "n-grams cut", "documents",
                            "became of them"]
 
@@ -54,6 +75,38 @@ def decontamination_rows(stats: dict[str, Any]) -> list[list[Any]]:
             rows.append([name, human(s["examples"]), s["ngram"] if s["ngram"] is not None else "-",
                          human(s["dirty"]), human(s["clean"]), human(s["occurrences"]), human(s["documents"]),
                          ", ".join(f"{action} {n:,}" for action, n in s["actions"].items()) or "-"])
+    return rows
+
+
+FUNNEL_HEADERS = ["source", "step", "documents", "bytes", "how it got here from the step before"]
+
+
+def funnel_how(step: dict[str, Any]) -> str:
+    """'dropped: status 3, non_html 5; WARC bookkeeping set apart: request 36; failed 1; +9 split off': how a
+    funnel step came from the one before (its first step: the errors reading the inputs)."""
+    if step["in"] is None:
+        expected = f", {step['expected_errors']:,} of them expected" if step.get("expected_errors") else ""
+        return f"errors reading the inputs: {step['errors']:,}{expected}" if step.get("errors") else ""
+    parts = []
+    if step["dropped"]:
+        parts.append("dropped: " + ", ".join(f"{k} {v:,}" for k, v in step["dropped"].items()))
+    if step["bookkeeping"]:
+        parts.append("WARC bookkeeping set apart: " + ", ".join(f"{k} {v:,}" for k, v in step["bookkeeping"].items()))
+    if step["failed"]:
+        parts.append(f"failed (errors) {step['failed']:,}")
+    if step["added"]:
+        parts.append(f"+{step['added']:,} split off (parts, pieces)")
+    return "; ".join(parts) or "all kept"
+
+
+def funnel_rows(stats: dict[str, Any]) -> list[list[Any]]:
+    """The corpus funnel as table rows: per source and step, documents (records for the first steps of a WARC
+    source), bytes (mix: and tokens) and how the step came from the one before."""
+    rows = []
+    for source, steps in stats.get("funnel", {}).items():
+        for i, step in enumerate(steps):
+            documents = human(step["documents"]) + (f" ({human(step['tokens'])} tokens)" if "tokens" in step else "")
+            rows.append([source if i == 0 else "", step["step"], documents, human(step["bytes"]), funnel_how(step)])
     return rows
 
 
@@ -71,11 +124,50 @@ def measured_cost(row: dict[str, Any]) -> tuple[str, str]:
     return f"{row['good_max']:.1%} ({row['good_set']})", "-" if row["junk"] is None else f"{row['junk']:.0%}"
 
 
-def print_stats(stats: dict[str, Any], manifest: dict[str, Any], console) -> None:
-    """Print the sets table, what the sets hold, their quality scores (when the corpus has any), the stages table,
-    the warnings and the verification result."""
+def funnel_grid(stats: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The funnel at a glance: a row per step (FUNNEL_STEPS) and the tokens in the mix, a column per source, each
+    cell 'documents / bytes' ('-' where a stage did not see the source: the quality stage judges the web sources
+    only)."""
+    funnel = stats.get("funnel", {})
+    rows = []
+    for name in FUNNEL_STEPS:
+        cells = []
+        for steps in funnel.values():
+            step = next((s for s in steps if funnel_row(s) == name), None)
+            cells.append("-" if step is None else f"{human(step['documents'])} / {human(step['bytes'])}")
+        if any(c != "-" for c in cells):
+            rows.append([name, *cells])
+    tokens = [human(next((s["tokens"] for s in steps if "tokens" in s), None)) for steps in funnel.values()]
+    if any(t != "-" for t in tokens):
+        rows.append(["tokens", *tokens])
+    return ["step", *funnel], rows
+
+
+def print_funnel(stats: dict[str, Any], console) -> None:
+    """The corpus funnel at a glance (`funnel_grid`); the report has the reasons."""
     from rich.table import Table
 
+    headers, rows = funnel_grid(stats)
+    if not rows:
+        return
+    table = Table(title="the corpus funnel: documents (records while read) / bytes, per source", header_style="bold")
+    for name in headers:
+        table.add_column(name, justify="left" if name == "step" else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def print_stats(stats: dict[str, Any], manifest: dict[str, Any], console, brief: bool = False) -> None:
+    """Print the sets table, what the sets hold, their quality scores (when the corpus has any), the funnel, the
+    stages table, the warnings and the verification result. `brief` (the end of `corpusforge run`, whose stages
+    printed their own summaries): the funnel, the warnings and the verification result only."""
+    from rich.table import Table
+
+    if brief:
+        print_funnel(stats, console)
+        _print_problems(stats, console)
+        return
     console.print(manifest_mod.sets_table(manifest, title=f"corpus {stats['corpus']}"))
     table = Table(title="what the sets hold (tokens per document)", header_style="bold")
     for name in ("set", "languages", "mean", *(f"p{q}" for q in PERCENTILES), "max"):
@@ -97,16 +189,18 @@ def print_stats(stats: dict[str, Any], manifest: dict[str, Any], console) -> Non
                           score_summary(s["quality_score"]))
         console.print(table)
 
+    print_funnel(stats, console)
     if stats["stages"]:
         table = Table(title="what each stage removed, and why", header_style="bold")
-        for name in ("stage", "files", "docs", "removed or failed", "count"):
-            table.add_column(name, justify="right" if name in ("files", "docs", "count") else "left")
+        for name in ("stage", "files", "docs", "s", "removed or failed", "count"):
+            table.add_column(name, justify="right" if name in ("files", "docs", "s", "count") else "left")
         for stage in stats["stages"]:
             reasons = stage_reasons(stage) or [("-", None)]
             for i, (reason, count) in enumerate(reasons):
                 first = i == 0
                 table.add_row(stage["stage"] if first else "", human(stage["files"]) if first else "",
-                              human(stage["documents"]) if first else "", reason, human(count),
+                              human(stage["documents"]) if first else "",
+                              f"{stage['seconds']:.1f}" if first else "", reason, human(count),
                               end_section=i == len(reasons) - 1)
         console.print(table)
     else:
@@ -115,11 +209,13 @@ def print_stats(stats: dict[str, Any], manifest: dict[str, Any], console) -> Non
     if stats.get("quality_rules"):
         table = Table(title="quality rules: what each dropped here, and what it costs on real good text "
                             "(bench/quality_rules.py)", header_style="bold")
-        for name in ("rule", "dropped", "share per source:language", "good text dropped (worst set)", "junk caught"):
-            table.add_column(name, justify="right" if name in ("dropped", "junk caught") else "left",
+        for name in ("rule", "threshold", "dropped", "share per source:language", "good text dropped (worst set)",
+                     "junk caught"):
+            table.add_column(name, justify="right" if name in ("threshold", "dropped", "junk caught") else "left",
                              no_wrap=name == "rule")
         for row in stats["quality_rules"]:
-            table.add_row(row["rule"], human(row["dropped"]), rule_shares(row), *measured_cost(row))
+            table.add_row(row["rule"], human(row.get("threshold")), human(row["dropped"]), rule_shares(row),
+                          *measured_cost(row))
         console.print(table)
 
     rows = decontamination_rows(stats)
@@ -132,6 +228,11 @@ def print_stats(stats: dict[str, Any], manifest: dict[str, Any], console) -> Non
             table.add_row(*(str(c) for c in row))
         console.print(table)
 
+    _print_problems(stats, console)
+
+
+def _print_problems(stats: dict[str, Any], console) -> None:
+    """The corpus's warnings, its unreadable shards and the checksum check."""
     for warning in stats["warnings"]:
         console.print(f"[yellow]warning: {warning}")
     for shard in stats["unreadable_shards"]:

@@ -5,6 +5,7 @@ key/value cache; a chat keeps the cache between turns, so a turn feeds only what
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,6 +51,23 @@ def load_model(run_dir: str | os.PathLike, device: str = "cpu", which: str | Non
     net = GPT(GPTConfig(**meta["model_config"]))
     net.load_state_dict(sampling_weights(weights))
     return net.to(_device(device)).eval(), meta
+
+
+def choose_checkpoint(run_dir: str | os.PathLike) -> tuple[str | None, str | None]:
+    """`generate`'s default weights, and why when it is not the best ones: the last checkpoint when the lowest
+    held-out loss came in the first half of the run (the model then fit its training text more than new text, as
+    `make train` on the small sample corpus does: its best weights write little more than frequent tokens, its
+    last ones write in the sample's style); else None (`load_model`'s default: best when the run has it)."""
+    try:
+        summary = json.loads((Path(run_dir) / "_summary.json").read_text(encoding="utf-8"))
+        best, last = int(summary["best_step"]), int(summary["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, None
+    if not checkpoint.path_in(run_dir, "last").exists() or 2 * best >= last:
+        return None, None
+    return "last", (f"sampling the last weights (step {last:,}): the lowest held-out loss came at step {best:,}, "
+                    "after which the model fit its training text more than new text; --checkpoint best samples "
+                    "those")
 
 
 def sampling_weights(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -261,7 +261,8 @@ def test_quality_sections_of_the_html_and_the_console(quality_run, tmp_path):
     [stage] = [s for s in result["stages"] if s["stage"] == "quality"]
     assert [tag for tag, _ in parser.tags].count("details") == len(stage["dropped_sample"])
     for reason, entry in stage["dropped_sample"].items():
-        assert f"quality: {reason}:" in page
+        threshold = (stage["thresholds"] or {}).get(reason)
+        assert f"quality: {reason}{'' if threshold is None else f' (threshold {threshold:g})'}:" in page
         for example in entry["examples"]:
             assert html.escape(example["text"]) in page
     figures = [attrs["id"] for tag, attrs in parser.tags if tag == "figure"]

@@ -48,12 +48,16 @@ def scan_dump(item: str, out_dir: str, rules: LinkRules) -> runtime.FileReport:
 def collect(inputs: list[str], links_dir: str | Path, rules: LinkRules,
             ctx: runtime.RunContext) -> runtime.StageSummary:
     """Pushshift dumps (paths or globs) -> the link table in `links_dir`, one Dask task per dump."""
+    from rich.console import Console
+
     files = resolve(inputs, what="Pushshift dump",
                     folder_error="{spec} is a folder; give the dumps in it, e.g. '{spec}/RS_*.zst'")
     unit_root = links.candidates_dir(links_dir, rules)
     with ctx.dask() as client:
         summary, reports = runtime.map_files(scan_dump, files, unit_root, rules, stage="webtext2 links (pushshift)",
-                                             ctx=ctx, kept_key="candidates")
+                                             ctx=ctx, kept_key="candidates", finish=False)
+        # the candidates' own files, without a table: the link table's summary below prints these counts once
+        runtime.finish_stage(unit_root, summary, runtime.errors_of(reports), console=Console(quiet=True))
         summary.stage = "webtext2 links"
         return links.build_link_table([r.output or "" for r in reports if r.output], links_dir, rules, summary,
                                       [e for r in reports for e in r.errors], client=client, console=ctx.console)
