@@ -39,6 +39,7 @@ from typing import Any, ClassVar, Literal
 import torch
 
 from corpusforge.errors import UserError
+from corpusforge.options import option
 from corpusforge.runtime import atomic_path, write_json_atomic, write_text_atomic
 from corpusforge.trainer import checkpoint, devices
 
@@ -53,7 +54,8 @@ class RunConfig:
 
     batch_size: int = 16  # sequences per micro-batch on each rank
     grad_accum: int = 1  # micro-batches per optimizer step over all ranks (a multiple of the number of ranks)
-    max_steps: int = 600
+    max_steps: int = dataclasses.field(default=600, metadata=option(
+        "optimizer steps in all (the schedule ends there)"))
     lr: float = 1e-3
     min_lr: float = 1e-4
     warmup_steps: int = 50
@@ -65,9 +67,11 @@ class RunConfig:
     log_interval: int = 10
     checkpoint_interval: int = 100
     seed: int = 1337
-    device: str = "auto"  # auto: cuda when present, else cpu
+    device: str = dataclasses.field(default="auto", metadata=option("auto (cuda when present, else cpu), cpu, cuda, "
+                                                                    "cuda:N"))
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bf16 autocast on CUDA, float32 on CPU
-    compile: bool | None = None  # torch.compile; None: on CUDA only
+    compile: bool | None = dataclasses.field(default=None, metadata=option(
+        "torch.compile the model (none: on CUDA only)"))
     peak_tflops: float | None = None  # per device, for MFU; default: datasheet for known GPUs, else measured
 
     # Settings a resumed run may change: they steer the run, not what it computes (max_steps stretches the schedule).

@@ -94,7 +94,9 @@ class FetchConfig:
         "longest robots.txt Crawl-delay honoured", flag="--max-crawl-delay"))
     allow_private_hosts: bool = dataclasses.field(default=False, metadata=option(
         "also fetch hosts that resolve to private, loopback or link-local addresses (tests)"))
-    resolve: dict[str, str] = dataclasses.field(default_factory=dict)
+    resolve: dict[str, str] = dataclasses.field(default_factory=dict, metadata=option(
+        "connect to ADDR:PORT for HOST (or a pattern like *.example.test), like curl --resolve (repeatable: "
+        "HOST=ADDR:PORT)", flag="--resolve"))
     segment_bytes: int = dataclasses.field(default=1_000_000_000, metadata=option(
         "a WARC file is closed past this size"))
     retry_failed: bool = dataclasses.field(default=False, metadata=option(
