@@ -123,8 +123,7 @@ class ShardWriter:
         self.rows += table.num_rows
 
     def set_report(self, report: FileReport) -> None:
-        # Only what the input determines: the same input gives a byte-identical file wherever and whenever written.
-        self._report = {k: v for k, v in dataclasses.asdict(report).items() if k not in _RUN_FIELDS}
+        self._report = report_metadata(report)
 
     def _open(self) -> pq.ParquetWriter:
         if self._writer is None:
@@ -146,8 +145,7 @@ class ShardWriter:
                 self._flush()
                 writer = self._open()
                 if self._report is not None:
-                    writer.add_key_value_metadata({REPORT_KEY: json.dumps(self._report, default=str,
-                                                                          sort_keys=True).encode()})
+                    writer.add_key_value_metadata({REPORT_KEY: self._report})
                 writer.close()
             elif self._writer is not None:
                 self._writer.close()
@@ -160,8 +158,15 @@ class ShardWriter:
         return result
 
 
+def report_metadata(report: FileReport) -> bytes:
+    """A task's report as a finished Parquet file keeps it (under REPORT_KEY): only what the input determines, not
+    its time or output path, so the same input gives a byte-identical file wherever and whenever written."""
+    kept = {k: v for k, v in dataclasses.asdict(report).items() if k not in _RUN_FIELDS}
+    return json.dumps(kept, default=str, sort_keys=True).encode()
+
+
 def read_report(path: str | os.PathLike) -> FileReport | None:
-    """The FileReport a ShardWriter stored in a finished Parquet file, or None."""
+    """The FileReport a ShardWriter or `report_metadata`'s caller stored in a finished Parquet file, or None."""
     try:
         with storage.open_file(path) as fh:
             meta = pq.read_metadata(fh).metadata or {}
