@@ -499,9 +499,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser(argv).parse_args(argv)  # a command's options may import its (optional) libraries
         if getattr(args, "force", False):
-            from corpusforge import runtime
+            from corpusforge import resume
 
-            runtime.force_recompute()
+            resume.force_recompute()
         return _exit_code(args.func(args), getattr(args, "fail_on_error", False))
     except BaseException as err:
         if _interrupted:  # Ctrl-C or SIGTERM, whatever a library raised while closing: outputs are resumable

@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from corpusforge import documents, runtime
+from corpusforge import documents, resume, runtime
 from corpusforge.dedup import clusters, exact, lsh
 from corpusforge.dedup import exchange as ex
 from corpusforge.dedup.minhash import MinHashParams, SignatureMismatch
@@ -180,7 +180,7 @@ def run(config: DedupConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
     params = config.params()
     params_json = json.dumps(params.to_json())
     paths, missing = documents.find_shards(config.inputs, exclude=out)
-    runtime.begin_stage(out, "dedup")
+    resume.begin_stage(out, "dedup")
     for spec in missing:
         console.print(f"[yellow]dedup: warning: input {spec} does not exist; skipped[/yellow]")
     keys_dir.mkdir(parents=True, exist_ok=True)
