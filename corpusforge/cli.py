@@ -327,7 +327,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     stage(sub, "commoncrawl", "corpusforge.sources.commoncrawl:CommonCrawlConfig",
-          "WARC files -> language-tagged document shards", "WARC(.gz) paths or URLs, globs, or warc.paths(.gz) listings")
+          "WARC files -> language-tagged document shards",
+          "WARC(.gz) paths or URLs, globs, or warc.paths(.gz) listings")
 
     p = sub.add_parser("train", help="train the bundled GPT (see docs/trainer.md)")
     train_sub = p.add_subparsers(dest="train_command", required=True)

@@ -32,6 +32,14 @@ def option(help: str, *, flag: str | None = None) -> dict[str, str]:
     return {"help": help, **({"flag": flag} if flag else {})}
 
 
+def setting(default: Any, help: str, *, flag: str | None = None) -> Any:
+    """A config field: its default (a list or dict default is copied for each instance) and its command-line help
+    (and flag, as `option`)."""
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=option(help, flag=flag))
+    return dataclasses.field(default=default, metadata=option(help, flag=flag))
+
+
 def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ("inputs", "output"),
                 only: tuple[str, ...] | None = None, set_option: bool = True, prefix: str = "",
                 flags: dict[str, str] | None = None) -> None:

@@ -17,8 +17,9 @@ names the WARC offset its link's records end at. A segment becomes `<name>-00000
 `<name>-00000.fetch.jsonl`) when it reaches `segment_bytes` or the task ends, its links' records put in link-file
 order on the way (hosts are fetched concurrently, so they finish in the network's order). A record's id derives from
 its file, link, round and date, and its date is the capture's (`capture_time` fixes it for a fixed site), so the
-same fetch of a fixed site, like the sample's, is the same bytes. Each link is journaled as started before its first request. After an
-interruption the next run reads the logs and journal, cuts the WARC back to the last journaled offset and goes on:
+same fetch of a fixed site, like the sample's, is the same bytes. Each link is journaled as started before its
+first request. After an interruption the next run reads the logs and journal, cuts the WARC back to the last
+journaled offset and goes on:
 a URL with an outcome is not requested again, and a URL that was started without an outcome (in flight when the
 run was killed) is logged as `interrupted` rather than requested again, so no run asks for a page twice;
 `retry_failed` fetches the interrupted ones (a transient outcome).
