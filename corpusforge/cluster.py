@@ -28,6 +28,13 @@ Kind = Literal["local", "slurm", "pbs", "sge", "kubernetes"]
 JOBQUEUE = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster"}
 LOG_FILE = "_run.log"
 SCHEDULER_FILE_WAIT_S = 60.0  # a batch script may start the scheduler in the background just before the run
+# Memory one task of a stage claims on its worker: the stage's measured peak per worker process less an idle worker
+# (bench/scale.py, docs/cluster.md's table), rounded up with room. Workers advertise their memory limit as the Dask
+# resource "memory" (RESOURCE); a worker runs at most memory_limit / claim of a stage's tasks at once.
+TASK_MEMORY = {"commoncrawl": "256MiB", "dedup": "512MiB", "decontaminate": "512MiB", "quality": "512MiB",
+               "mix": "512MiB", "wikipedia": "256MiB", "books": "256MiB", "webtext2": "256MiB"}
+RESOURCE = "memory"
+TASK_MEMORY_CONFIG = "corpusforge.task-memory"  # [run.cluster] task_memory, in Dask's config while a client is open
 
 
 def _help(text: str, default: Any = None, factory: Any = None) -> Any:
@@ -48,6 +55,10 @@ class ClusterConfig:
     threads_per_worker: int = _help("threads in each worker process (stages hold the GIL: keep 1)", 1)
     memory_limit: str = _help("memory each worker process may use before its nanny restarts it, e.g. '4GiB' "
                               "(local: 'auto' divides the machine; batch systems: memory / processes)", "auto")
+    task_memory: dict[str, str] = _help(
+        "memory one task of a stage claims, by stage, e.g. {dedup = '2GiB'}: a worker runs at most memory_limit / "
+        "claim of that stage's tasks at once, and a stage whose tasks fit on no worker stops before it starts "
+        "(defaults: docs/cluster.md)", factory=dict)
     max_tries: int = _help("times a task is tried on a worker that dies under it (killed for memory, crashed) "
                            "before its input is reported as poison and skipped", 3)
     cores: int = _help("batch system: cores per job", 8)
@@ -95,6 +106,33 @@ def _dask_settings(config: ClusterConfig) -> dict[str, Any]:
             "distributed.admin.system-monitor.interval": "2s"}
 
 
+def _bytes(size: str) -> int:
+    from dask.utils import parse_bytes
+
+    return int(parse_bytes(size))
+
+
+def task_resources(client: Any, stage: str) -> dict[str, int] | None:
+    """The Dask resources each task of `stage` claims (`{"memory": bytes}`), or None where there is nothing to
+    claim: no claim for the stage, or workers that advertise no memory (started by hand without `--resources`).
+    A claim larger than every worker's memory would never run: a UserError, before any task starts."""
+    import dask
+
+    size = dask.config.get(TASK_MEMORY_CONFIG, {}).get(stage) or TASK_MEMORY.get(stage)
+    have = [w.get("resources", {}).get(RESOURCE) for w in client.scheduler_info(n_workers=-1)["workers"].values()]
+    have = [h for h in have if h]
+    if size is None or not have:
+        return None
+    need = _bytes(size)
+    if need > max(have):
+        from dask.utils import format_bytes
+
+        raise UserError(f"{stage}: each task claims {format_bytes(need)} ([run.cluster] task_memory) but the "
+                        f"largest worker has {format_bytes(max(have))} (memory_limit): raise memory_limit or lower "
+                        "the claim")
+    return {RESOURCE: need}
+
+
 def job_script(config: ClusterConfig) -> str:
     """The batch script dask-jobqueue submits for one job of `config` (to check before a long run)."""
     with _jobqueue_cluster(config) as cluster:
@@ -110,10 +148,13 @@ def make_cluster(config: ClusterConfig, workers: int | None = None) -> Any:
         if config.kind == "local":
             from distributed import LocalCluster
 
-            return LocalCluster(n_workers=workers or os.cpu_count() or 1,
-                                threads_per_worker=config.threads_per_worker, processes=True,
-                                memory_limit=config.memory_limit, dashboard_address=config.dashboard_address,
-                                silence_logs=logging.ERROR)
+            from distributed.worker_memory import parse_memory_limit
+
+            n = workers or os.cpu_count() or 1
+            limit = parse_memory_limit(config.memory_limit, 1, n, logger=log)  # "auto": the machine's / n
+            return LocalCluster(n_workers=n, threads_per_worker=config.threads_per_worker, processes=True,
+                                memory_limit=limit, dashboard_address=config.dashboard_address,
+                                silence_logs=logging.ERROR, resources={RESOURCE: limit} if limit else None)
         if config.kind in JOBQUEUE:
             cluster = _jobqueue_cluster(config)
         else:
@@ -140,7 +181,8 @@ def _jobqueue_cluster(config: ClusterConfig) -> Any:
         job_script_prologue=config.job_script_prologue, interface=config.interface, job_name=config.name,
         local_directory=config.local_directory, log_directory=config.log_directory,
         scheduler_options={k: v for k, v in (("dashboard_address", config.dashboard_address),
-                                             ("host", config.scheduler_host)) if v})
+                                             ("host", config.scheduler_host)) if v},
+        worker_extra_args=["--resources", f"{RESOURCE}={_bytes(config.memory) // config.processes}"])
     if config.kind == "sge":
         kwargs["resource_spec"] = f"h_vmem={config.memory}"  # SGE has no --mem; its memory is a resource
     return cls(**{k: v for k, v in kwargs.items() if v is not None})
@@ -155,7 +197,8 @@ def kube_spec(config: ClusterConfig) -> dict[str, Any]:
         raise UserError("cluster kind kubernetes needs [run.cluster] image: a container image with corpusforge "
                         "installed (see docs/cluster.md)")
     command = (f"dask-worker --nthreads {config.threads_per_worker} --memory-limit {config.memory_limit}"
-               + (f" --local-directory {config.local_directory}" if config.local_directory else ""))
+               + (f" --local-directory {config.local_directory}" if config.local_directory else "")
+               + (f" --resources {RESOURCE}={_bytes(config.memory_limit)}" if config.memory_limit != "auto" else ""))
     return make_cluster_spec(name=config.name, image=config.image, n_workers=config.minimum,
                              resources=config.resources or None, env=config.env or None, worker_command=command)
 
@@ -182,10 +225,13 @@ def connect(config: ClusterConfig | None = None, *, scheduler: str | None = None
     `config.kind`. The dashboard address is printed (to `console`) and logged; the cluster closes with the block."""
     from distributed import Client
 
+    import dask
+
     config = config or ClusterConfig()
     if scheduler_file and not scheduler:
         _wait_for(Path(scheduler_file).expanduser())
     with contextlib.ExitStack() as stack:
+        stack.enter_context(dask.config.set({TASK_MEMORY_CONFIG: dict(config.task_memory)}))
         try:
             if scheduler or scheduler_file:
                 client = stack.enter_context(Client(scheduler, scheduler_file=scheduler_file, timeout="30s"))

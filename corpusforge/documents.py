@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
-from corpusforge import resume, runtime
+from corpusforge import resume, runtime, storage
 from corpusforge import schema as schema_mod
 
 
@@ -81,6 +81,12 @@ def find_shards(inputs: Iterable[str], exclude: str | os.PathLike | None = None)
     shards: list[str] = []
     missing: list[str] = []
     for spec in inputs:
+        if storage.is_url(spec):
+            found = _find_remote_shards(spec, exclude)
+            if not found and not storage.exists(spec):
+                missing.append(spec)
+            shards.extend(f for f in found if f not in shards)
+            continue
         path = Path(spec)
         if path.is_dir():
             if exclude is not None and path.resolve() == Path(exclude).resolve():
@@ -98,6 +104,19 @@ def find_shards(inputs: Iterable[str], exclude: str | os.PathLike | None = None)
     return shards, missing
 
 
+def _find_remote_shards(spec: str, exclude: str | os.PathLike | None) -> list[str]:
+    """`find_shards` for one object store URL: a folder's (prefix's) shards, one object, or a glob."""
+    if storage.is_dir(spec):
+        if exclude is not None and spec.rstrip("/") == str(exclude).rstrip("/"):
+            raise ValueError(f"input {spec} is the output folder itself")
+        resume.require_complete(spec)
+        return [p for p in storage.listing(spec, "*.parquet") if not storage.name(p).startswith(("_", "."))]
+    if glob.has_magic(spec):
+        folder, pattern = spec.rsplit("/", 1)
+        return [p for p in storage.listing(folder, pattern) if not storage.name(p).startswith(("_", "."))]
+    return [spec] if storage.exists(spec) else []
+
+
 def read_batches(path: str, columns: list[str], report: runtime.FileReport, batch_rows: int = 1024, *,
                  limit: int | None = None, contract_types: bool = False,
                  stage: str = "read") -> Iterator[pa.RecordBatch]:
@@ -108,7 +127,8 @@ def read_batches(path: str, columns: list[str], report: runtime.FileReport, batc
     nulls."""
     row = 0
     try:
-        parquet = pq.ParquetFile(path)
+        where, fs = storage.arrow_path(path)
+        parquet = pq.ParquetFile(where, filesystem=fs)
         missing = [c for c in columns if c not in parquet.schema_arrow.names]
         document = schema_mod.document_schema()
         required = [c for c in missing if c not in document.names or not document.field(c).nullable]

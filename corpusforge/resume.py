@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 from corpusforge import storage
@@ -123,8 +122,7 @@ def stage_fingerprint(config: Any, files: Iterable[str], *extra: str) -> str:
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "output"}
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     for path in files:
-        st = os.stat(path)
-        h.update(f"\0{path}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+        h.update(f"\0{path}\0{storage.version(path)}".encode())
     for item in extra:
         h.update(f"\0{item}".encode())
     return h.hexdigest()
@@ -133,12 +131,12 @@ def stage_fingerprint(config: Any, files: Iterable[str], *extra: str) -> str:
 def finished_stage(out_dir: str | os.PathLike, fp: str, *outputs: str) -> dict[str, Any] | None:
     """The `_summary.json` of `out_dir` if an earlier run with `stage_fingerprint` `fp` finished there and its
     `outputs` still exist, else None."""
-    out_dir = Path(out_dir)
     try:
-        summary = json.loads((out_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+        summary = json.loads(storage.read_text(storage.join(out_dir, SUMMARY_FILE)))
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-    if summary.get("extra", {}).get("fingerprint") != fp or not all((out_dir / o).exists() for o in outputs):
+    if summary.get("extra", {}).get("fingerprint") != fp or not all(storage.exists(storage.join(out_dir, o))
+                                                                     for o in outputs):
         return None
     return summary
 

@@ -363,8 +363,11 @@ def map_tasks(client: Any, fn: Callable[..., Any], items: Sequence[Any], *args: 
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
-    futures = [client.submit(fn, item, *args, pure=False, **({"key": keys[i]} if keys else {}),
-                             **(kwargs_for(item) if kwargs_for else {}))
+    from corpusforge.cluster import task_resources
+
+    resources = task_resources(client, title.split()[0].rstrip(":"))  # the stage's memory claim per task
+    futures = [client.submit(fn, item, *args, pure=False, resources=resources,
+                             **({"key": keys[i]} if keys else {}), **(kwargs_for(item) if kwargs_for else {}))
                for i, item in enumerate(items)]
     index = {f.key: i for i, f in enumerate(futures)}
     results: dict[int, Any] = {}

@@ -13,6 +13,7 @@ for gcsfs); nothing here reads, stores or prints them, and errors are reported w
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import tempfile
@@ -88,6 +89,44 @@ def store_errors(what: str, url: PathLike) -> Iterator[None]:
         raise _explain(err, what, str(url)) from None
 
 
+def arrow_path(path: PathLike) -> tuple[str, Any]:
+    """(path, filesystem) for pyarrow's readers: `p, fs = arrow_path(x); pq.ParquetFile(p, filesystem=fs)`. A local
+    path comes back with no filesystem; a URL as its path in the fsspec filesystem, which pyarrow wraps (any store
+    fsspec knows, with its usual credentials)."""
+    if not is_url(path):
+        return str(path), None
+    return filesystem(str(path))[::-1]
+
+
+def size(path: PathLike) -> int:
+    """Bytes of a local file or object."""
+    if not is_url(path):
+        return os.path.getsize(path)
+    with store_errors("read", path):
+        fs, p = filesystem(str(path))
+        return int(fs.size(p))
+
+
+def version(path: PathLike) -> str:
+    """What changes when a file or object is rewritten: its size and modification time (or the store's ETag)."""
+    if not is_url(path):
+        st = os.stat(path)
+        return f"{st.st_size}\0{st.st_mtime_ns}"
+    with store_errors("read", path):
+        fs, p = filesystem(str(path))
+        info = fs.info(p)
+    return f"{info.get('size')}\0{info.get('ETag') or info.get('etag') or info.get('mtime') or info.get('LastModified')}"
+
+
+def is_dir(path: PathLike) -> bool:
+    """Whether `path` is a folder (on a store: a prefix with objects under it)."""
+    if not is_url(path):
+        return Path(path).is_dir()
+    with store_errors("list", path):
+        fs, p = filesystem(str(path))
+        return bool(fs.isdir(p))
+
+
 def exists(path: PathLike) -> bool:
     if not is_url(path):
         return Path(path).exists()
@@ -97,12 +136,13 @@ def exists(path: PathLike) -> bool:
 
 
 def open_file(path: PathLike, mode: str = "rb") -> IO:
-    """Open a local file or a remote object for reading (for writing, use `atomic_local`)."""
+    """Open a local file or a remote object for reading (for writing, use `atomic_path`). A remote binary file is
+    an io.BufferedReader like a local one, so line reads take a length limit (`readline(limit)`)."""
     if not is_url(path):
         return open(path, mode)
     with store_errors("read", path):
         fs, p = filesystem(str(path))
-        return fs.open(p, mode)
+        return io.BufferedReader(fs.open(p, mode)) if mode == "rb" else fs.open(p, mode)
 
 
 def read_text(path: PathLike) -> str:
@@ -133,6 +173,17 @@ def makedirs(folder: PathLike) -> None:
     """Create a local folder (object stores have none to make)."""
     if not is_url(folder):
         Path(folder).mkdir(parents=True, exist_ok=True)
+
+
+def remove(path: PathLike) -> None:
+    """Delete one file or object (nothing when it is not there)."""
+    if not is_url(path):
+        Path(path).unlink(missing_ok=True)
+        return
+    with store_errors("delete", path):
+        fs, p = filesystem(str(path))
+        if fs.exists(p):
+            fs.rm_file(p)
 
 
 def remove_tree(folder: PathLike) -> None:

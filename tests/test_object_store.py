@@ -4,6 +4,8 @@ outputs; a missing bucket, a missing credential and a dropped connection each gi
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import socket
 import threading
@@ -127,3 +129,54 @@ def test_a_dropped_connection_is_one_line(s3, monkeypatch):
     message = str(err.value)
     assert message.startswith(f"cannot write s3://{s3[1]}/cc/_stage.json: ") and "\n" not in message
     assert "Connection" in message and SECRET not in message
+
+
+def _tables(read, paths: list[str]) -> list:
+    import pyarrow.parquet as pq
+
+    return [pq.read_table(read(p)).to_pylist() for p in paths]
+
+
+def test_dedup_and_decontamination_through_an_object_store_do_what_they_do_locally(tmp_path, s3):
+    """Dedup's inputs, its exchange files and its outputs all on the store (workers need no shared file system):
+    the same surviving rows and the same `_duplicates.parquet` as the run on local folders; then decontamination
+    from the store to the store, its evaluation set on the store too, cuts the same passage."""
+    fs, bucket = s3
+    inputs, _ = make_inputs(tmp_path / "in")
+    local = {name: tmp_path / name for name in ("cc", "copy", "dedup")}
+    with runtime.dask_client(workers=1) as client:
+        scheduler = ["--scheduler", client.scheduler.address]
+        assert cli.main(["commoncrawl", *map(str, inputs), "-o", str(local["cc"]), "--languages", "en", "de", "ru",
+                         "zh", "nl", *scheduler]) == 0
+        shards = sorted(local["cc"].glob("*.parquet"))
+        local["copy"].mkdir()
+        for path in shards:  # a second capture of every document: each one is an exact duplicate
+            (local["copy"] / f"copy-{path.name}").write_bytes(path.read_bytes())
+            fs.put_file(str(path), f"{bucket}/cc/{path.name}")
+            fs.put_file(str(path), f"{bucket}/copy/copy-{path.name}")
+        assert cli.main(["dedup", str(local["cc"]), str(local["copy"]), "-o", str(local["dedup"]), *scheduler]) == 0
+        assert cli.main(["dedup", f"s3://{bucket}/cc", f"s3://{bucket}/copy", "-o", f"s3://{bucket}/dedup",
+                         *scheduler]) == 0
+        text = max((r["text"] for t in _tables(lambda p: p, list(map(str, shards))) for r in t), key=len)
+        passage = " ".join(text.split()[:40])  # an evaluation example copied from a training document
+        (tmp_path / "evals.jsonl").write_text(json.dumps({"id": "leak", "text": passage}) + "\n")
+        fs.put_file(str(tmp_path / "evals.jsonl"), f"{bucket}/evals.jsonl")
+        cuts = {}
+        for name, src, evals, out in (("local", str(local["dedup"]), str(tmp_path / "evals.jsonl"),
+                                       str(tmp_path / "clean")),
+                                      ("s3", f"s3://{bucket}/dedup", f"s3://{bucket}/evals.jsonl",
+                                       f"s3://{bucket}/clean")):
+            assert cli.main(["decontaminate", src, "--evals", evals, "--name", "qa", "-o", out, *scheduler]) == 0
+            read = (lambda p: p) if name == "local" else (lambda p: io.BytesIO(fs.cat_file(p)))
+            (cuts[name],) = _tables(read, [storage.join(out, "_decontamination.parquet")])
+        assert cuts["s3"] == cuts["local"] and {(c["eval_set"], c["example_id"]) for c in cuts["s3"]} == {("qa", "1")}
+    assert not [p for p in fs.find(f"{bucket}/dedup") if p.endswith(".tmp") or "/shuffle/" in p]
+    assert b'"complete": true' in fs.cat_file(f"{bucket}/dedup/_stage.json")
+    kept = sorted(p for p in fs.glob(f"{bucket}/dedup/*.parquet") if not p.rsplit("/", 1)[1].startswith("_"))
+    local_kept = sorted(str(p) for p in local["dedup"].glob("*.parquet") if not p.name.startswith("_"))
+    assert len(kept) == len(local_kept) == 2 * len(shards)
+    rows = lambda tables: sorted(r["id"] for table in tables for r in table)  # noqa: E731
+    assert rows(_tables(lambda p: io.BytesIO(fs.cat_file(p)), kept)) == rows(_tables(lambda p: p, local_kept))
+    (dups,) = _tables(lambda p: io.BytesIO(fs.cat_file(p)), [f"{bucket}/dedup/_duplicates.parquet"])
+    (local_dups,) = _tables(lambda p: p, [str(local["dedup"] / "_duplicates.parquet")])
+    assert sorted(map(str, dups)) == sorted(map(str, local_dups)) and len(dups) > 0

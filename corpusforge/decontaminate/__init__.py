@@ -25,10 +25,8 @@ count per evaluation n-gram.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from corpusforge import documents, resume, runtime, schema
+from corpusforge import documents, resume, runtime, schema, storage
 from corpusforge.decontaminate.cut import CutRules, cut, window
 from corpusforge.decontaminate.evals import EvalSetConfig, read_eval_set
 from corpusforge.decontaminate.ngrams import Index, Lookup, build_index, occurrences
@@ -171,13 +169,13 @@ def cut_shard(shard: _Shard, lookup: Lookup, common: np.ndarray, rules: CutRules
     """Step 3 for one shard: its documents, clean ones as they are and contaminated ones cut, to `shard.out_path`
     (atomic; a finished one from a run with the same fingerprint is kept), and what was cut to `shard.cut_path`."""
     done = resume.resume_or_none(shard.out_path, shard.path)
-    if done is not None and Path(shard.cut_path).exists():
+    if done is not None and storage.exists(shard.cut_path):
         return done
     t0 = time.perf_counter()
-    report = runtime.FileReport(input=shard.path, output=shard.out_path, bytes_in=Path(shard.path).stat().st_size)
+    report = runtime.FileReport(input=shard.path, output=shard.out_path, bytes_in=storage.size(shard.path))
     for key in COUNTERS:
         report.count(key, 0)
-    hits = pq.read_table(shard.hits_path)
+    hits = _read(shard.hits_path)
     rows, keys = hits.column("row").to_numpy(), hits.column("key").to_numpy()
     report.count("ignored_common", int(common[keys].sum()))
     rows, keys = rows[~common[keys]], keys[~common[keys]]
@@ -223,14 +221,19 @@ def _sets_of(index: Index, key: int) -> list[tuple[int, int, int]]:
     return found
 
 
-def _write_decontamination(path: Path, shards: list[_Shard], index: Index) -> int:
+def _read(path: str) -> pa.Table:
+    where, fs = storage.arrow_path(path)
+    return pq.read_table(where, filesystem=fs)
+
+
+def _write_decontamination(path: str, shards: list[_Shard], index: Index) -> int:
     """`_decontamination.parquet`: each cut occurrence once per evaluation set holding its n-gram, streamed one
     shard's cuts at a time."""
     rows = 0
     with runtime.ShardWriter(path, "decontamination") as writer:
         for shard in shards:
             part = []
-            for row in pq.read_table(shard.cut_path).to_pylist():
+            for row in _read(shard.cut_path).to_pylist():
                 key = row.pop("key")
                 for s, first, count in _sets_of(index, key):
                     part.append({**row, "eval_set": index.sets[s].name, "example_id": index.ids[s][first],
@@ -240,7 +243,7 @@ def _write_decontamination(path: Path, shards: list[_Shard], index: Index) -> in
     return rows
 
 
-def _write_dirty(path: Path, index: Index, found: np.ndarray) -> np.ndarray:
+def _write_dirty(path: str, index: Index, found: np.ndarray) -> np.ndarray:
     """`_dirty_examples.parquet`: the examples holding an n-gram `found` in training, by set and example, with how
     many of their n-grams were; returns the dirty examples per set."""
     starts, ends = index.pair_start[found], index.pair_start[found + 1]
@@ -255,15 +258,15 @@ def _write_dirty(path: Path, index: Index, found: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------------- the stage
-def _fresh_outputs(out: Path, fp: str) -> None:
+def _fresh_outputs(out: str, fp: str) -> None:
     """Outputs of an earlier run with other inputs, evaluation sets or rules must not be resumed: delete them."""
-    recorded = out / "_work" / "fingerprint"
-    if recorded.exists() and recorded.read_text() == fp:
+    recorded = storage.join(out, "_work", "fingerprint")
+    if storage.exists(recorded) and storage.read_text(recorded) == fp:
         return
-    for path in out.glob("*.parquet"):
-        if not path.name.startswith(("_", ".")):
-            path.unlink()
-    shutil.rmtree(out / "_work", ignore_errors=True)
+    for path in storage.listing(out, "*.parquet"):
+        if not storage.name(path).startswith(("_", ".")):
+            storage.remove(path)
+    storage.remove_tree(storage.join(out, "_work"))
     runtime.write_text_atomic(recorded, fp)
 
 
@@ -274,11 +277,11 @@ def run(config: DecontaminateConfig, ctx: runtime.RunContext) -> runtime.StageSu
     console = ctx.console
     config.validate()
     t0 = time.perf_counter()
-    out = Path(config.output)
+    out = config.output  # a local folder or an object store URL
     paths, missing = documents.find_shards(config.inputs, exclude=out)
     for spec in missing:
         console.print(f"[yellow]{STAGE}: warning: input {spec} does not exist; skipped[/yellow]")
-    fp = resume.stage_fingerprint(config, [*paths, *(e.path for e in config.evals if Path(e.path).is_file())])
+    fp = resume.stage_fingerprint(config, [*paths, *(e.path for e in config.evals if storage.exists(e.path))])
     done = resume.finished_stage(out, fp, DECONTAMINATION_FILE, DIRTY_FILE)
     if done is not None:
         console.print(f"{STAGE}: {out} is up to date")
@@ -292,7 +295,7 @@ def run(config: DecontaminateConfig, ctx: runtime.RunContext) -> runtime.StageSu
     console.print(f"{STAGE}: {len(index.lookup.keys):,} evaluation n-grams from "
                   + ", ".join(f"{s.name} ({s.examples:,} examples, n = {s.ngram})" for s in index.sets))
     names = [runtime.output_name(p.removesuffix(".parquet")) for p in paths]
-    shards = [_Shard(p, str(out / name), str(out / "_work" / "hits" / name), str(out / "_work" / "cuts" / name))
+    shards = [_Shard(p, *(str(storage.join(out, *where, name)) for where in ((), ("_work", "hits"), ("_work", "cuts"))))
               for p, name in zip(paths, names)]
     with ctx.dask() as client:
         phase = lambda label, fn, *args: runtime.run_phase(client, f"{STAGE} {label}", fn, shards, *args,  # noqa: E731
@@ -305,8 +308,8 @@ def run(config: DecontaminateConfig, ctx: runtime.RunContext) -> runtime.StageSu
         reports = phase("cut", cut_shard, lookup, client.scatter(common, broadcast=True, hash=False),
                         config.rules())
 
-    rows = _write_decontamination(out / DECONTAMINATION_FILE, shards, index)
-    dirty = _write_dirty(out / DIRTY_FILE, index, np.flatnonzero((documents_per_key > 0) & ~common))
+    rows = _write_decontamination(storage.join(out, DECONTAMINATION_FILE), shards, index)
+    dirty = _write_dirty(storage.join(out, DIRTY_FILE), index, np.flatnonzero((documents_per_key > 0) & ~common))
     summary = runtime.StageSummary(stage=STAGE)
     for report in reports:
         summary.add(report)

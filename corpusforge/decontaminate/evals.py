@@ -18,6 +18,7 @@ line and `MAX_FILE_BYTES` of decompressed text per file.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import json
@@ -28,6 +29,7 @@ from typing import Any, BinaryIO, Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from corpusforge import storage
 from corpusforge.errors import UserError
 from corpusforge.options import option
 from corpusforge.runtime import FileReport
@@ -91,9 +93,9 @@ class EvalSet:
 def read_eval_set(config: EvalSetConfig, report: FileReport) -> EvalSet:
     """The examples of `config`'s file; damaged lines and rows are reported in `report` (file and line) and
     skipped. A missing file is the user's error."""
-    if not Path(config.path).is_file():
+    if not storage.exists(config.path) or storage.is_dir(config.path):
         raise UserError(f"evaluation set {config.set_name()!r}: no such file {config.path}")
-    report.bytes_in = Path(config.path).stat().st_size
+    report.bytes_in = storage.size(config.path)
     ids: list[str] = []
     texts: list[str] = []
     kind = config.kind()
@@ -110,8 +112,10 @@ def read_eval_set(config: EvalSetConfig, report: FileReport) -> EvalSet:
 
 
 # ------------------------------------------------------------------------------------------------ the records
-def _open(path: str) -> BinaryIO:
-    return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
+@contextlib.contextmanager
+def _open(path: str) -> Iterator[BinaryIO]:
+    with storage.open_file(path) as raw:
+        yield gzip.open(raw, "rb") if path.endswith(".gz") else raw
 
 
 def _lines(path: str, report: FileReport) -> Iterator[tuple[int, str]]:
@@ -177,7 +181,8 @@ def _json_records(config: EvalSetConfig, report: FileReport) -> Iterator[tuple[s
 def _parquet_records(config: EvalSetConfig, report: FileReport) -> Iterator[tuple[str, str]]:
     row = 0
     try:
-        parquet = pq.ParquetFile(config.path)
+        where, fs = storage.arrow_path(config.path)
+        parquet = pq.ParquetFile(where, filesystem=fs)
         names = parquet.schema_arrow.names
         wanted = config.fields or [c for c in ("text", "messages") if c in names][:1]
         columns = [c for c in (*wanted, config.id_field) if c and c in names]

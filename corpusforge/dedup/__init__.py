@@ -21,14 +21,13 @@ import dataclasses
 import json
 import math
 import time
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from corpusforge import documents, resume, runtime
+from corpusforge import documents, resume, runtime, storage
 from corpusforge.dedup import clusters, exact, lsh
 from corpusforge.dedup import exchange as ex
 from corpusforge.dedup.minhash import MinHashParams, SignatureMismatch
@@ -103,7 +102,8 @@ def _emit(shard: Shard, urls: ex.Exchange | None, texts: ex.Exchange, bands: ex.
     params = MinHashParams.from_json(params_json)
     params.require(signature_params(shard.keys_path), shard.keys_path)
     offset = 0
-    for i, batch in enumerate(pq.ParquetFile(shard.keys_path).iter_batches(batch_size=65_536)):
+    where, fs = storage.arrow_path(shard.keys_path)
+    for i, batch in enumerate(pq.ParquetFile(where, filesystem=fs).iter_batches(batch_size=65_536)):
         table = pa.Table.from_batches([batch])
         keys = (np.int64(shard.index) << np.int64(32)) | (offset + np.arange(table.num_rows, dtype=np.int64))
         table = table.append_column("key", pa.array(keys))
@@ -127,7 +127,7 @@ def _write(shard: Shard, final: ex.Exchange, out_dir: str) -> runtime.FileReport
     """Phase 7b for one shard: its surviving rows, as a shard of the document contract."""
     t0 = time.perf_counter()
     removed = final.read(shard.index)
-    report = runtime.FileReport(input=shard.path, output=str(Path(out_dir, _output_name(shard.path))))
+    report = runtime.FileReport(input=shard.path, output=str(storage.join(out_dir, _output_name(shard.path))))
     gone = np.zeros(shard.rows, dtype=bool)
     gone[removed.column("a").to_numpy() & np.int64(0xFFFFFFFF)] = True
     for source, kind in zip(removed.column("removed_source").to_pylist(), removed.column("kind").to_pylist()):
@@ -159,11 +159,11 @@ def _partitions(rows: int, per_partition: int, workers: int) -> int:
     return max(workers, math.ceil(rows / per_partition), 1)
 
 
-def _check_params(keys_dir: Path, params: MinHashParams) -> None:
+def _check_params(keys_dir: str, params: MinHashParams) -> None:
     """Refuse a work folder whose signatures were made with other settings; record ours in a new one."""
-    recorded = keys_dir / PARAMS_FILE
-    if recorded.exists():
-        params.require(MinHashParams.from_json(recorded.read_text()), str(keys_dir))
+    recorded = storage.join(keys_dir, PARAMS_FILE)
+    if storage.exists(recorded):
+        params.require(MinHashParams.from_json(storage.read_text(recorded)), str(keys_dir))
     else:
         runtime.write_json_atomic(recorded, params.to_json())
 
@@ -174,21 +174,20 @@ def run(config: DedupConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
     `_errors.jsonl` and the rows read before the damage take part."""
     console = ctx.console
     config.validate()
-    out = Path(config.output)
-    work = out / "_work"
-    keys_dir, shuffle = work / "keys", work / "shuffle"
+    out = config.output  # a local folder or an object store URL; the exchanges live under it, seen by every worker
+    keys_dir, shuffle = storage.join(out, "_work", "keys"), storage.join(out, "_work", "shuffle")
     params = config.params()
     params_json = json.dumps(params.to_json())
     paths, missing = documents.find_shards(config.inputs, exclude=out)
     resume.begin_stage(out, "dedup")
     for spec in missing:
         console.print(f"[yellow]dedup: warning: input {spec} does not exist; skipped[/yellow]")
-    keys_dir.mkdir(parents=True, exist_ok=True)
+    storage.makedirs(keys_dir)
     _check_params(keys_dir, params)
     ex.clear(shuffle)
     summary = runtime.StageSummary(stage="dedup")
     t0 = time.perf_counter()
-    shards = [Shard(i, p, str(keys_dir / _output_name(p)), -1) for i, p in enumerate(paths)]
+    shards = [Shard(i, p, str(storage.join(keys_dir, _output_name(p))), -1) for i, p in enumerate(paths)]
     with ctx.dask() as client:
         nworkers = max(len(client.scheduler_info().get("workers", {})), 1)
         extra, reports = _dedup(client, config, params_json, shards, out, shuffle, nworkers, console, summary)
@@ -197,7 +196,7 @@ def run(config: DedupConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
     summary.extra.update({"minhash": params.to_json(), "threshold": config.threshold, "verify": config.verify,
                           "lsh_threshold": round(params.threshold(), 4), "inputs": paths,
                           "missing_inputs": missing, "source_priority": config.source_priority, **extra})
-    runtime.write_json_atomic(out / PARAMS_FILE, {
+    runtime.write_json_atomic(storage.join(out, PARAMS_FILE), {
         **params.to_json(), "lsh_threshold": round(params.threshold(), 4), "verify_threshold": config.threshold,
         "verify": config.verify, "candidate_probability": {f"{j:.1f}": round(params.candidate_probability(j), 4)
                                                            for j in np.arange(0.5, 1.0, 0.1)}})
@@ -205,7 +204,7 @@ def run(config: DedupConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
     return runtime.finish_stage(out, summary, errors, console=console)
 
 
-def _dedup(client: Any, config: DedupConfig, params_json: str, shards: list[Shard], out: Path, shuffle: Path,
+def _dedup(client: Any, config: DedupConfig, params_json: str, shards: list[Shard], out: str, shuffle: str,
            nworkers: int, console: Any,
            summary: runtime.StageSummary) -> tuple[dict[str, Any], list[runtime.FileReport]]:
     """Phases 1-7 on `client`; fills `summary` and returns its extra details and the per-shard reports."""
@@ -220,7 +219,7 @@ def _dedup(client: Any, config: DedupConfig, params_json: str, shards: list[Shar
     p_bands = _partitions(docs * params.bands, config.partition_rows, nworkers)
 
     def exchange(name: str, parts: int, schema: pa.Schema) -> ex.Exchange:
-        return ex.Exchange(str(shuffle / name), parts, schema)
+        return ex.Exchange(str(storage.join(shuffle, name)), parts, schema)
 
     urls = exchange("urls", p_docs, exact.URL_SCHEMA) if config.url_dedup else None
     texts = exchange("texts", p_docs, exact.TEXT_SCHEMA)
@@ -246,11 +245,11 @@ def _dedup(client: Any, config: DedupConfig, params_json: str, shards: list[Shar
             ex.clear(done.root)
 
     shingles = config.verify == "shingles"
-    joined = lsh.joined(str(shuffle / "candidates-joined"), nshards, lsh.PAIR_SCHEMA, params, shingles)
+    joined = lsh.joined(str(storage.join(shuffle, "candidates-joined")), nshards, lsh.PAIR_SCHEMA, params, shingles)
     phase("verify: attach", lsh.attach, shards, candidates, joined, params_json, shingles)
     add(phase("verify: score", lsh.verify, shards, joined, edges, params_json, config.threshold, shingles))
 
-    labels, steps = clusters.components(client, edges, shuffle / "components", p_docs, nshards, console=console)
+    labels, steps = clusters.components(client, edges, str(storage.join(shuffle, "components")), p_docs, nshards, console=console)
     stats["component_steps"] = steps
     clustered = exchange("clustered", p_docs, clusters.MEMBER_SCHEMA)
     phase("survivors: members", clusters.members, shards, labels, removals, clustered, params_json,
@@ -258,13 +257,13 @@ def _dedup(client: Any, config: DedupConfig, params_json: str, shards: list[Shar
     add(phase("survivors: choose", clusters.survivors, range(p_docs), clustered, removals),
         largest=("largest_cluster",))
 
-    joined_removals = lsh.joined(str(shuffle / "removals-joined"), nshards, exact.REMOVAL_SCHEMA, params, False)
+    joined_removals = lsh.joined(str(storage.join(shuffle, "removals-joined")), nshards, exact.REMOVAL_SCHEMA, params, False)
     final = exchange("final", nshards, exact.REMOVAL_SCHEMA.append(pa.field("jaccard", pa.float32())))
     phase("write: similarity", lsh.attach, shards, removals, joined_removals, params_json, False)
     phase("write: pairs", _final, shards, joined_removals, final, params_json)
     reports = phase("write: shards", _write, shards, final, str(out))
-    _write_duplicates(out / DUPLICATES_FILE, final, len(shards))
-    _remove_stale_outputs(out, {Path(r.output).name for r in reports})
+    _write_duplicates(storage.join(out, DUPLICATES_FILE), final, len(shards))
+    _remove_stale_outputs(out, {storage.name(r.output) for r in reports})
 
     by_source: dict[str, dict[str, int]] = {}
     for scanned, written in zip(scans, reports):
@@ -285,7 +284,7 @@ def _dedup(client: Any, config: DedupConfig, params_json: str, shards: list[Shar
     return {"by_source": dict(sorted(by_source.items())), "work": stats}, reports
 
 
-def _write_duplicates(path: Path, final: ex.Exchange, shards: int) -> None:
+def _write_duplicates(path: str, final: ex.Exchange, shards: int) -> None:
     """`_duplicates.parquet`, streamed one partition at a time (never the whole list in memory)."""
     with runtime.ShardWriter(path, "duplicate") as writer:
         for part in range(shards):
@@ -294,8 +293,8 @@ def _write_duplicates(path: Path, final: ex.Exchange, shards: int) -> None:
                                              "jaccard"]))
 
 
-def _remove_stale_outputs(out: Path, written: set[str]) -> None:
+def _remove_stale_outputs(out: str, written: set[str]) -> None:
     """Shards left in `out` by an earlier run over other inputs would put removed duplicates back: delete them."""
-    for path in out.glob("*.parquet"):
-        if not path.name.startswith(("_", ".")) and path.name not in written:
-            path.unlink()
+    for path in storage.listing(out, "*.parquet"):
+        if not storage.name(path).startswith(("_", ".")) and storage.name(path) not in written:
+            storage.remove(path)

@@ -14,12 +14,12 @@ captures of their URL.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from corpusforge import storage
 from corpusforge.dedup import exchange as ex
 from corpusforge.dedup.exact import REMOVAL_SCHEMA
 from corpusforge.dedup.minhash import MinHashParams
@@ -102,18 +102,17 @@ def label(part: int, stars: ex.Exchange, labels: ex.Exchange) -> int:
     return labels.write(pa.table({"node": nodes, "root": roots}), ex.file_partition(nodes), f"label-{part:05d}")
 
 
-def components(client: Any, edges: ex.Exchange, root: str | Path, parts: int, shards: int,
+def components(client: Any, edges: ex.Exchange, root: str, parts: int, shards: int,
                console: Any = None) -> tuple[ex.Exchange, int]:
     """Connected components of the undirected graph in `edges`: an exchange of (node, root) keyed by the node's
     shard, where root is the smallest key of the node's component. Returns it and the number of star steps."""
     from rich.console import Console
 
     console = console or Console(stderr=True)
-    root = Path(root)
-    current = ex.Exchange(str(root / "cc-0"), parts, DIRECTED_SCHEMA)
+    current = ex.Exchange(storage.join(root, "cc-0"), parts, DIRECTED_SCHEMA)
     run_phase(client, "dedup components: edges", directed, range(edges.parts), edges, current, console=console)
     for step in range(1, MAX_STEPS + 1):
-        following = ex.Exchange(str(root / f"cc-{step}"), parts, DIRECTED_SCHEMA)
+        following = ex.Exchange(storage.join(root, f"cc-{step}"), parts, DIRECTED_SCHEMA)
         large = step % 2 == 1
         unfinished = sum(run_phase(client, f"dedup components: {'large' if large else 'small'}-star {step}", star,
                                    range(parts), current, following, large, console=console))
@@ -123,7 +122,7 @@ def components(client: Any, edges: ex.Exchange, root: str | Path, parts: int, sh
         current = following
     else:
         raise RuntimeError(f"connected components did not converge in {MAX_STEPS} steps")
-    labels = ex.Exchange(str(root / "labels"), shards, LABEL_SCHEMA)
+    labels = ex.Exchange(storage.join(root, "labels"), shards, LABEL_SCHEMA)
     run_phase(client, "dedup components: labels", label, range(parts), current, labels, console=console)
     ex.clear(current.root)
     ex.clear(following.root)

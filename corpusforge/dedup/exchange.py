@@ -5,21 +5,20 @@ An `Exchange` is a folder of `parts` partitions. A map task splits its rows by p
 per partition (`p00007/<writer>.parquet`, atomically); a reduce task reads one partition back, sorted by writer name
 so the result never depends on which task finished first. Each task holds one input and one partition at a time, so
 memory per worker stays bounded by the partition size whatever the corpus size; the folder has to be on storage
-every worker sees (a local disk on one machine, a shared filesystem on a cluster), like every stage's output.
+every worker sees, like every stage's output: a local disk on one machine; on a cluster, a shared file system or an
+object store (`s3://...`: each file is uploaded whole, so a reader never sees part of one).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpusforge.dedup.minhash import fmix64
+from corpusforge import storage
 from corpusforge.runtime import atomic_path
 
 
@@ -42,17 +41,16 @@ class Exchange:
         table = table.take(pa.array(order))
         for p in np.flatnonzero(np.diff(bounds)):
             chunk = table.slice(int(bounds[p]), int(bounds[p + 1] - bounds[p]))
-            with atomic_path(Path(self.root, f"p{p:05d}", f"{writer}.parquet")) as tmp:
+            with atomic_path(storage.join(self.root, f"p{p:05d}", f"{writer}.parquet")) as tmp:
                 pq.write_table(chunk, tmp, compression="none")
         return table.num_rows
 
     def read(self, part: int) -> pa.Table:
         """All rows written to partition `part`, in writer-name order."""
-        folder = Path(self.root, f"p{part:05d}")
-        files = sorted(f for f in os.listdir(folder) if f.endswith(".parquet")) if folder.is_dir() else []
+        files = storage.listing(storage.join(self.root, f"p{part:05d}"), "*.parquet")  # sorted: by writer name
         if not files:
             return self.schema.empty_table()
-        return pa.concat_tables([pq.read_table(folder / f, schema=self.schema) for f in files])
+        return pa.concat_tables([_read(f, self.schema) for f in files])
 
 
 def hash_partition(keys: np.ndarray, parts: int) -> np.ndarray:
@@ -65,5 +63,10 @@ def file_partition(keys: np.ndarray) -> np.ndarray:
     return (np.asarray(keys, dtype=np.int64) >> 32).astype(np.int64)
 
 
-def clear(root: str | os.PathLike) -> None:
-    shutil.rmtree(root, ignore_errors=True)
+def _read(path: str, schema: pa.Schema) -> pa.Table:
+    where, fs = storage.arrow_path(path)
+    return pq.read_table(where, schema=schema, filesystem=fs)
+
+
+def clear(root: str) -> None:
+    storage.remove_tree(root)

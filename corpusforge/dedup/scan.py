@@ -9,13 +9,13 @@ import dataclasses
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from corpusforge import storage
 from corpusforge.dedup.minhash import MinHashParams, batches_by_size, signatures
 from corpusforge.dedup.normalize import normalize_batch, text_hashes, url_hash
 from corpusforge.documents import read_batches
@@ -79,7 +79,7 @@ def scan(shard: Shard, params_json: str) -> FileReport:
     and parameters is kept). The report's `documents` count is the number of rows read, the ones the output
     covers."""
     params = MinHashParams.from_json(params_json)
-    if Path(shard.keys_path).exists():
+    if storage.exists(shard.keys_path):
         previous = read_report(shard.keys_path)
         if previous is not None and previous.input == shard.path:
             params.require(signature_params(shard.keys_path), shard.keys_path)
@@ -93,7 +93,7 @@ def scan(shard: Shard, params_json: str) -> FileReport:
             for batch in read_documents(shard.path, report):
                 writer.write_batch(_keys(batch, params), row_group_size=BATCH_ROWS * 4)
                 report.count("documents", batch.num_rows)
-            report.bytes_in = Path(shard.path).stat().st_size
+            report.bytes_in = storage.size(shard.path)
             report.seconds = time.perf_counter() - t0
             writer.add_key_value_metadata({PARAMS_KEY: json.dumps(params.to_json()).encode(),
                                            REPORT_KEY: report_metadata(report)})
@@ -102,7 +102,8 @@ def scan(shard: Shard, params_json: str) -> FileReport:
 
 def signature_params(path: str) -> MinHashParams:
     """The MinHashParams a keys file was made with."""
-    raw = (pq.read_metadata(path).metadata or {}).get(PARAMS_KEY)
+    where, fs = storage.arrow_path(path)
+    raw = (pq.read_metadata(where, filesystem=fs).metadata or {}).get(PARAMS_KEY)
     if raw is None:
         raise ValueError(f"{path}: not a corpusforge signature file (no {PARAMS_KEY.decode()} metadata)")
     return MinHashParams.from_json(raw)
@@ -111,7 +112,8 @@ def signature_params(path: str) -> MinHashParams:
 def read_keys(path: str, params: MinHashParams, columns: list[str]) -> pa.Table:
     """Columns of a keys file, after checking it was made with `params` (signatures of other settings never mix)."""
     params.require(signature_params(path), path)
-    return pq.read_table(path, columns=columns)
+    where, fs = storage.arrow_path(path)
+    return pq.read_table(where, columns=columns, filesystem=fs)
 
 
 def signature_matrix(column: pa.ChunkedArray | pa.Array, permutations: int) -> np.ndarray:
