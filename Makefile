@@ -30,7 +30,7 @@ train: $(STAMP)
 # SFT on the sample's conversations (written by `make corpus`), from `make train`'s model.
 sft: $(STAMP)
 	$(VENV)/bin/corpusforge train sft --base build/train-tiny --data build/sample/inputs/chat/conversations.jsonl \
-		--out build/sft-tiny --epochs 20
+		--out build/sft-tiny --epochs 5 --set lr=1e-3 --set min_lr=1e-4
 
 # RLHF on `make sft`'s model (made first when missing), from scratch in build/rlhf: a scripted labeler ranks K = 4
 # answers per prompt through the feedback server's HTTP API (a real server on loopback), then a reward model,

@@ -242,6 +242,12 @@ def cmd_wikipedia(args: argparse.Namespace) -> Outcome:
     wikipedia.download(args.inputs[1], args.output, base_url=args.base_url or wikipedia.DUMPS_URL)
 
 
+def cmd_import(args: argparse.Namespace) -> Outcome:
+    from corpusforge.sources import imported
+
+    return cmd_stage(args, **({"fields": imported.parse_fields(args.field)} if args.field else {}))
+
+
 def cmd_decontaminate(args: argparse.Namespace) -> Outcome:
     from corpusforge.decontaminate import evals
 
@@ -328,7 +334,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
     stage(sub, "commoncrawl", "corpusforge.sources.commoncrawl:CommonCrawlConfig",
           "WARC files -> language-tagged document shards",
-          "WARC(.gz) paths or URLs, globs, or warc.paths(.gz) listings")
+          "WARC(.gz) paths or URLs, globs, or warc.paths(.gz) listings", nargs="*")
 
     p = sub.add_parser("train", help="train the bundled GPT (see docs/trainer.md)")
     train_sub = p.add_subparsers(dest="train_command", required=True)
@@ -434,6 +440,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     stage(sub, "books", "corpusforge.sources.books:BooksConfig",
           "Gutenberg .txt, plain .txt collections and EPUB -> book-part documents",
           "book files (.txt, .txt.gz/.bz2/.xz/.zst, .epub), folders or globs")
+
+    p = stage(sub, "import", "corpusforge.sources.imported:ImportConfig", "your own data (JSONL, Parquet, CSV, a "
+              "Hugging Face dataset saved to disk) -> document shards of one set (see docs/import.md)",
+              "files, folders, globs, or a save_to_disk folder", func=cmd_import)
+    p.add_argument("--field", action="append", metavar="COLUMN=FIELD", help="fill a document column (text, url, "
+                   "title, id, lang) from this field of the input, e.g. text=body (repeatable; default: the field "
+                   "of the same name)")
 
     p = stage(sub, "quality", "corpusforge.quality:QualityConfig", "document shards -> the documents that pass "
               "Gopher/C4 rules and GPT-3's quality classifier (see docs/quality.md)", _SHARDS)

@@ -14,6 +14,7 @@ from pathlib import Path
 from corpusforge.errors import UserError
 
 LISTINGS = (".paths", ".paths.gz", "paths.txt", "paths.txt.gz")  # CommonCrawl's lists of WARC paths
+MAX_LISTING_LINE = 4096  # characters: a WARC path is about 150
 
 
 class MissingInput(UserError, FileNotFoundError):
@@ -61,14 +62,25 @@ def resolve(specs: list[str], *, what: str = "input", folder_suffixes: tuple[str
 
 
 def _listing(spec: str, base_url: str) -> list[str]:
+    """The paths a listing names, relative ones joined to `base_url`; a listing that cannot be read or holds a line
+    longer than `MAX_LISTING_LINE` is a MissingInput naming it."""
     import fsspec
 
-    out = []
-    with fsspec.open(spec, "rt", compression="infer") as fh:
-        for line in fh:
-            line = line.strip()
-            if line and not line.startswith("#"):
-                out.append(line if "://" in line or line.startswith("/") else base_url.rstrip("/") + "/" + line)
+    out, number = [], 0
+    try:
+        with fsspec.open(spec, "rt", compression="infer") as fh:
+            while line := fh.readline(MAX_LISTING_LINE + 1):
+                number += 1
+                if len(line) > MAX_LISTING_LINE:
+                    raise MissingInput(f"listing {spec}: line {number} is longer than {MAX_LISTING_LINE} "
+                                       "characters; not a list of paths")
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    out.append(line if "://" in line or line.startswith("/") else base_url.rstrip("/") + "/" + line)
+    except MissingInput:
+        raise
+    except (OSError, EOFError, UnicodeDecodeError) as exc:  # a missing or damaged listing names no files
+        raise MissingInput(f"listing {spec}: cannot read it: {type(exc).__name__}: {exc}") from None
     return out
 
 

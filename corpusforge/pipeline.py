@@ -31,13 +31,18 @@ def run_recipe(rec: recipe_mod.Recipe, only: list[str] | None = None, console=No
     with run_log(rec.run.output) as log_path, ctx.dask():
         console.print(f"log: {log_path}", highlight=False, soft_wrap=True)
         for stage, config in stages:
-            console.rule(f"[bold]{stage.name}")
+            console.rule(f"[bold]{_label(stage, config)}")
             t0 = time.perf_counter()
             summaries.append(stage.run_function()(config, ctx))
-            timings[stage.name] = round(time.perf_counter() - t0, 2)
+            timings[_label(stage, config)] = round(time.perf_counter() - t0, 2)
     write_json_atomic(ctx.path("_run.json"), {
         "recipe": str(rec.path), "stages": timings,
-        "summaries": {s.name: (m.to_json() if m else None) for (s, _), m in zip(stages, summaries)},
+        "summaries": {_label(s, c): (m.to_json() if m else None) for (s, c), m in zip(stages, summaries)},
     })
     console.print(f"done: {', '.join(f'{k} {v:.1f}s' for k, v in timings.items())}; outputs in {rec.run.output}")
     return summaries
+
+
+def _label(stage: recipe_mod.Stage, config) -> str:
+    """A stage's name, with the set's for a stage a recipe runs once per set (`import code`)."""
+    return f"{stage.name} {config.source}" if stage.many else stage.name

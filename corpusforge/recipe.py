@@ -50,6 +50,7 @@ class Stage:
     name: str
     config: str
     runner: str
+    many: bool = False  # `[[name]]`: a list of tables, each run as a stage of its own (one per imported set)
 
     def config_class(self) -> type:
         return resolve(self.config)
@@ -65,6 +66,7 @@ STAGES: list[Stage] = [
     Stage("webtext2", "corpusforge.sources.webtext2:WebText2Config", "corpusforge.sources.webtext2:run"),
     Stage("wikipedia", "corpusforge.sources.wikipedia:WikipediaConfig", "corpusforge.sources.wikipedia:run"),
     Stage("books", "corpusforge.sources.books:BooksConfig", "corpusforge.sources.books:run"),
+    Stage("import", "corpusforge.sources.imported:ImportConfig", "corpusforge.sources.imported:run", many=True),
     Stage("quality", "corpusforge.quality:QualityConfig", "corpusforge.quality:run"),
     Stage("dedup", "corpusforge.dedup:DedupConfig", "corpusforge.dedup:run"),
     Stage("decontaminate", "corpusforge.decontaminate:DecontaminateConfig", "corpusforge.decontaminate:run"),
@@ -79,11 +81,13 @@ STAGES: list[Stage] = [
 class Recipe:
     path: Path
     run: RunConfig
-    sections: dict[str, Any]  # stage name -> validated config dataclass instance, in STAGES order
+    sections: dict[str, Any]  # stage name -> validated config dataclass instance (a list of them for `many`)
     raw: dict[str, Any]
 
     def stage_configs(self) -> list[tuple[Stage, Any]]:
-        return [(s, self.sections[s.name]) for s in STAGES if s.name in self.sections]
+        """(stage, config) to run, in STAGES order; a `many` stage once per table."""
+        return [(s, c) for s in STAGES if s.name in self.sections
+                for c in (self.sections[s.name] if s.many else [self.sections[s.name]])]
 
 
 def load(path: str | Path) -> Recipe:
@@ -100,9 +104,20 @@ def load(path: str | Path) -> Recipe:
     if unknown:
         raise RecipeError(f"{path}: unknown section(s) {unknown}; known: run, {', '.join(known)}")
     run = from_dict(RunConfig, raw.get("run", {}), f"{path}: [run]")
-    sections = {name: from_dict(stage.config_class(), raw[name], f"{path}: [{name}]")
+    sections = {name: (_many(stage, raw[name], path) if stage.many else
+                       from_dict(stage.config_class(), raw[name], f"{path}: [{name}]"))
                 for name, stage in known.items() if name in raw}
     return Recipe(path=path, run=run, sections=sections, raw=raw)
+
+
+def _many(stage: Stage, tables: Any, path: Path) -> list[Any]:
+    """The configs of a `[[name]]` stage (a single `[name]` table counts as one), each writing its own folder."""
+    tables = tables if isinstance(tables, list) else [tables]
+    configs = [from_dict(stage.config_class(), t, f"{path}: [[{stage.name}]] #{i + 1}") for i, t in enumerate(tables)]
+    outputs = [c.output for c in configs]
+    if len(set(outputs)) != len(outputs):
+        raise RecipeError(f"{path}: [[{stage.name}]]: each needs an output folder of its own, got {outputs}")
+    return configs
 
 
 def from_dict(cls: type, data: Any, where: str) -> Any:

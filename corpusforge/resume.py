@@ -23,7 +23,8 @@ from corpusforge.runtime import (FINGERPRINTS_DIR, STAGE_FILE, SUMMARY_FILE, Fil
                                  write_json_atomic)
 
 # Config fields that do not shape an output file (which inputs a stage reads is decided by the item itself).
-_NOT_SHAPING = ("inputs", "output", "limit_files", "task_bytes")
+_NOT_SHAPING = ("inputs", "output", "limit_files", "task_bytes", "crawls", "crawl_index", "sample_files",
+                "sample_seed")
 
 
 def _stable(value: Any) -> Any:

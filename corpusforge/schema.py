@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from corpusforge.errors import UserError
 
@@ -96,7 +97,7 @@ def to_table(rows: list[dict[str, Any]], name: str = "document") -> pa.Table:
 
 def check_table(table: pa.Table, name: str = "document") -> None:
     """Raise SchemaError unless `table` has exactly the contract's columns and types, required columns have no
-    nulls, and enum columns hold only allowed values."""
+    nulls, enum columns hold only allowed values and patterned string columns only matching ones."""
     schema = arrow_schema(name)
     got = [(f.name, f.type) for f in table.schema]
     want = [(f.name, f.type) for f in schema]
@@ -111,6 +112,11 @@ def check_table(table: pa.Table, name: str = "document") -> None:
             bad = set(table.column(col).drop_null().unique().to_pylist()) - set(prop["enum"])
             if bad:
                 raise SchemaError(f"column {col!r} has values outside its enum: {sorted(bad)}")
+        if "pattern" in prop and col in table.column_names and pa.types.is_string(table.schema.field(col).type):
+            values = table.column(col).drop_null().unique()
+            bad = values.filter(pc.invert(pc.match_substring_regex(values, prop["pattern"]))).to_pylist()
+            if bad:
+                raise SchemaError(f"column {col!r} has values not matching {prop['pattern']}: {sorted(bad)[:5]}")
 
 
 @functools.cache

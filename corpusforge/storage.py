@@ -115,7 +115,8 @@ def version(path: PathLike) -> str:
     with store_errors("read", path):
         fs, p = filesystem(str(path))
         info = fs.info(p)
-    return f"{info.get('size')}\0{info.get('ETag') or info.get('etag') or info.get('mtime') or info.get('LastModified')}"
+    changed = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified")
+    return f"{info.get('size')}\0{changed}"
 
 
 def is_dir(path: PathLike) -> bool:

@@ -29,6 +29,28 @@ def dask_client():
 
 
 @pytest.fixture
+def http_root(tmp_path):
+    """A real HTTP server on loopback serving tmp_path/www; yields (root dir, base URL)."""
+    import functools
+    import http.server
+    import threading
+
+    root = tmp_path / "www"
+    root.mkdir()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
 def separate_cluster(tmp_path):
     """A real cluster of separate processes on 127.0.0.1 — `dask scheduler` (ephemeral port) and `dask worker`
     with 2 single-threaded worker processes — as a user would start one; yields the scheduler address

@@ -6,16 +6,13 @@ user sees (progress, `_summary.json`, `_errors.jsonl`)."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import gzip
-import http.server
 import io
 import itertools
 import json
 import random
 import subprocess
 import sys
-import threading
 import time
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
@@ -417,24 +414,6 @@ def test_language_allow_list_and_min_score(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------- inputs
-@pytest.fixture
-def http_root(tmp_path):
-    """A real HTTP server on loopback serving tmp_path/www; yields (root dir, base URL)."""
-    root = tmp_path / "www"
-    root.mkdir()
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
-
-
 def test_paths_listing_with_base_url_and_globs_over_http(http_root, tmp_path, dask_client):
     root, base = http_root
     rel = [f"crawl-data/CC-TEST/segments/{i}/warc/CC-TEST-{i}.warc.gz" for i in range(3)]

@@ -15,7 +15,11 @@ from pathlib import Path
 import pytest
 from cc_fixtures import make_inputs
 
-from corpusforge import cli, resume, runtime, storage
+from rich.console import Console
+
+from corpusforge import cli, quality, resume, runtime, storage
+from corpusforge.mix import mixer, tokenizer
+from corpusforge.quality.classifier import ClassifierConfig
 
 pytest.importorskip("s3fs", reason="the s3 extra (s3fs) is not installed")
 moto_server = pytest.importorskip("moto.server", reason="moto[server] (a test extra) is not installed")
@@ -170,6 +174,29 @@ def test_dedup_and_decontamination_through_an_object_store_do_what_they_do_local
             read = (lambda p: p) if name == "local" else (lambda p: io.BytesIO(fs.cat_file(p)))
             (cuts[name],) = _tables(read, [storage.join(out, "_decontamination.parquet")])
         assert cuts["s3"] == cuts["local"] and {(c["eval_set"], c["example_id"]) for c in cuts["s3"]} == {("qa", "1")}
+        # the quality rules from the store to the store keep and drop what they do locally
+        kept = {}
+        for name, src, out in (("local", str(local["dedup"]), str(tmp_path / "quality")),
+                               ("s3", f"s3://{bucket}/dedup", f"s3://{bucket}/quality")):
+            config = quality.QualityConfig(inputs=[src], output=out, classifier=ClassifierConfig(sources=[]))
+            kept[name] = quality.run(config, runtime.RunContext(client=client, console=Console(quiet=True))).counts
+        assert kept["s3"] == kept["local"] and kept["s3"]["kept"] > 0
+        assert fs.exists(f"{bucket}/quality/_dropped.parquet") and fs.exists(f"{bucket}/quality/_stage.json")
+        # the tokenizer and the mix read their documents from the store too (the mixed corpus is written locally,
+        # where the trainer reads it): the same tokenizer and the same token counts per set as from local folders
+        ctx = runtime.RunContext(client=client, console=Console(quiet=True))
+        corpora = {}
+        for name, src in (("local", str(tmp_path / "clean")), ("s3", f"s3://{bucket}/clean")):
+            tok = tokenizer.TokenizerConfig(inputs=[src], vocab_size=300, output=str(tmp_path / f"tok-{name}"))
+            tokenizer.run(tok, ctx)
+            corpora[name] = mixer.run(mixer.MixConfig(
+                sets=[mixer.MixSet("web", "commoncrawl", [src], 1.0)], tokenizer=str(tmp_path / f"tok-{name}" /
+                                                                                  "tokenizer.json"),
+                budget_tokens=10_000, shard_tokens=5_000, row_group_tokens=1_000, output=str(tmp_path / f"mix-{name}")),
+                ctx)
+        made = [(tmp_path / f"tok-{name}" / "tokenizer.json").read_bytes() for name in ("s3", "local")]
+        assert made[0] == made[1]
+        assert corpora["s3"].counts == corpora["local"].counts and corpora["s3"].counts["web.tokens"] > 0
     assert not [p for p in fs.find(f"{bucket}/dedup") if p.endswith(".tmp") or "/shuffle/" in p]
     assert b'"complete": true' in fs.cat_file(f"{bucket}/dedup/_stage.json")
     kept = sorted(p for p in fs.glob(f"{bucket}/dedup/*.parquet") if not p.rsplit("/", 1)[1].startswith("_"))

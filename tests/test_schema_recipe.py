@@ -65,8 +65,11 @@ def test_document_contract_and_check_table():
                         lang_score=0.97, origin_file="a.warc.gz", origin_offset=0, crawl_time="2024-05-01T12:00:00Z")
     table = schema.to_table([doc])
     schema.check_table(table)
+    schema.check_table(schema.to_table([{**doc, "source": "usenet"}]))  # an imported set's name
+    with pytest.raises(schema.SchemaError, match="'source' has values not matching"):
+        schema.check_table(schema.to_table([{**doc, "source": "use net"}]))
     with pytest.raises(schema.SchemaError, match="outside its enum"):
-        schema.check_table(schema.to_table([{**doc, "source": "usenet"}]))
+        schema.check_table(schema.to_table([{**doc, "lang_from": "guess"}]))
     with pytest.raises(schema.SchemaError, match="required column 'text'"):
         schema.check_table(schema.to_table([{**doc, "text": None}]))
     with pytest.raises(schema.SchemaError, match="columns differ"):

@@ -34,6 +34,15 @@ SFT = dict(batch_size=8, lr=3e-3, min_lr=3e-4, warmup_steps=5, log_interval=5, e
            checkpoint_interval=10)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The models here are tiny: one thread runs them faster than two busy cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def corpus(dask_client, tmp_path_factory) -> Path:
     """A mixed corpus made by the mix code from English prose every CPython ships (its reference documentation),
@@ -88,15 +97,19 @@ def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
-def held_out_prompts(train_file: Path, count: int) -> list[tuple[list[dict], str, str]]:
+def held_out_prompts(train_file: Path, count: int, tokenizer, block_size: int) -> list[tuple[list[dict], str, str]]:
     """(messages up to the last user turn, that turn's kind, the suffix the system prompt asks for) of sample
-    conversations drawn with another seed, leaving out any whose last question is in the training file."""
-    seen = {m["content"] for line in train_file.read_text().splitlines() for m in json.loads(line)["messages"]
-            if m["role"] == "user"}
+    conversations drawn with another seed: prompts the training file never holds (not as a whole conversation
+    and not as the start of one), whose conversation with its reference reply fits in the model's context (a
+    longer one has the model write past its last position, which no training taught it; training truncates those)."""
+    seen = set()
+    for line in train_file.read_text().splitlines():
+        messages = json.loads(line)["messages"]
+        seen.update(json.dumps(messages[:i + 1]) for i, m in enumerate(messages) if m["role"] == "user")
     prompts = []
-    for c in sample_chat.conversations(seed=99, count=count * 4):
+    for c in sample_chat.conversations(seed=99, count=count * 3):
         messages = c["messages"][:-1]
-        if messages[-1]["content"] not in seen:
+        if json.dumps(messages) not in seen and len(chat.render(c["messages"], tokenizer)[0]) <= block_size:
             prompts.append((messages, c["metadata"]["kinds"][-1], c["metadata"]["suffix"]))
     return prompts[:count]
 
@@ -111,15 +124,16 @@ def reply(net, tokenizer, messages: list[dict]) -> str:
 
 def test_a_tiny_model_learns_the_reply_formats_and_follows_them_on_held_out_prompts(base, conversations, tmp_path):
     run = tmp_path / "sft"
-    summary = sft.train(config(run, base, [conversations], max_steps=400, eval_interval=50, checkpoint_interval=400),
-                        run, console=QUIET)
+    summary = sft.train(config(run, base, [conversations], batch_size=16, max_steps=1000, eval_interval=250,
+                               checkpoint_interval=1000), run, console=QUIET)
     val = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "val"]
     assert val[0]["step"] == 0 and summary["best_val_loss"] < val[0]["loss"]["chat"] - 1.0  # held-out loss falls
     net, _ = load_model(run)
     tokenizer = sft.load_tokenizer(run)
-    prompts = held_out_prompts(conversations, 60)
+    prompts = held_out_prompts(conversations, 200, tokenizer, BASE["block_size"])
+    assert len(prompts) == 200 and sum(len(m) > 2 for m, _, _ in prompts) > 50  # multi-turn and system prompts too
 
-    def rates(net) -> tuple[float, float]:
+    def rates(net, prompts) -> tuple[float, float]:
         """Shares of held-out prompts answered (greedy) in their kind's layout (opening, closing, lines, the
         system prompt's suffix) and in the whole format (fields included: the city, the sum, the word)."""
         replies = [reply(net, tokenizer, messages) for messages, _, _ in prompts]
@@ -127,12 +141,13 @@ def test_a_tiny_model_learns_the_reply_formats_and_follows_them_on_held_out_prom
         whole = [sample_chat.follows_format(k, r, s) for (_, k, s), r in zip(prompts, replies)]
         return sum(shaped) / len(prompts), sum(whole) / len(prompts)
 
-    before, after = rates(load_model(base)[0]), rates(net)
+    # the base model never stops (it has not seen <|end|>): 40 prompts of 120 tokens each show it
+    before, after = rates(load_model(base)[0], prompts[:40]), rates(net, prompts)
     print(f"held-out prompts in the reply layout / whole format: before SFT {before}, after {after}")
-    # So small a model (0.16M parameters, 20 pretraining steps) learns them in part: measured 0.82 in the layout and
-    # 0.37 in the whole format, from 0 and 0 before SFT (the issue's 95% is not reached yet; docs/trainer.md says so).
+    # 0.16M parameters, 20 pretraining steps, 1,000 SFT steps of 16 rows on the sample's 1,600 conversations:
+    # measured 0.98 in the layout and 0.93 in the whole format on these 200 prompts, from 0 and 0 before SFT.
     assert before == (0.0, 0.0)
-    assert after[0] >= 0.6 and after[1] >= 0.2, after
+    assert after[0] >= 0.95 and after[1] >= 0.85, after
 
 
 def same_checkpoints(a: Path, b: Path) -> bool:

@@ -49,4 +49,5 @@ def test_batch_and_kubernetes_workers_advertise_their_memory():
     assert f"--resources memory={8 * 2**30}" in cluster.job_script(slurm)
     pytest.importorskip("dask_kubernetes", reason="dask-kubernetes (the kubernetes extra) is not installed")
     spec = cluster.kube_spec(cluster.ClusterConfig(kind="kubernetes", image="corpusforge:1", memory_limit="4GiB"))
-    assert f"--resources memory={4 * 2**30}" in " ".join(map(str, spec["spec"]["worker"]["spec"]["containers"][0]["args"]))
+    (container,) = spec["spec"]["worker"]["spec"]["containers"]
+    assert f"--resources memory={4 * 2**30}" in " ".join(map(str, container["args"]))

@@ -249,7 +249,8 @@ def _dedup(client: Any, config: DedupConfig, params_json: str, shards: list[Shar
     phase("verify: attach", lsh.attach, shards, candidates, joined, params_json, shingles)
     add(phase("verify: score", lsh.verify, shards, joined, edges, params_json, config.threshold, shingles))
 
-    labels, steps = clusters.components(client, edges, str(storage.join(shuffle, "components")), p_docs, nshards, console=console)
+    labels, steps = clusters.components(client, edges, str(storage.join(shuffle, "components")), p_docs, nshards,
+                                        console=console)
     stats["component_steps"] = steps
     clustered = exchange("clustered", p_docs, clusters.MEMBER_SCHEMA)
     phase("survivors: members", clusters.members, shards, labels, removals, clustered, params_json,
@@ -257,7 +258,8 @@ def _dedup(client: Any, config: DedupConfig, params_json: str, shards: list[Shar
     add(phase("survivors: choose", clusters.survivors, range(p_docs), clustered, removals),
         largest=("largest_cluster",))
 
-    joined_removals = lsh.joined(str(storage.join(shuffle, "removals-joined")), nshards, exact.REMOVAL_SCHEMA, params, False)
+    joined_removals = lsh.joined(str(storage.join(shuffle, "removals-joined")), nshards, exact.REMOVAL_SCHEMA,
+                                 params, False)
     final = exchange("final", nshards, exact.REMOVAL_SCHEMA.append(pa.field("jaccard", pa.float32())))
     phase("write: similarity", lsh.attach, shards, removals, joined_removals, params_json, False)
     phase("write: pairs", _final, shards, joined_removals, final, params_json)

@@ -46,14 +46,15 @@ def _decompressed_chunks(path: str, raw: _Counting) -> Iterator[bytes]:
     return decompress.decompress_chunks(chunks, codec) if codec else chunks
 
 
-def read_submissions(path: str, report: FileReport, fields: type | None = None,
-                     max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_submissions(path: str, report: FileReport, fields: type | None = None, max_line_bytes: int = MAX_LINE_BYTES,
+                     what: str = "submission") -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (byte offset in the uncompressed stream, record) for each JSON object line of a dump.
 
     `fields`: a TypedDict of the fields wanted (e.g. webtext2's urls.LinkFields); the rest of each line is skipped without building
     it, several times faster than decoding whole records (None: every field). Malformed lines, non-object lines, a
     line longer than `max_line_bytes` (skipped without being held: a dump of one endless line costs no memory) and
-    a damaged stream are reported on `report` (stage "read", with the line's offset) and skipped.
+    a damaged stream are reported on `report` (stage "read", with the line's offset) and skipped. `what` names a
+    record in those reports (any JSON Lines file reads the same way: corpusforge import).
     """
     import fsspec
     import msgspec
@@ -75,7 +76,7 @@ def read_submissions(path: str, report: FileReport, fields: type | None = None,
                         report.count("dropped_long_lines")
                     else:
                         line = bytes(pending) + chunk[start:end] if pending else chunk[start:end]
-                        record = _parse(line, decode, line_start, report)
+                        record = _parse(line, decode, line_start, report, what)
                         if record is not None:
                             yield line_start, record
                     pending.clear()
@@ -91,23 +92,23 @@ def read_submissions(path: str, report: FileReport, fields: type | None = None,
         finally:
             report.bytes_in += raw.bytes
         if pos <= 1 and raw.bytes == 0:
-            report.error("empty file: no submission in it", offset=0)
+            report.error(f"empty file: no {what} in it", offset=0)
 
 
-def _parse(line: bytes, decode, offset: int, report: FileReport) -> dict[str, Any] | None:
+def _parse(line: bytes, decode, offset: int, report: FileReport, what: str) -> dict[str, Any] | None:
     """One line's record, or None (reported) when it is not one."""
     try:
         if not line.isascii():
             line.decode()  # msgspec does not check the UTF-8 of the fields it skips; json did
         return decode(line)
     except ValueError:
-        return _parse_strictly(line, offset, report)
+        return _parse_strictly(line, offset, report, what)
     except RecursionError:
         report.error("JSON line nested too deeply", offset=offset)
         return None
 
 
-def _parse_strictly(line: bytes, offset: int, report: FileReport) -> dict[str, Any] | None:
+def _parse_strictly(line: bytes, offset: int, report: FileReport, what: str) -> dict[str, Any] | None:
     """A line the fast decoder refused, read by the json module as before: the record when it is one (json also
     takes NaN, a BOM, lone surrogates), else None after reporting why it is not. Blank lines are skipped."""
     if not line.strip():
@@ -121,7 +122,7 @@ def _parse_strictly(line: bytes, offset: int, report: FileReport) -> dict[str, A
         report.error(f"malformed JSON line: {type(exc).__name__}: {exc}"[:300], offset=offset)
         return None
     if not isinstance(record, dict):
-        report.error(f"JSON line is a {type(record).__name__}, not a submission object", offset=offset)
+        report.error(f"JSON line is a {type(record).__name__}, not a {what} object", offset=offset)
         return None
     return record
 

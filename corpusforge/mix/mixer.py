@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from corpusforge import documents, resume, runtime, schema
+from corpusforge import documents, resume, runtime, schema, storage
 from corpusforge.errors import StageFailed
 from corpusforge.mix import manifest as manifest_mod, tokenizer as tok_mod
 
@@ -58,9 +58,10 @@ class MixSet:
     def validate(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
             raise ValueError(f"name: {self.name!r} must be letters, digits, '_', '-' or '.' (it names a folder)")
-        sources = schema.load_json_schema("document")["properties"]["source"]["enum"]
-        if self.source not in sources:
-            raise ValueError(f"sets.{self.name}.source: {self.source!r} is not one of {sources}")
+        pattern = schema.load_json_schema("document")["properties"]["source"]["pattern"]
+        if not re.fullmatch(pattern, self.source):
+            raise ValueError(f"sets.{self.name}.source: {self.source!r} is not a source name (commoncrawl, webtext2, "
+                             "books, wikipedia, or an imported set's: letters, digits, '_', '-', '.')")
         if not self.inputs:
             raise ValueError(f"sets.{self.name}.inputs: name at least one folder or glob of document shards")
         if not (self.weight >= 0 and math.isfinite(self.weight)):
@@ -181,7 +182,7 @@ def _encode_file(path: str, out_dir: str, job: _EncodeJob) -> runtime.FileReport
     if done is not None:
         return done
     t0 = time.perf_counter()
-    report = runtime.FileReport(input=path, output=str(out), bytes_in=os.path.getsize(path))
+    report = runtime.FileReport(input=path, output=str(out), bytes_in=storage.size(path))
     tokenizer = tok_mod.load(job.tokenizer)
     sets = [job.sets[i] for i in job.sets_of[path]]
     doc_schema = schema.document_schema()

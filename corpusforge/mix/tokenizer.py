@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from corpusforge import documents, resume, runtime
+from corpusforge import documents, resume, runtime, storage
 from corpusforge.options import option
 from corpusforge.trainer.data.chat import EOT, SPECIAL_TOKENS, special_ids  # noqa: F401 (the tokenizer's API too)
 
@@ -119,7 +119,7 @@ def adopt(path: str | os.PathLike):
 
 def _measure(path: str, out_dir: str, config: TokenizerConfig) -> runtime.FileReport:
     """Dask task: characters each source has in one shard (each document counted up to max_chars_per_document)."""
-    report = runtime.FileReport(input=path, bytes_in=os.path.getsize(path))
+    report = runtime.FileReport(input=path, bytes_in=storage.size(path))
     for batch in documents.read_batches(path, ["source", "text"], report):
         chars = pc.min_element_wise(pc.utf8_length(batch.column("text")), config.max_chars_per_document)
         table = pa.table({"source": batch.column("source"), "chars": chars})

@@ -6,7 +6,8 @@ holding the documents it keeps, atomically (a re-run keeps finished shards). Whi
 config: by default the heuristics (`heuristics`: Gopher's and C4's rules) judge commoncrawl and webtext2 documents
 and the classifier (`classifier`: GPT-3's logistic regression and Pareto rule) judges commoncrawl documents only,
 as GPT-3 did; documents of other sources pass through unchanged. A document dropped by a rule is counted as
-`dropped_<rule>` (the first rule it fails), one dropped by the classifier as `dropped_classifier`, and the
+`dropped_<rule>` (the first rule it fails), one dropped by your own filter (`filters`, run after the rules:
+quality/custom.py) as `dropped_<its reason>`, one dropped by the classifier as `dropped_classifier`, and the
 classifier's score of every document it judged and kept is the `quality_score` column.
 
 Before the shards are filtered, the classifier is trained on a seeded sample of its positive and negative shards
@@ -20,22 +21,22 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from corpusforge import resume, runtime, schema
+from corpusforge import resume, runtime, schema, storage
 from corpusforge.documents import find_shards, read_batches, unit_hash
 from corpusforge.options import option
-from corpusforge.quality import classifier, heuristics
+from corpusforge.quality import classifier, custom, heuristics
 from corpusforge.quality.classifier import ClassifierConfig
+from corpusforge.quality.custom import FilterConfig
 from corpusforge.quality.heuristics import HeuristicsConfig
 from corpusforge.runtime import DROPPED_FILE
 
-__all__ = ["ClassifierConfig", "HeuristicsConfig", "QualityConfig", "filter_shard", "run"]
+__all__ = ["ClassifierConfig", "FilterConfig", "HeuristicsConfig", "QualityConfig", "filter_shard", "run"]
 
 MODEL_FILE = "_classifier.npz"
 DROPPED_PARTS = "_work/dropped"
@@ -55,6 +56,7 @@ class QualityConfig:
     classifier: ClassifierConfig = dataclasses.field(default_factory=ClassifierConfig)
     dropped_sample: int = dataclasses.field(default=20, metadata=option(
         "dropped documents kept per reason in _dropped.parquet (0: none)"))
+    filters: list[FilterConfig] = dataclasses.field(default_factory=list)  # your own: quality/custom.py
 
     def validate(self) -> None:
         if not self.inputs:
@@ -63,6 +65,8 @@ class QualityConfig:
             raise ValueError(f"dropped_sample: must be >= 0, got {self.dropped_sample}")
         self.heuristics.validate()
         self.classifier.validate()
+        for f in self.filters:
+            f.validate()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +82,7 @@ class _Job:
     alpha: float
     seed: int
     dropped_sample: int
+    filters: tuple[custom.Packed, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------------- one batch
@@ -99,6 +104,7 @@ def judge(table: pa.Table, job: _Job) -> tuple[np.ndarray, np.ndarray, np.ndarra
             hit = failed == i
             reason[judged[hit]] = rule.name
             value[judged[hit]] = measures[rule.measure][hit]
+    custom.apply(job.filters, table, sources, reason)
     scored = np.flatnonzero(np.isin(sources, job.classifier_sources) & (reason == ""))
     if len(scored):
         part = table.take(scored)
@@ -144,12 +150,12 @@ def _output_name(path: str) -> str:
 def filter_shard(item: str, out_dir: str, job: _Job) -> runtime.FileReport:
     """The per-shard task: the kept documents of one input shard -> one output shard (atomic; a finished one is kept
     and its report reused), and its sample of dropped documents (written first, so a finished shard has it)."""
-    out_path = Path(out_dir) / _output_name(item)
+    out_path = storage.join(out_dir, _output_name(item))  # a local path or an object store URL
     fp = resume.resume(out_path, item, job, files=[item] + ([job.model] if job.model else []))
     if fp.done is not None:
         return fp.done
     t0 = time.perf_counter()
-    report = runtime.FileReport(input=item, output=str(out_path), bytes_in=Path(item).stat().st_size,
+    report = runtime.FileReport(input=item, output=str(out_path), bytes_in=storage.size(item),
                                 redone=fp.redone)
     report.count("documents", 0)
     report.count("kept", 0)
@@ -178,7 +184,7 @@ def filter_shard(item: str, out_dir: str, job: _Job) -> runtime.FileReport:
                 dropped = _lowest_per_reason(pa.concat_tables([dropped, _as(rows, dropped.schema)]),
                                              job.dropped_sample, job.seed)
         if job.dropped_sample:
-            with runtime.ShardWriter(Path(out_dir, DROPPED_PARTS, out_path.name), "dropped") as part:
+            with runtime.ShardWriter(storage.join(out_dir, DROPPED_PARTS, storage.name(out_path)), "dropped") as part:
                 part.write_table(dropped)
         report.seconds = time.perf_counter() - t0
         writer.set_report(report)
@@ -186,10 +192,10 @@ def filter_shard(item: str, out_dir: str, job: _Job) -> runtime.FileReport:
 
 
 # ---------------------------------------------------------------------------------------------------- the stage
-def _classifier_model(config: QualityConfig, out: Path, client: Any, console: Any) -> tuple[str, dict[str, Any]]:
+def _classifier_model(config: QualityConfig, out: str, client: Any, console: Any) -> tuple[str, dict[str, Any]]:
     """The model file to score with: the configured or earlier one if it exists, else one trained now."""
-    path = Path(config.classifier.model or out / MODEL_FILE)
-    if not path.exists():
+    path = str(config.classifier.model or storage.join(out, MODEL_FILE))
+    if not storage.exists(path):
         shards = []
         for key in ("positives", "negatives"):
             found, missing = find_shards(getattr(config.classifier, key))
@@ -205,14 +211,16 @@ def _classifier_model(config: QualityConfig, out: Path, client: Any, console: An
     return str(path), {"model": str(path), **model.settings.get("training", {})}
 
 
-def _merge_dropped(out: Path, names: list[str], k: int, seed: int) -> int:
+def _merge_dropped(out: str, names: list[str], k: int, seed: int) -> int:
     """Write `_dropped.parquet`: the `k` lowest-coin dropped documents of each reason over all shards' samples."""
     merged = schema.empty_table("dropped")
     for name in names:
-        part = out / DROPPED_PARTS / name
-        if part.exists():
-            merged = _lowest_per_reason(pa.concat_tables([merged, _as(pq.read_table(part), merged.schema)]), k, seed)
-    with runtime.ShardWriter(out / DROPPED_FILE, "dropped") as writer:
+        part = storage.join(out, DROPPED_PARTS, name)
+        if storage.exists(part):
+            where, fs = storage.arrow_path(part)
+            table = _as(pq.read_table(where, filesystem=fs), merged.schema)
+            merged = _lowest_per_reason(pa.concat_tables([merged, table]), k, seed)
+    with runtime.ShardWriter(storage.join(out, DROPPED_FILE), "dropped") as writer:
         writer.write_table(merged)
     return merged.num_rows
 
@@ -224,14 +232,15 @@ def run(config: QualityConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
     console = ctx.console
     config.validate()
     t0 = time.perf_counter()
-    out = Path(config.output)
+    out = config.output  # a local folder or an object store URL
     shards, missing = find_shards(config.inputs, exclude=out)
     for spec in missing:
         console.print(f"[yellow]quality: warning: input {spec} does not exist; skipped[/yellow]")
     extra: dict[str, Any] = {"inputs": shards, "missing_inputs": missing,
                              "rules": {r.name: t for r, t in config.heuristics.rules()},
                              "heuristic_sources": config.heuristics.sources,
-                             "classifier_sources": config.classifier.sources}
+                             "classifier_sources": config.classifier.sources,
+                             "filters": {f.reason(): f.function for f in config.filters}}
     with ctx.dask() as client:
         model = None
         if config.classifier.sources and shards:
@@ -239,7 +248,8 @@ def run(config: QualityConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
         job = _Job(rules=config.heuristics.rules(), stop_words=config.heuristics.stop_words,
                    heuristic_sources=config.heuristics.sources, classifier_sources=config.classifier.sources,
                    model=model, keep=config.classifier.keep, alpha=config.classifier.alpha, seed=config.seed,
-                   dropped_sample=config.dropped_sample)
+                   dropped_sample=config.dropped_sample,
+                   filters=tuple(custom.Packed(f) for f in config.filters))
         summary, reports = runtime.map_files(filter_shard, shards, out, job, stage="quality", ctx=ctx,
                                              kept_key="kept", finish=False)
     if config.dropped_sample:

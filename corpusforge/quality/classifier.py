@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from corpusforge import runtime
+from corpusforge import runtime, storage
 from corpusforge.documents import read_batches, unit_hash
 from corpusforge.options import option
 
@@ -134,7 +134,7 @@ class Model:
     def load(cls, path: str | os.PathLike) -> Model:
         """Read a model file; ValueError if it is not one, is of another format, or fails its checksum."""
         try:
-            with np.load(path, allow_pickle=False) as data:
+            with storage.open_file(path) as fh, np.load(fh, allow_pickle=False) as data:
                 model = cls(coef=data["coef"].astype(np.float64), intercept=float(data["intercept"]),
                             settings=json.loads(str(data["settings"])))
                 recorded = str(data["sha256"])
@@ -150,14 +150,13 @@ class Model:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_cached(path: str, mtime_ns: int, size: int) -> Model:
+def _load_cached(path: str, version: str) -> Model:
     return Model.load(path)
 
 
 def load_model(path: str | os.PathLike) -> Model:
-    """`Model.load`, cached per worker process for as long as the file is unchanged."""
-    st = os.stat(path)
-    return _load_cached(str(path), st.st_mtime_ns, st.st_size)
+    """`Model.load`, cached per worker process for as long as the file (or object) is unchanged."""
+    return _load_cached(str(path), storage.version(path))
 
 
 # ------------------------------------------------------------------------------------------------------- keeping

@@ -22,7 +22,7 @@ from typing import Any
 from corpusforge.runtime import write_text_atomic
 
 FILE = "conversations.jsonl"
-COUNT = 400
+COUNT = 1600
 
 
 @cache

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from corpusforge import inputs, language, storage
+from corpusforge.sources import crawls as crawls_mod
 from corpusforge.documents import make_document
 from corpusforge.extract import (MODES, DecodeError, ExtractionFailed, ExtractionTimeout, ExtractOptions,
                                  decode_html, html_lang, http_charset, shared_extractor)
@@ -51,10 +52,22 @@ class CommonCrawlConfig:
     max_html_bytes: int = dataclasses.field(default=warc.MAX_BODY, metadata=option("longer HTML bodies are cut"))
     limit_files: int | None = dataclasses.field(default=None, metadata=option(
         "process only the first N input files"))
+    crawls: list[str] = dataclasses.field(default_factory=list, metadata=option(
+        "read these crawls' warc.paths.gz listings: ids (CC-MAIN-2019-35), months or years, or ranges "
+        "(GPT-3's: 2016-01..2019-12), resolved through --crawl-index"))
+    crawl_index: str = dataclasses.field(default=crawls_mod.INDEX_URL, metadata=option(
+        "Common Crawl's collection index (collinfo.json); the listings are under --base-url"))
+    sample_files: int | None = dataclasses.field(default=None, metadata=option(
+        "of each crawl, read N WARC files spread evenly over its listing at a seeded offset (none: all)"))
+    sample_seed: int = dataclasses.field(default=1234, metadata=option("seed of --sample-files"))
 
     def validate(self) -> None:
-        if not self.inputs:
-            raise ValueError("inputs: give at least one WARC path, glob or warc.paths listing")
+        if not self.inputs and not self.crawls:
+            raise ValueError("inputs: give at least one WARC path, glob or warc.paths listing, or crawls")
+        for spec in self.crawls:
+            crawls_mod.check_spec(spec)
+        if self.sample_files is not None and self.sample_files < 1:
+            raise ValueError(f"sample_files: must be at least 1, got {self.sample_files}")
         if self.mode not in MODES:
             raise ValueError(f"mode: must be one of {', '.join(MODES)}, got {self.mode!r}")
         if not 0.0 <= self.min_lang_score <= 1.0:
@@ -181,6 +194,9 @@ def extract_all(config: CommonCrawlConfig, ctx: RunContext, *, source: str = SOU
     the `extra_columns` for one input file; another source (webtext2) passes its name and `finish=False`."""
     items = inputs.resolve(config.inputs, base_url=config.base_url,
                            folder_error="{spec} is a folder; give the WARC files in it, e.g. '{spec}/*.warc.gz'")
+    if config.crawls:
+        items += crawls_mod.warc_files(config.crawls, base_url=config.base_url, index_url=config.crawl_index,
+                                       sample_files=config.sample_files, seed=config.sample_seed)
     if config.limit_files is not None:
         items = items[: config.limit_files]
     kwargs_for = None

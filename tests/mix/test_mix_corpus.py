@@ -156,8 +156,10 @@ def test_recipe_errors_name_the_key(tmp_path):
         path.write_text(base + body)
         with pytest.raises(recipe.RecipeError, match=key):
             recipe.load(path)
-    path.write_text(base.replace("books", "magazines", 1).replace('"books"', '"magazines"') + "weight = 1.0\n")
-    with pytest.raises(recipe.RecipeError, match="source"):
+    path.write_text(base.replace('"books"', '"magazines"') + "weight = 1.0\n")  # an imported set's name
+    assert recipe.load(path).sections["mix"].sets[0].source == "magazines"
+    path.write_text(base.replace('"books"', '"old magazines"') + "weight = 1.0\n")
+    with pytest.raises(recipe.RecipeError, match="source: 'old magazines' is not a source name"):
         recipe.load(path)
 
 
