@@ -32,7 +32,8 @@ from pathlib import Path
 import zstandard
 from warcio.archiveiterator import ArchiveIterator
 
-from corpusforge import extract_eval, language
+from bench import extract_eval
+from corpusforge import language
 from corpusforge.documents import make_document
 from corpusforge.extract import DecodeError, ExtractOptions, Extractor, decode_html, extract_in_process
 from corpusforge.runtime import FileReport, RunContext, ShardWriter

@@ -22,7 +22,8 @@ import platform
 import time
 from pathlib import Path
 
-from corpusforge import extract_eval, language
+from bench import extract_eval
+from corpusforge import language
 from corpusforge.extract import ExtractOptions, decode_html, extract_in_process, html_lang
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -57,7 +57,8 @@ def _doc(set_: str, text: str, lang: str | None = None, kind: str = "article", n
 def trafilatura_pages(limit: int | None = None) -> list[dict]:
     """The main text of trafilatura's evaluation pages (the first `limit`), as the commoncrawl stage extracts it;
     pages without a main text are left out."""
-    from corpusforge import extract, extract_eval
+    from bench import extract_eval
+    from corpusforge import extract
 
     out = []
     for page in extract_eval.load_pages(TRAFILATURA, limit):

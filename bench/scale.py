@@ -28,7 +28,7 @@ from pathlib import Path
 from bench.commoncrawl import SHARED, cpu_seconds
 from bench.dedup import synthetic_shards
 from bench.timing import peak_rss_kib
-from corpusforge import extract_eval
+from bench import extract_eval
 from corpusforge.dedup import DedupConfig
 from corpusforge.dedup import run as dedup_run
 from corpusforge.runtime import RunContext, dask_client

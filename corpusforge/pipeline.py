@@ -13,9 +13,14 @@ def run_recipe(rec: recipe_mod.Recipe, only: list[str] | None = None, console=No
                client=None) -> list[StageSummary | None]:
     """Run the recipe's stages (or just `only`), sharing one Dask client (`client`, e.g. a managed service's, or
     one opened from `[run]`); log to `<output>/_run.log` (appended, so a resumed run continues it) and write
-    `<output>/_run.json` at the end."""
+    `<output>/_run.json` at the end. A name in `only` that is not a stage of the recipe is a RecipeError."""
     from rich.console import Console
 
+    names = [s.name for s, _ in rec.stage_configs()]
+    unknown = [name for name in only or [] if name not in names]
+    if unknown:  # before anything is opened or written
+        raise recipe_mod.RecipeError(f"--only {', '.join(unknown)}: no such stage in {rec.path}; its stages: "
+                                     f"{', '.join(names)}")
     console = console or Console(stderr=True)
     stages = [(s, c) for s, c in rec.stage_configs() if not only or s.name in only]
     summaries: list[StageSummary | None] = []

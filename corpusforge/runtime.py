@@ -22,9 +22,9 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,7 +32,9 @@ import pyarrow.parquet as pq
 
 from corpusforge import schema as schema_mod
 from corpusforge import storage
-from corpusforge.errors import UserError
+
+if TYPE_CHECKING:
+    from corpusforge.resume import Fingerprint
 
 ERRORS_FILE = "_errors.jsonl"
 SUMMARY_FILE = "_summary.json"
@@ -50,9 +52,6 @@ DIRTY_FILE = "_dirty_examples.parquet"  # decontaminate: the evaluation examples
 EXPECTED_ERRORS_FILE = "_expected_errors.json"
 # FileReport fields that describe one run rather than the input (kept out of a shard's metadata).
 _RUN_FIELDS = ("output", "seconds", "resumed", "redone")
-# Config fields that do not shape an output file (which inputs a stage reads is decided by the item itself).
-_NOT_SHAPING = ("inputs", "output", "limit_files", "task_bytes", "crawls", "crawl_index", "sample_files",
-                "sample_seed")
 
 
 # ---------------------------------------------------------------------------------------------------------- writes
@@ -112,7 +111,7 @@ class ShardWriter:
         self._buffer: list[dict[str, Any]] = []
         self._ctx = atomic_path(self.path)
         self._writer: pq.ParquetWriter | None = None
-        self._report: dict[str, Any] | None = None
+        self._report: bytes | None = None
         self._written: Counter[str] = Counter()  # out.SOURCE.documents / out.SOURCE.bytes of a document shard
 
     def __enter__(self) -> ShardWriter:
@@ -144,8 +143,7 @@ class ShardWriter:
     def set_report(self, report: FileReport) -> None:
         for key, n in self._written.items():
             report.count(key, n)
-        # Only what the input determines: the same input gives a byte-identical file wherever and whenever written.
-        self._report = {k: v for k, v in dataclasses.asdict(report).items() if k not in _RUN_FIELDS}
+        self._report = report_metadata(report)
 
     def _open(self) -> pq.ParquetWriter:
         if self._writer is None:
@@ -167,8 +165,7 @@ class ShardWriter:
                 self._flush()
                 writer = self._open()
                 if self._report is not None:
-                    writer.add_key_value_metadata({REPORT_KEY: json.dumps(self._report, default=str,
-                                                                          sort_keys=True).encode()})
+                    writer.add_key_value_metadata({REPORT_KEY: self._report})
                 writer.close()
             elif self._writer is not None:
                 self._writer.close()
@@ -181,8 +178,15 @@ class ShardWriter:
         return result
 
 
+def report_metadata(report: FileReport) -> bytes:
+    """A task's report as a finished Parquet file keeps it (under REPORT_KEY): only what the input determines, not
+    its time or output path, so the same input gives a byte-identical file wherever and whenever written."""
+    kept = {k: v for k, v in dataclasses.asdict(report).items() if k not in _RUN_FIELDS}
+    return json.dumps(kept, default=str, sort_keys=True).encode()
+
+
 def read_report(path: str | os.PathLike) -> FileReport | None:
-    """The FileReport a ShardWriter stored in a finished Parquet file, or None."""
+    """The FileReport a ShardWriter or `report_metadata`'s caller stored in a finished Parquet file, or None."""
     try:
         with storage.open_file(path) as fh:
             meta = pq.read_metadata(fh).metadata or {}
@@ -267,14 +271,17 @@ class StageSummary:
 
 def finish_stage(out_dir: str | os.PathLike, summary: StageSummary, errors: list[dict[str, Any]],
                  console: Any = None) -> StageSummary:
-    """Write `_errors.jsonl` and `_summary.json` into `out_dir` (atomically) and print the summary table. Errors
-    that their input's folder expects (mark_expected) are marked so, and counted apart in the summary."""
+    """Write `_errors.jsonl` and `_summary.json` into `out_dir` (atomically), mark it complete and print the
+    summary table. Errors that their input's folder expects (mark_expected) are marked so, and counted apart in the
+    summary."""
+    from corpusforge import resume
+
     errors = sorted(errors, key=lambda e: (str(e.get("file")), e.get("offset") or 0, str(e.get("reason"))))
     summary.expected_errors = mark_expected(errors)
     write_text_atomic(storage.join(out_dir, ERRORS_FILE),
                       "".join(json.dumps(e, default=str, ensure_ascii=False) + "\n" for e in errors))
     write_json_atomic(storage.join(out_dir, SUMMARY_FILE), summary.to_json())
-    write_json_atomic(storage.join(out_dir, STAGE_FILE), {"stage": summary.stage, "complete": True})
+    resume.end_stage(out_dir, summary.stage)
     _log.info("%s: finished: %s", summary.stage, json.dumps(summary.to_json(), default=str, sort_keys=True))
     print_summary(summary, console=console)
     return summary
@@ -390,25 +397,6 @@ class RunContext:
         return storage.join(self.output, *parts)
 
 
-_EXTRAS = {"s3": ("s3", "s3fs"), "s3a": ("s3", "s3fs"), "gs": ("gcs", "gcsfs"), "gcs": ("gcs", "gcsfs")}
-
-
-def check_protocols(items: Sequence[str]) -> None:
-    """Refuse (UserError, one line naming the extra to install) inputs whose URL scheme has no fsspec backend
-    installed here, before any task runs: otherwise every input fails alike on the workers."""
-    import fsspec
-
-    for protocol in sorted({str(i).split("://", 1)[0] for i in items if "://" in str(i)}):
-        try:
-            fsspec.get_filesystem_class(protocol)
-        except ImportError:
-            extra, package = _EXTRAS.get(protocol, (None, None))
-            hint = f"pip install 'corpusforge[{extra}]' (installs {package})" if extra else "install its fsspec backend"
-            raise UserError(f"{protocol}:// inputs need a package that is not installed: {hint}") from None
-        except ValueError:
-            raise UserError(f"{protocol}:// is not a protocol fsspec knows") from None
-
-
 def progress_shown(console: Any) -> bool:
     """Whether a live progress bar is drawn (a terminal, or CORPUSFORGE_PROGRESS set); else stages print lines."""
     return bool(console.is_terminal or os.environ.get("CORPUSFORGE_PROGRESS"))
@@ -500,8 +488,10 @@ def map_files(task: Callable[..., FileReport], items: Sequence[str], out_dir: st
     from distributed import KilledWorker
 
     console = ctx.console
-    check_protocols([*items, str(out_dir)])
-    begin_stage(out_dir, stage)
+    storage.check_protocols([*items, str(out_dir)])
+    from corpusforge import resume
+
+    resume.begin_stage(out_dir, stage)
     summary = StageSummary(stage=stage)
     t0 = time.perf_counter()
     run_token = uuid.uuid4().hex[:8]  # keys unique per call: a re-run on the same client must not reuse results
@@ -577,122 +567,6 @@ def errors_of(reports: Sequence[FileReport]) -> list[dict[str, Any]]:
     return [e for r in reports for e in r.errors + r.warnings]
 
 
-# ------------------------------------------------------------------------------------ fingerprints and marks
-def _stable(value: Any) -> Any:
-    """`value` as plain JSON data with a stable form (dataclasses as dicts, functions by name)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _stable(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if f.name not in _NOT_SHAPING}
-    if isinstance(value, dict):
-        return {str(k): _stable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        items = [_stable(v) for v in value]
-        return sorted(items, key=repr) if isinstance(value, (set, frozenset)) else items
-    if callable(value):
-        return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', repr(value))}"
-    return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
-
-
-def settings_digest(config: Any) -> str:
-    """A digest of the settings in `config` that shape a stage's outputs (not its inputs list or output folder)."""
-    data = _stable(config)
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def input_identity(path: str) -> dict[str, Any]:
-    """How to tell that an input changed without reading it: size and modification time (nanoseconds) of a local
-    file; size and ETag or modification time of a remote one (fsspec); `missing` when it is gone."""
-    try:
-        if "://" not in path:
-            st = os.stat(path)
-            return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-        import fsspec
-
-        fs, fs_path = fsspec.core.url_to_fs(path)
-        info = fs.info(fs_path)
-        return {"size": info.get("size"), "etag": info.get("ETag") or info.get("etag"),
-                "mtime": str(info.get("LastModified") or info.get("mtime") or info.get("updated") or "")}
-    except (OSError, ValueError):
-        return {"missing": True}
-
-
-@dataclasses.dataclass
-class Fingerprint:
-    """What an output file is made from: the digest of the settings that shape it and the identity of each input.
-    `done`: the finished output's report when it matches (resume); `redone`: why a finished output is stale."""
-
-    settings: str
-    inputs: dict[str, dict[str, Any]]
-    done: FileReport | None = None
-    redone: str | None = None
-
-    def save(self, out_path: str | os.PathLike) -> None:
-        write_json_atomic(_fingerprint_path(out_path), {"settings": self.settings, "inputs": self.inputs})
-
-    def changes(self, old: dict[str, Any]) -> str | None:
-        """What differs from the fingerprint `old` was saved as, in words; None when nothing does."""
-        if old.get("settings") != self.settings:
-            return "its settings changed"
-        changed = [path for path, ident in self.inputs.items() if old.get("inputs", {}).get(path) != ident]
-        if changed or set(old.get("inputs", {})) != set(self.inputs):
-            return f"input changed: {', '.join(changed) or 'the list of inputs'}"
-        return None
-
-
-def _fingerprint_path(out_path: str | os.PathLike) -> Any:
-    return storage.join(storage.parent(out_path), FINGERPRINTS_DIR, f"{storage.name(out_path)}.json")
-
-
-def resume(out_path: str | os.PathLike, item: str, config: Any, files: Sequence[str] | None = None) -> Fingerprint:
-    """The fingerprint of the output `out_path` of `item` made with `config` (the input files are `files`, by
-    default the item's lines). Its `done` is the report of a finished output that is still current (marked
-    resumed); when a finished output was made from other settings or inputs, `redone` says which, and it is made
-    again. Pass the fingerprint to ShardWriter, which saves it beside the finished file."""
-    files = list(files) if files is not None else str(item).split("\n")
-    fp = Fingerprint(settings=settings_digest(config), inputs={f: input_identity(f) for f in files})
-    if not storage.exists(out_path):
-        return fp
-    report = read_report(out_path)
-    if report is None or report.input != str(item):
-        return fp
-    try:
-        old = json.loads(storage.read_text(_fingerprint_path(out_path)))
-    except (OSError, ValueError):
-        fp.redone = "no fingerprint (made before fingerprints, or interrupted)"
-        return fp
-    fp.redone = fp.changes(old)
-    if fp.redone is None:
-        report.resumed = True
-        fp.done = report
-    return fp
-
-
-def stage_fingerprint(config: Any, files: Iterable[str], *extra: str) -> str:
-    """A digest of a whole-folder stage's config (without its output folder), its input files (path, size, mtime)
-    and `extra` strings: equal fingerprints mean its finished output is still current (see `finished_stage`)."""
-    h = hashlib.sha256()
-    settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "output"}
-    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    for path in files:
-        h.update(f"\0{path}\0{storage.version(path)}".encode())
-    for item in extra:
-        h.update(f"\0{item}".encode())
-    return h.hexdigest()
-
-
-def finished_stage(out_dir: str | os.PathLike, fp: str, *outputs: str) -> dict[str, Any] | None:
-    """The `_summary.json` of `out_dir` if an earlier run with `stage_fingerprint` `fp` finished there and its
-    `outputs` still exist, else None."""
-    try:
-        summary = json.loads(storage.read_text(storage.join(out_dir, SUMMARY_FILE)))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    if summary.get("extra", {}).get("fingerprint") != fp or not all(storage.exists(storage.join(out_dir, o))
-                                                                     for o in outputs):
-        return None
-    return summary
-
-
 def file_sha256(path: str | os.PathLike) -> str:
     """sha256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
@@ -700,56 +574,6 @@ def file_sha256(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-_FORCE = False
-
-
-def force_recompute(on: bool = True) -> None:
-    """From now on (in this client process) stages forget their outputs' fingerprints and make everything again
-    (`--force`)."""
-    global _FORCE
-    _FORCE = on
-
-
-def begin_stage(out_dir: str | os.PathLike, stage: str) -> None:
-    """Mark `out_dir` as being written by `stage` (readers refuse it until finish_stage marks it complete); under
-    `--force` (force_recompute) forget every output's fingerprint there, so that everything is made again."""
-    storage.makedirs(out_dir)
-    if _FORCE:
-        storage.remove_tree(storage.join(out_dir, FINGERPRINTS_DIR))
-    write_json_atomic(storage.join(out_dir, STAGE_FILE), {"stage": stage, "complete": False})
-
-
-def require_complete(folder: str | os.PathLike) -> None:
-    """Refuse (IncompleteStage) a folder whose stage started but did not finish: killed, failed or still running."""
-    try:
-        mark = json.loads(storage.read_text(storage.join(folder, STAGE_FILE)))
-    except FileNotFoundError:
-        return  # not a stage's folder: shards the user put there
-    except ValueError:
-        mark = {}
-    if not mark.get("complete"):
-        raise IncompleteStage(f"{folder}: the {mark.get('stage', 'stage')} stage did not finish writing it (killed "
-                              "or still running); run that stage again first")
-
-
-class IncompleteStage(UserError, ValueError):
-    """A folder is the output of a stage that did not finish (see require_complete)."""
-
-
-def resume_or_none(out_path: str | os.PathLike, item: str, config: Any = None) -> FileReport | None:
-    """If `out_path` is a finished, current output of `item` (made with `config`), its report (marked resumed),
-    else None. Without `config` only the input name is checked."""
-    if config is not None:
-        return resume(out_path, item, config).done
-    if not storage.exists(out_path):
-        return None
-    report = read_report(out_path)
-    if report is None or report.input != str(item):
-        return None
-    report.resumed = True
-    return report
 
 
 def log(message: str) -> None:

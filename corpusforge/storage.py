@@ -17,7 +17,7 @@ import io
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -210,3 +210,22 @@ def upload_atomic(url: str) -> Iterator[Path]:
             fs.put_file(tmp, p)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+_EXTRAS = {"s3": ("s3", "s3fs"), "s3a": ("s3", "s3fs"), "gs": ("gcs", "gcsfs"), "gcs": ("gcs", "gcsfs")}
+
+
+def check_protocols(items: Sequence[str]) -> None:
+    """Refuse (UserError, one line naming the extra to install) inputs whose URL scheme has no fsspec backend
+    installed here, before any task runs: otherwise every input fails alike on the workers."""
+    import fsspec
+
+    for protocol in sorted({str(i).split("://", 1)[0] for i in items if "://" in str(i)}):
+        try:
+            fsspec.get_filesystem_class(protocol)
+        except ImportError:
+            extra, package = _EXTRAS.get(protocol, (None, None))
+            hint = f"pip install 'corpusforge[{extra}]' (installs {package})" if extra else "install its fsspec backend"
+            raise UserError(f"{protocol}:// inputs need a package that is not installed: {hint}") from None
+        except ValueError:
+            raise UserError(f"{protocol}:// is not a protocol fsspec knows") from None

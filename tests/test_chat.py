@@ -40,13 +40,7 @@ def cli(*args: str, stdin: str = "", check: bool = True) -> subprocess.Completed
     return proc
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The models here are tiny: on one thread they run ~10x faster than on two busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

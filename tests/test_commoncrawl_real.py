@@ -16,7 +16,8 @@ import pytest
 from rich.console import Console
 from warcio.archiveiterator import ArchiveIterator
 
-from corpusforge import extract_eval, schema
+from bench import extract_eval
+from corpusforge import schema
 from corpusforge.runtime import ERRORS_FILE, RunContext, output_name, read_report
 from corpusforge.sources import commoncrawl as cc
 

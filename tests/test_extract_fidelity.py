@@ -10,7 +10,8 @@ import pytest
 from cc_fixtures import ARTICLES, Rec, write_warc
 from rich.console import Console
 
-from corpusforge import extract_eval, language
+from bench import extract_eval
+from corpusforge import language
 from corpusforge.dedup import DedupConfig
 from corpusforge.dedup import run as dedup_run
 from corpusforge.extract import (ExtractOptions, decode_html, extract_in_process, html_lang, strip_xml_declaration,

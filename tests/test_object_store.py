@@ -17,7 +17,7 @@ from cc_fixtures import make_inputs
 
 from rich.console import Console
 
-from corpusforge import cli, quality, runtime, storage
+from corpusforge import cli, quality, resume, runtime, storage
 from corpusforge.mix import mixer, tokenizer
 from corpusforge.quality.classifier import ClassifierConfig
 
@@ -73,7 +73,7 @@ def test_warcs_in_and_shards_out_of_an_object_store(tmp_path, s3, capsys):
             f"s3://{bucket}/run/cc/{name}" for name in sorted(remote)]
         assert not [p for p in fs.find(f"{bucket}/run") if p.endswith(".tmp")]  # only whole objects published
         assert b'"complete": true' in fs.cat_file(f"{bucket}/run/cc/_stage.json")
-        runtime.require_complete(f"s3://{bucket}/run/cc")
+        resume.require_complete(f"s3://{bucket}/run/cc")
         # the same inputs written to a local folder give the same bytes
         local = tmp_path / "local"
         assert cli.main(["commoncrawl", f"s3://{bucket}/in/*.warc.gz", "-o", str(local), "--languages", "en", "de",
@@ -105,7 +105,7 @@ def test_a_missing_credential_is_one_line(s3, monkeypatch):
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     s3fs.S3FileSystem.clear_instance_cache()
     with pytest.raises(storage.StorageError, match=rf"^cannot write s3://{s3[1]}/cc/_stage.json: no credentials"):
-        runtime.begin_stage(f"s3://{s3[1]}/cc", "commoncrawl")
+        resume.begin_stage(f"s3://{s3[1]}/cc", "commoncrawl")
 
 
 def test_a_dropped_connection_is_one_line(s3, monkeypatch):

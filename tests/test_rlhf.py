@@ -40,12 +40,7 @@ PPO = dict(batch_size=16, minibatches=1, ppo_epochs=2, max_new_tokens=40, lr=3e-
            log_interval=4, eval_interval=100, checkpoint_interval=100, eval_prompts=16, held_out=0.2, **COMMON)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

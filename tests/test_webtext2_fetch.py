@@ -473,3 +473,39 @@ def test_brotli_bomb_from_a_site_is_cut_when_extracted(tmp_path):
     """)
     assert rss < 512, rss
     assert result == ["HTML body larger than 5000000 bytes; cut"]
+
+
+def test_a_segment_is_the_same_bytes_whatever_order_its_links_finished_in(tmp_path):
+    """Hosts are fetched concurrently, so links finish in the network's order: a finished segment holds its links'
+    records and log lines in link-file order, with record ids that derive from the capture and, with
+    `capture_time` (a fixed site, like the sample's), dates that do not depend on when it was fetched."""
+    urls = [f"http://h{i}.test/p" for i in range(5)]
+    cfg = fetch.FetchConfig(capture_time="2024-04-01T00:00:00Z")
+
+    def exchange(url: str) -> warcs.Exchange:
+        body = f"<html><body><p>{url}</p></body></html>".encode()
+        return warcs.Exchange(url=url, status=200, reason="OK", request_line="GET /p HTTP/1.1", peer="127.0.0.1",
+                              request_headers=[("Host", url[7:].split("/")[0])],
+                              headers=[("Content-Type", "text/html")], body=body)
+
+    folders = [tmp_path / "first", tmp_path / "again"]
+    for folder, finished in zip(folders, ([0, 1, 2, 3, 4], [3, 0, 4, 2, 1])):
+        log = warcs.FetchLog(folder, "links-00000", cfg)
+        log.order = {url: i for i, url in enumerate(urls)}
+        log.open()
+        for i in finished:
+            log.begin(urls[i])
+        for i in finished:  # h2's page was not HTML: no records
+            log.append([] if i == 2 else [exchange(urls[i])],
+                       {"url": urls[i], "outcome": "non_html" if i == 2 else "fetched"})
+        log.close()
+    names = sorted(p.name for p in folders[0].iterdir())
+    assert names == ["links-00000-00000.fetch.jsonl", "links-00000-00000.warc.gz"]
+    assert [(folders[1] / n).read_bytes() for n in names] == [(folders[0] / n).read_bytes() for n in names]
+    assert [r["url"] for r in warc_responses(folders[1])] == [u for u in urls if u != urls[2]]
+    assert [e["url"] for e in logged(folders[1])] == urls
+    with open(folders[1] / names[1], "rb") as fh:  # each logged offset is where its link's records start
+        for entry in logged(folders[1]):
+            if entry["warc_offset"] is not None:
+                fh.seek(entry["warc_offset"])
+                assert next(iter(ArchiveIterator(fh))).rec_headers.get_header("WARC-Target-URI") == entry["url"]

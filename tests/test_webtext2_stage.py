@@ -135,3 +135,30 @@ def test_cli_links_then_fetch(sample_inputs, tmp_path):
     assert done.returncode == 0, done.stderr
     assert len(documents(tmp_path / "docs")) == 10
     assert len(list((tmp_path / "docs" / "warc").glob("*.warc.gz"))) == 2
+
+
+def test_a_run_from_scratch_gives_the_same_bytes(sample_inputs, tmp_path, dask_client):
+    """The sample's site is a fixed snapshot: fetching it again from scratch (hosts concurrently, so pages finish
+    in another order) gives the same WARCs, fetch logs, link table and shards. Only the task times in the
+    summaries and the resume fingerprints (which hold the inputs' modification times) may differ."""
+    config = recipe.load(write_recipe(tmp_path, sample_inputs)).sections["webtext2"]
+    out = Path(config.output)
+    runs = []
+    for name in ("first", "again"):
+        webtext2.run(config, RunContext(client=dask_client))
+        runs.append(out.rename(tmp_path / name))
+    files = sorted(p.relative_to(runs[0]) for p in runs[0].rglob("*") if p.is_file()
+                   and "_fingerprints" not in p.parts and p.name not in ("_summary.json", "_report.json"))
+    assert files == sorted(p.relative_to(runs[1]) for p in runs[1].rglob("*") if p.is_file()
+                           and "_fingerprints" not in p.parts and p.name not in ("_summary.json", "_report.json"))
+    assert any(f.name.endswith(".warc.gz") for f in files) and any(f.suffix == ".parquet" for f in files)
+    assert [f for f in files if (runs[0] / f).read_bytes() != (runs[1] / f).read_bytes()] == []
+
+    def untimed(value):
+        if isinstance(value, dict):
+            return {k: untimed(v) for k, v in value.items() if k != "seconds"}
+        return [untimed(v) for v in value] if isinstance(value, list) else value
+
+    for summary in [*runs[0].rglob("_summary.json"), *runs[0].rglob("_report.json")]:
+        again = runs[1] / summary.relative_to(runs[0])
+        assert untimed(json.loads(summary.read_text())) == untimed(json.loads(again.read_text()))

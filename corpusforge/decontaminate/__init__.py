@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from corpusforge import documents, runtime, schema, storage
+from corpusforge import documents, resume, runtime, schema, storage
 from corpusforge.decontaminate.cut import CutRules, cut, window
 from corpusforge.decontaminate.evals import EvalSetConfig, read_eval_set
 from corpusforge.decontaminate.ngrams import Index, Lookup, build_index, occurrences
@@ -171,7 +171,7 @@ def _document_cut(row: dict[str, Any], keys: np.ndarray, lookup: Lookup, rules: 
 def cut_shard(shard: _Shard, lookup: Lookup, common: np.ndarray, rules: CutRules) -> runtime.FileReport:
     """Step 3 for one shard: its documents, clean ones as they are and contaminated ones cut, to `shard.out_path`
     (atomic; a finished one from a run with the same fingerprint is kept), and what was cut to `shard.cut_path`."""
-    done = runtime.resume_or_none(shard.out_path, shard.path)
+    done = resume.resume_or_none(shard.out_path, shard.path)
     if done is not None and storage.exists(shard.cut_path):
         return done
     t0 = time.perf_counter()
@@ -286,13 +286,13 @@ def run(config: DecontaminateConfig, ctx: runtime.RunContext) -> runtime.StageSu
     paths, missing = documents.find_shards(config.inputs, exclude=out)
     for spec in missing:
         console.print(f"[yellow]{STAGE}: warning: input {spec} does not exist; skipped[/yellow]")
-    fp = runtime.stage_fingerprint(config, [*paths, *(e.path for e in config.evals if storage.exists(e.path))])
-    done = runtime.finished_stage(out, fp, DECONTAMINATION_FILE, DIRTY_FILE)
+    fp = resume.stage_fingerprint(config, [*paths, *(e.path for e in config.evals if storage.exists(e.path))])
+    done = resume.finished_stage(out, fp, DECONTAMINATION_FILE, DIRTY_FILE)
     if done is not None:
         console.print(f"{STAGE}: {out} is up to date")
         return runtime.StageSummary(**{**done, "resumed_files": done["files"]})
     _fresh_outputs(out, fp)
-    runtime.begin_stage(out, STAGE)  # the next stage refuses this folder until finish_stage marks it complete
+    resume.begin_stage(out, STAGE)  # the next stage refuses this folder until finish_stage marks it complete
 
     eval_reports = [runtime.FileReport(input=e.path) for e in config.evals]
     sets = [read_eval_set(e, r) for e, r in zip(config.evals, eval_reports)]

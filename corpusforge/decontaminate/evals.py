@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from corpusforge import storage
 from corpusforge.errors import UserError
+from corpusforge.options import option
 from corpusforge.runtime import FileReport
 
 MAX_LINE_BYTES = 16 << 20  # one example; a longer line is reported and skipped
@@ -48,8 +49,10 @@ class EvalSetConfig:
     path: str
     name: str | None = None
     fields: list[str] = dataclasses.field(default_factory=list)
-    split: Literal["line", "paragraph"] = "line"
-    id_field: str | None = None
+    split: Literal["line", "paragraph"] = dataclasses.field(default="line", metadata=option(
+        "plain text: one example per line or per blank-line paragraph"))
+    id_field: str | None = dataclasses.field(default=None, metadata=option(
+        "JSON/Parquet field identifying an example (none: its line or row number)"))
 
     def set_name(self) -> str:
         if self.name:
@@ -66,6 +69,15 @@ class EvalSetConfig:
     def validate(self) -> None:
         if not self.path:
             raise ValueError("path: name the evaluation set's file")
+
+
+def given_files(paths: list[str], names: list[str] | None = None, **shared: Any) -> list[dict[str, Any]]:
+    """The `evals` tables of evaluation files named on a command line: the i-th of `names` names the i-th file
+    (the others are named after their files), and `shared` settings (fields, split, id_field) apply to every one."""
+    names = names or []
+    if len(names) > len(paths):
+        raise UserError(f"--name: {len(names)} names for {len(paths)} evaluation sets")
+    return [{"path": path, "name": names[i] if i < len(names) else None, **shared} for i, path in enumerate(paths)]
 
 
 @dataclasses.dataclass

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from corpusforge import documents, runtime, storage
+from corpusforge import documents, resume, runtime, storage
 from corpusforge.dedup import clusters, exact, lsh, minhash
 from corpusforge.dedup import exchange as ex
 from corpusforge.dedup.minhash import MinHashParams, SignatureMismatch
@@ -179,7 +179,7 @@ def run(config: DedupConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
     params = config.params()
     params_json = json.dumps(params.to_json())
     paths, missing = documents.find_shards(config.inputs, exclude=out)
-    runtime.begin_stage(out, "dedup")
+    resume.begin_stage(out, "dedup")
     for spec in missing:
         console.print(f"[yellow]dedup: warning: input {spec} does not exist; skipped[/yellow]")
     storage.makedirs(keys_dir)

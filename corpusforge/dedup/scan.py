@@ -19,7 +19,7 @@ from corpusforge import storage
 from corpusforge.dedup.minhash import MinHashParams, batches_by_size, signatures
 from corpusforge.dedup.normalize import normalize_batch, text_hashes, url_hash
 from corpusforge.documents import read_batches
-from corpusforge.runtime import REPORT_KEY, FileReport, atomic_path, read_report
+from corpusforge.runtime import REPORT_KEY, FileReport, atomic_path, read_report, report_metadata
 
 PARAMS_KEY = b"corpusforge.minhash"
 
@@ -96,7 +96,7 @@ def scan(shard: Shard, params_json: str) -> FileReport:
             report.bytes_in = storage.size(shard.path)
             report.seconds = time.perf_counter() - t0
             writer.add_key_value_metadata({PARAMS_KEY: json.dumps(params.to_json()).encode(),
-                                           REPORT_KEY: json.dumps(dataclasses.asdict(report), default=str).encode()})
+                                           REPORT_KEY: report_metadata(report)})
     return report
 
 

@@ -1,15 +1,19 @@
 """A site folder: web pages stored as `<site>/<host>/<path>`, with `_redirects.json` ("host/path" -> Location) and
 `_content_types.json` (host -> the Content-Type its HTML pages are sent with), and `serve`, which answers for those
 hosts on a loopback port. The sample writes one (corpusforge.sample.reddit); the webtext2 fetch serves one
-(`sample_site`) and resolves each of its hosts to the server, so the folder, not the code, says what is served."""
+(`sample_site`) and resolves each of its hosts to the server, so the folder, not the code, says what is served.
+A site folder is a snapshot: its server says it is `SNAPSHOT` (the Date header), and a fetch of it records its pages
+as captured then, so fetching it again gives the same bytes."""
 
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import json
 import mimetypes
 import threading
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -18,6 +22,7 @@ from corpusforge.runtime import write_text_atomic
 
 REDIRECTS = "_redirects.json"
 CONTENT_TYPES = "_content_types.json"
+SNAPSHOT = datetime(2024, 4, 1, tzinfo=timezone.utc)  # after the sample's Reddit month (March 2024)
 
 
 def page_file(site_dir: Path, host: str, path: str) -> Path:
@@ -58,6 +63,9 @@ def serve(site_dir: str | Path) -> Iterator[str]:
 
         def log_message(self, *args: Any) -> None:
             return None
+
+        def date_time_string(self, timestamp: float | None = None) -> str:
+            return email.utils.format_datetime(SNAPSHOT, usegmt=True)
 
         def do_GET(self) -> None:
             host = (self.headers.get("Host") or "").split(":")[0].lower()

@@ -4,12 +4,12 @@ Files are read plain, gzip-compressed or zstd-compressed (the IIPC WARC-zstd for
 A damaged record or compressed stream is reported with its offset and reading resumes at the next record that can be
 found, so nothing before or after the damage is lost; warcio's own warnings are reported too. `read_records` yields
 one `Response` per record (the body only for 200 responses that may be HTML, up to a limit); `is_html` says whether a
-response is a page.
+response is a page. The compressed units (gzip members, zstd frames) are `formats.warc_units`; writing is
+`formats.warc_write`.
 """
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import dataclasses
 import functools
@@ -24,6 +24,7 @@ from typing import Any
 import zstandard
 
 from corpusforge import decompress
+from corpusforge.formats import warc_units as units
 from corpusforge.runtime import FileReport
 
 MAX_BODY = 5_000_000  # bytes of a response body read by default; a longer one is cut and reported
@@ -32,16 +33,9 @@ _GENERIC_TYPES = ("", "application/octet-stream", "text/plain", "unk", "unknown"
 _XML_TYPES = ("application/xml", "text/xml")  # XHTML is sometimes served as plain XML: sniffed like generic types
 _SCAN_CHUNK = 1 << 20
 _SCAN_OVERLAP = 4096
-_READ_CHUNK = 1 << 16  # compressed bytes read at a time
 # Where an uncompressed record can start after damage: a WARC version line followed by a header line (a record
 # whose trailing blank lines are missing runs straight into it), or an ARC header line `URL IP DATE MIME LENGTH`.
 _PLAIN_RECORD = re.compile(rb"WARC/1\.[01]\r?\n(?=[A-Za-z-]+:)|(?<=\n)[a-z][a-z0-9+.-]*:\S+ \S+ \d{14} \S+ \d+\r?\n")
-# The IIPC WARC-zstd format: zstd frames, after an optional dictionary frame (a skippable frame, 0x184D2A5D) whose
-# data is a zstd dictionary (magic 0xEC30A437), or one zstd frame holding one.
-_ZSTD_FRAME = b"\x28\xb5\x2f\xfd"
-_ZSTD_DICTIONARY_FRAME = b"\x5d\x2a\x4d\x18"
-_ZSTD_DICTIONARY = b"\x37\xa4\x30\xec"
-_ZSTD_MAX_DICTIONARY = 1 << 26  # 8 times the spec's 8 MiB: a size field beyond it is damage, not a dictionary
 # Compressions warcio cannot read, by magic bytes: named in the error instead of "unknown archive format".
 _UNSUPPORTED = {b"\x04\x22\x4d\x18": "lz4", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}
 
@@ -67,7 +61,7 @@ def _clean_uri(uri: str | None) -> str | None:
     return uri.strip().strip("<>").strip() if uri else uri
 
 
-def _next_record_start(fh, start: int, codec: _Codec | None) -> int | None:
+def _next_record_start(fh, start: int, codec: units.Codec | None) -> int | None:
     """The offset of the next gzip member or zstd frame that decompresses to a record header (`codec` given), or of
     the next WARC or ARC header line (uncompressed files), at or after `start`; None at end of file."""
     pattern = codec.start if codec else _PLAIN_RECORD
@@ -87,7 +81,7 @@ def _next_record_start(fh, start: int, codec: _Codec | None) -> int | None:
         pos += _SCAN_CHUNK
 
 
-def _looks_like_record(fh, offset: int, codec: _Codec) -> bool:
+def _looks_like_record(fh, offset: int, codec: units.Codec) -> bool:
     fh.seek(offset)
     try:
         head = codec.head(fh)
@@ -230,20 +224,20 @@ def _read_records(path: str, reading: _Reading, max_body: int) -> Iterator[Respo
         if size == 0:
             report.error("empty file (0 bytes): no record in it", offset=0, stage="read")
             return
-        # gzip and plain files go to warcio as they are; zstd frames (and non-chunked gzip) through a _FrameStream.
-        if magic.startswith((_ZSTD_FRAME, _ZSTD_DICTIONARY_FRAME)):
-            codec, pos = _zstd_codec(fh, report)
+        # gzip and plain files go to warcio as they are; zstd frames (and non-chunked gzip) through a FrameStream.
+        if magic.startswith((units.ZSTD_FRAME, units.ZSTD_DICTIONARY_FRAME)):
+            codec, pos = units.zstd_codec(fh, report)
             if codec is None:
                 return
             framed = True
         else:
-            codec, pos = (_GZIP if magic.startswith(b"\x1f\x8b") else None), 0
+            codec, pos = (units.GZIP if magic.startswith(b"\x1f\x8b") else None), 0
             framed = False
         already_read = None  # a record that was yielded before reading switched to frames
         shared = None  # the last frame seen to hold several records (counted once)
         while pos is not None:
             if framed:
-                stream = _FrameStream(fh, pos, codec)
+                stream = units.FrameStream(fh, pos, codec)
             else:
                 stream = fh
                 fh.seek(pos)
@@ -266,7 +260,7 @@ def _read_records(path: str, reading: _Reading, max_body: int) -> Iterator[Respo
                 elif iterator.offset < (stream.tell() if framed else size):  # warcio stops quietly at a cut record
                     _report_cut(report, sum(locate(iterator.offset)),
                                 "the file ends inside a record, or its last bytes are no record (truncated?)")
-                elif codec is _GZIP and not framed and not _member_complete(fh, frame, size):
+                elif codec is units.GZIP and not framed and not units.member_complete(fh, frame, size):
                     # warcio reads a cut member as far as it goes: a cut warcinfo, request or HTTP header is quiet
                     _report_cut(report, frame, "the file ends inside a gzip member (truncated file)")
                 if codec is None and last != already_read and (nxt := _next_record_start(fh, last + 1, None)):
@@ -278,7 +272,7 @@ def _read_records(path: str, reading: _Reading, max_body: int) -> Iterator[Respo
                     continue
                 pos = None
             except Exception as exc:  # damaged input: report it, find the next record, go on
-                if not framed and codec is _GZIP and "non-chunked gzip" in str(exc):
+                if not framed and codec is units.GZIP and "non-chunked gzip" in str(exc):
                     pos, framed, already_read = last, True, last  # go on from that member as a stream of members
                     continue
                 damaged = framed and exc is stream.error
@@ -293,228 +287,10 @@ def _read_records(path: str, reading: _Reading, max_body: int) -> Iterator[Respo
                 pos = nxt if nxt is not None and nxt > frame else None
 
 
-def _member_complete(fh, start: int, size: int) -> bool:
-    """Whether the gzip member at `start` ends before the end of the file (read through, a bounded piece at a
-    time)."""
-    member = _GzipMember(fh, start, size)
-    try:
-        while member.read(_READ_CHUNK):
-            pass
-    except zlib.error:
-        return False
-    return member.end is not None
-
-
 def _report_cut(report: FileReport, offset: int, reason: str) -> None:
     """Report that the file ends at `offset`, unless the record there was already reported (as truncated)."""
     if not any(e["offset"] == offset for e in report.errors):
         report.error(reason, offset=offset, stage="read")
-
-
-@dataclasses.dataclass(frozen=True)
-class _Codec:
-    """A compressed WARC as a sequence of units that decompress on their own (gzip members, zstd frames)."""
-
-    name: str
-    unit: str
-    start: re.Pattern[bytes]  # where a unit can start
-    open: Callable[[Any, int, int], Any]  # (file, offset, file size) -> the unit there (read(n), end)
-    head: Callable[[Any], bytes]  # the first decompressed bytes of the unit at a file's position; raises if damaged
-    nonchunked: str  # the counter of units that hold several records
-
-
-class _GzipMember:
-    """The gzip member at `start`, decompressed at most `size` bytes per read. `end`: the offset after it, once read
-    to its end (None before, and when the file ends inside it)."""
-
-    def __init__(self, fh, start: int, file_size: int) -> None:
-        fh.seek(start)
-        self._fh = fh
-        self._read_to = start  # file offset after the compressed bytes read
-        self._decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        self.end: int | None = None
-
-    def read(self, size: int) -> bytes:
-        while not self._decompressor.eof:
-            data = self._decompressor.unconsumed_tail
-            if not data:
-                data = self._fh.read(_READ_CHUNK)
-                self._read_to += len(data)
-            if not data:
-                return b""
-            out = self._decompressor.decompress(data, size)
-            if out:
-                return out
-        self.end = self._read_to - len(self._decompressor.unused_data)
-        return b""
-
-
-def _gzip_head(fh) -> bytes:
-    return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(fh.read(8192), 4096)
-
-
-_GZIP = _Codec("gzip", "member", re.compile(rb"\x1f\x8b\x08"), _GzipMember, _gzip_head, "nonchunked_gzip_streams")
-
-
-class _ZstdFrame:
-    """The zstd frame at `start`, decompressed at most `size` bytes per read (zstd's decompressobj has no such limit,
-    and a frame of zeros decompresses 30,000-fold), or a skippable frame, which holds nothing. `end`, the offset after
-    it, comes from its headers (None when the file ends inside it), so it is read from its own bytes only."""
-
-    def __init__(self, fh, start: int, file_size: int, decompressor: zstandard.ZstdDecompressor) -> None:
-        fh.seek(start)
-        head = fh.read(18)  # the longest frame header
-        if len(head) >= 8 and head[0] & 0xF0 == 0x50 and head[1:4] == b"\x2a\x4d\x18":  # 0x184D2A5?: skippable
-            self.end, self._reader = start + 8 + int.from_bytes(head[4:8], "little"), None
-        else:
-            self.end = _zstd_frame_end(fh, start, head)
-            fh.seek(start)
-            length = min(self.end or file_size, file_size) - start
-            self._reader = decompressor.stream_reader(_Window(fh, length), read_size=min(length, _READ_CHUNK),
-                                                      closefd=False)
-        if self.end is not None and self.end > file_size:
-            self.end = None
-
-    def read(self, size: int) -> bytes:
-        return self._reader.read(size) if self._reader is not None else b""
-
-
-class _Window:
-    """The next `length` bytes of a file: a zstd frame's own bytes, so that its reader does not go on to the next."""
-
-    def __init__(self, fh, length: int) -> None:
-        self._fh = fh
-        self._left = length
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._fh.read(self._left if size < 0 else min(size, self._left))
-        self._left -= len(data)
-        return data
-
-
-def _zstd_frame_end(fh, start: int, head: bytes) -> int | None:
-    """Where the zstd frame at `start` ends, from its header and its blocks' 3-byte headers (RFC 8878 3.1.1: a
-    last-block flag, the type, the size; an RLE block holds one byte), then the optional checksum."""
-    pos = start + zstandard.frame_header_size(head)  # raises on a damaged header
-    while True:
-        fh.seek(pos)
-        block = fh.read(3)
-        if len(block) < 3:
-            return None
-        header = int.from_bytes(block, "little")
-        pos += 3 + (1 if (header >> 1) & 3 == 1 else header >> 3)
-        if header & 1:
-            return pos + (4 if head[4] & 0x04 else 0)
-
-
-def _zstd_codec(fh, report: FileReport) -> tuple[_Codec | None, int]:
-    """How to read a zstd WARC: the codec of its frames, with the dictionary of its dictionary frame if it starts
-    with one, and where its first frame starts. No codec (reported) when the frames need a dictionary that the file
-    does not give in readable form: no record could be read."""
-    fh.seek(0)
-    head = fh.read(8)
-    dictionary, start, problem = None, 0, None
-    if head.startswith(_ZSTD_DICTIONARY_FRAME):
-        size = int.from_bytes(head[4:8], "little")
-        start = 8 + size
-        try:
-            if size > _ZSTD_MAX_DICTIONARY:
-                raise ValueError(f"it says it holds {size:,} bytes")
-            dictionary = _zstd_dictionary(fh.read(size))
-        except (zstandard.ZstdError, ValueError) as exc:
-            problem = f"its dictionary frame is unreadable ({exc})"
-    fh.seek(start)
-    try:
-        needed = zstandard.get_frame_parameters(fh.read(18)).dict_id  # 18: the longest frame header
-    except zstandard.ZstdError:
-        needed = 0  # no frame header there: reading the frames reports what is there
-    have = dictionary.dict_id() if dictionary is not None else 0
-    if needed and needed != have:
-        why = problem or ("the file has no dictionary frame" if dictionary is None
-                          else f"its dictionary frame holds dictionary {have}")
-        report.error(f"zstd frames need dictionary {needed}, but {why}: no record can be read", offset=0, stage="read")
-        return None, start
-    if problem:  # and the frames do not need it
-        report.error(f"zstd: {problem}", offset=0, stage="read")
-    decompressor = zstandard.ZstdDecompressor(dict_data=dictionary)
-
-    def open_frame(f, offset: int, file_size: int) -> _ZstdFrame:
-        return _ZstdFrame(f, offset, file_size, decompressor)
-
-    def head_of(f) -> bytes:
-        return decompressor.stream_reader(f, read_across_frames=False, closefd=False).read(4096)
-
-    return _Codec("zstd", "frame", re.compile(re.escape(_ZSTD_FRAME)), open_frame, head_of,
-                  "nonchunked_zstd_frames"), start
-
-
-def _zstd_dictionary(data: bytes) -> zstandard.ZstdCompressionDict:
-    """The dictionary in a dictionary frame's data: a zstd dictionary, or one zstd frame holding one."""
-    if data.startswith(_ZSTD_FRAME):
-        data = zstandard.ZstdDecompressor().decompress(data, max_output_size=_ZSTD_MAX_DICTIONARY)
-    if not data.startswith(_ZSTD_DICTIONARY):
-        raise ValueError("it holds no zstd dictionary")
-    dictionary = zstandard.ZstdCompressionDict(data, dict_type=zstandard.DICT_TYPE_FULLDICT)
-    zstandard.ZstdDecompressor(dict_data=dictionary).decompressobj()  # loads it: a damaged one fails here, once
-    return dictionary
-
-
-class _FrameStream:
-    """The gzip members or zstd frames from `start` on, decompressed as one stream (`read`, `tell`), and where each
-    decompressed byte came from (`locate`). A read gives at most the bytes asked for, however well they compressed.
-    Where the file ends inside a unit, reading stops after what could be decompressed and `truncated` is set
-    (gzip.GzipFile would raise and drop its buffer, and warcio takes that EOFError for a clean end). A unit that
-    fails to decompress raises its error (kept in `error`, at `error_frame`) only once everything before it has been
-    read, so the records before a damaged frame are kept."""
-
-    def __init__(self, fh, start: int, codec: _Codec) -> None:
-        self._fh = fh
-        self._codec = codec
-        self._size = fh.seek(0, 2)
-        self._unit = None
-        self._next = start  # file offset of the next unit
-        self._pos = 0  # decompressed bytes read
-        self._units: list[tuple[int, int]] = []  # (decompressed offset, file offset) of the units not yet passed
-        self.frame_start = start  # file offset of the unit being read
-        self.truncated = False
-        self.error: Exception | None = None
-        self.error_frame: int | None = None
-
-    def read(self, size: int = _READ_CHUNK) -> bytes:
-        while self.error is None and not self.truncated:
-            try:
-                if self._unit is None:
-                    if self._next >= self._size:
-                        return b""
-                    self.frame_start = self._next
-                    self._units.append((self._pos, self._next))
-                    self._unit = self._codec.open(self._fh, self._next, self._size)
-                data = self._unit.read(size)
-            except (zlib.error, zstandard.ZstdError) as exc:
-                self.error, self.error_frame = exc, self.frame_start
-                break
-            if data:
-                self._pos += len(data)
-                return data
-            if self._unit.end is None:  # the unit stopped short: the file ends inside it
-                self.truncated = True
-                return b""
-            self._next, self._unit = self._unit.end, None
-        if self.error is not None:
-            raise self.error
-        return b""
-
-    def tell(self) -> int:
-        return self._pos
-
-    def locate(self, pos: int) -> tuple[int, int]:
-        """The file offset of the unit that decompressed position `pos` came from, and how far into that unit's
-        decompressed data it lies (0 for a record that starts its unit, as the WARC-zstd spec has every record).
-        Positions are asked in increasing order, so the units before are forgotten."""
-        i = max(bisect.bisect_right(self._units, (pos, float("inf"))) - 1, 0)
-        del self._units[:i]
-        unit_pos, offset = self._units[0] if self._units else (0, self.frame_start)
-        return offset, pos - unit_pos
 
 
 def _read_record(record, offset: int, max_body: int) -> Response:

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from corpusforge import documents, runtime, schema, storage
+from corpusforge import documents, resume, runtime, schema, storage
 from corpusforge.errors import StageFailed
 from corpusforge.mix import manifest as manifest_mod, tokenizer as tok_mod
 
@@ -184,7 +184,7 @@ def _count_sources(report: runtime.FileReport, table: pa.Table, what: str) -> No
 def _encode_file(path: str, out_dir: str, job: _EncodeJob) -> runtime.FileReport:
     """Dask task: one input shard -> its sets' rows, tokenized and keyed, in one spill file sorted by (set, key)."""
     out = Path(out_dir) / runtime.output_name(path)
-    done = runtime.resume_or_none(out, path)
+    done = resume.resume_or_none(out, path)
     if done is not None:
         return done
     t0 = time.perf_counter()
@@ -242,7 +242,7 @@ def _encode_file(path: str, out_dir: str, job: _EncodeJob) -> runtime.FileReport
 def _write_shard(item: str, out_dir: str, job: _ShardJob) -> runtime.FileReport:
     """Dask task: one output shard = its key range of its set, read from every spill file and sorted by key."""
     out = Path(out_dir) / f"{item}.parquet"
-    done = runtime.resume_or_none(out, item)
+    done = resume.resume_or_none(out, item)
     if done is not None:
         return done
     t0 = time.perf_counter()
@@ -319,8 +319,8 @@ def run(config: MixConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
     if tokenizer_sha is None:
         raise FileNotFoundError(f"mix: no tokenizer at {config.tokenizer}; run `corpusforge tokenizer train` "
                                 "(recipe section [tokenizer]) or name an existing tokenizer.json")
-    fp = runtime.stage_fingerprint(config, files, tokenizer_sha)
-    done = runtime.finished_stage(out_dir, fp, manifest_mod.MANIFEST_FILE)
+    fp = resume.stage_fingerprint(config, files, tokenizer_sha)
+    done = resume.finished_stage(out_dir, fp, manifest_mod.MANIFEST_FILE)
     if done is not None:
         console.print(f"mix: {out_dir / manifest_mod.MANIFEST_FILE} is up to date")
         return runtime.StageSummary(**{**done, "resumed_files": done["files"]})

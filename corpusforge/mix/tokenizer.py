@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from corpusforge import documents, runtime, storage
+from corpusforge import documents, resume, runtime, storage
 from corpusforge.options import option
 from corpusforge.trainer.data.chat import EOT, SPECIAL_TOKENS, special_ids  # noqa: F401 (the tokenizer's API too)
 
@@ -162,8 +162,8 @@ def run(config: TokenizerConfig, ctx: runtime.RunContext) -> runtime.StageSummar
     config.validate()
     out_dir = Path(config.output)
     files = [] if config.existing else documents.find_shards(config.inputs)[0]
-    fp = runtime.stage_fingerprint(config, files, *([config.existing] if config.existing else []))
-    done = runtime.finished_stage(out_dir, fp, TOKENIZER_FILE)
+    fp = resume.stage_fingerprint(config, files, *([config.existing] if config.existing else []))
+    done = resume.finished_stage(out_dir, fp, TOKENIZER_FILE)
     if done is not None:
         console.print(f"tokenizer: {out_dir / TOKENIZER_FILE} is up to date")
         return runtime.StageSummary(**{**done, "resumed_files": done["files"]})

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from corpusforge import runtime, schema, storage
+from corpusforge import resume, runtime, schema, storage
 from corpusforge.documents import find_shards, read_batches, unit_hash
 from corpusforge.options import option
 from corpusforge.quality import classifier, custom, heuristics
@@ -151,7 +151,7 @@ def filter_shard(item: str, out_dir: str, job: _Job) -> runtime.FileReport:
     """The per-shard task: the kept documents of one input shard -> one output shard (atomic; a finished one is kept
     and its report reused), and its sample of dropped documents (written first, so a finished shard has it)."""
     out_path = storage.join(out_dir, _output_name(item))  # a local path or an object store URL
-    fp = runtime.resume(out_path, item, job, files=[item] + ([job.model] if job.model else []))
+    fp = resume.resume(out_path, item, job, files=[item] + ([job.model] if job.model else []))
     if fp.done is not None:
         return fp.done
     t0 = time.perf_counter()

@@ -14,8 +14,15 @@
 from __future__ import annotations
 
 import gzip
+import io
 import textwrap
+import zipfile
+from datetime import datetime
 from pathlib import Path
+
+# What a written EPUB says about when it was made (its dcterms:modified and every zip member's date): fixed, so the
+# same book is the same bytes whenever it is written.
+EPUB_MODIFIED = datetime(2024, 1, 1)
 
 GUTENBERG_LICENSE = """\
 This eBook is for the use of anyone anywhere at no cost and with
@@ -134,7 +141,15 @@ def write_epub(path: str | Path, *, title: str, author: str, language: str, iden
     book.add_item(epub.EpubNcx())
     book.add_item(epub.EpubNav())
     book.spine = ["nav", *items]
-    epub.write_epub(str(path), book)
+    built = io.BytesIO()
+    epub.write_epub(built, book, {"mtime": EPUB_MODIFIED})
+    out = io.BytesIO()
+    with zipfile.ZipFile(built) as source, zipfile.ZipFile(out, "w") as archive:
+        for member in source.infolist():  # ebooklib dates each member now: re-dated, the bytes otherwise as written
+            dated = zipfile.ZipInfo(member.filename, date_time=EPUB_MODIFIED.timetuple()[:6])
+            dated.compress_type, dated.external_attr = member.compress_type, member.external_attr
+            archive.writestr(dated, source.read(member))
+    path.write_bytes(out.getvalue())
     return path
 
 

@@ -10,7 +10,8 @@ PDF, CSS, JSON, robots.txt), error responses (404, 301, 500), `revisit` records,
 file has a response whose gzip member is overwritten in the middle, between good records, as a bad disk block would.
 
 Building is deterministic for a seed: record ids, dates and the order of captures derive from it, and gzip members
-carry no timestamp (warcio compresses with zlib, whose gzip header has mtime 0), so two builds are byte-identical.
+carry no timestamp (`formats.warc_write` compresses with zlib, whose gzip header has mtime 0), so two builds are
+byte-identical.
 Besides the WARC files, `_expected.json` says what a correct reader gets from them: every article URL with its
 language and record offset (and, for the junk pages, the quality rule that should drop them), the records by type,
 and where the damage is.
@@ -21,14 +22,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import html
-import io
 import json
 import random
 import re
 import struct
 import tomllib
 import unicodedata
-import uuid
 import zlib
 from datetime import date, datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -37,6 +36,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from corpusforge.formats import warc_write
 from corpusforge.runtime import EXPECTED_ERRORS_FILE, atomic_path, write_json_atomic
 
 FILES = 4
@@ -282,90 +282,78 @@ def assign_files(captures: list[Capture], seed: int, files: int = FILES) -> list
 
 
 # ---------------------------------------------------------------------------------------------------------- WARC
-class _Ids:
-    """WARC-Record-IDs derived from the seed and a running count, so a rebuild writes the same ids."""
-
-    def __init__(self, seed: int, file_name: str):
-        self.prefix, self.n = f"{seed}/{file_name}/", 0
-
-    def next(self) -> str:
-        self.n += 1
-        digest = hashlib.blake2b((self.prefix + str(self.n)).encode(), digest_size=16).digest()
-        return f"<urn:uuid:{uuid.UUID(bytes=digest, version=4)}>"
-
-
-def _warc_date(when: datetime, version: str) -> str:
-    # WARC/1.1 allows sub-second precision (warcio writes microseconds there); WARC/1.0 has whole seconds.
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if version == "1.1" else "%Y-%m-%dT%H:%M:%SZ")
-
-
 def write_warc(captures: list[Capture], name: str, version: str, start: datetime, seed: int
                ) -> tuple[bytes, list[dict[str, Any]]]:
-    """The bytes of one gzipped WARC file holding `captures`, and a row per record (type, offset, capture)."""
-    from warcio.statusandheaders import StatusAndHeaders
-    from warcio.warcwriter import WARCWriter
-
-    buf = io.BytesIO()
-    writer = WARCWriter(buf, gzip=True, warc_version=version)
-    ids = _Ids(seed, name)
+    """The bytes of one gzipped WARC file holding `captures`, and a row per record (type, offset, capture). Record
+    ids derive from the seed, the file and a running count, so a rebuild writes the same bytes."""
+    out: list[bytes] = []
+    offset, count = 0, 0
     rng = random.Random(f"{seed}/{name}")
     rows: list[dict[str, Any]] = []
     responses: dict[int, tuple[str, str]] = {}  # id(capture) -> (payload digest, WARC-Date) for revisits
 
-    def write(record, rec_type: str, capture: Capture | None) -> None:
-        rows.append({"type": rec_type, "offset": buf.tell(), "capture": capture})
-        writer.write_record(record)
-        rows[-1]["end"] = buf.tell()
+    def next_id() -> str:
+        nonlocal count
+        count += 1
+        return warc_write.record_id(seed, name, count)
 
-    info_id = ids.next()
+    def write(rec_type: str, capture: Capture | None, headers: list[tuple[str, str]], content_type: str,
+              *block: bytes) -> None:
+        nonlocal offset
+        data = warc_write.record([("WARC-Type", rec_type), *headers], content_type, *block, version=version)
+        rows.append({"type": rec_type, "offset": offset, "capture": capture, "end": offset + len(data)})
+        out.append(data)
+        offset += len(data)
+
+    info_id = next_id()
     info = (f"software: corpusforge.sample.crawl\r\nformat: WARC File Format {version}\r\n"
             f"isPartOf: corpusforge-sample\r\ndescription: a small offline sample crawl of fictional sites "
             f"written for corpusforge\r\nrobots: classic\r\n").encode()
-    write(writer.create_warc_record("", "warcinfo", payload=io.BytesIO(info), length=len(info),
-                                    warc_headers_dict={"WARC-Record-ID": info_id, "WARC-Filename": name,
-                                                       "WARC-Date": _warc_date(start, version)}),
-          "warcinfo", None)
+    write("warcinfo", None, [("WARC-Record-ID", info_id), ("WARC-Filename", name),
+                             ("WARC-Date", warc_write.warc_date(start, version))], "application/warc-fields", info)
     when = start
     for cap in captures:
         when += timedelta(seconds=rng.randint(20, 90), microseconds=rng.randint(0, 999_999))
         host = cap.site["host"]
         path = cap.url.split(host, 1)[1]
-        common = {"WARC-Date": _warc_date(when, version), "WARC-Warcinfo-ID": info_id,
-                  "WARC-IP-Address": f"203.0.113.{zlib.crc32(host.encode()) % 250 + 1}"}
-        response_id, request_id = ids.next(), ids.next()
-        request = StatusAndHeaders(f"GET {path} HTTP/1.1", [
+        date = warc_write.warc_date(when, version)
+        common = [("WARC-Target-URI", cap.url), ("WARC-Date", date), ("WARC-Warcinfo-ID", info_id),
+                  ("WARC-IP-Address", f"203.0.113.{zlib.crc32(host.encode()) % 250 + 1}")]
+        response_id, request_id = next_id(), next_id()
+        request = warc_write.http_block(f"GET {path} HTTP/1.1", [
             ("Host", host), ("User-Agent", USER_AGENT),
             ("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
             ("Accept-Language", f"{cap.site['lang']},en;q=0.5"), ("Accept-Encoding", "br,gzip"),
-            ("Connection", "Keep-Alive")], is_http_request=True)
-        write(writer.create_warc_record(cap.url, "request", http_headers=request, warc_headers_dict={
-            **common, "WARC-Record-ID": request_id, "WARC-Concurrent-To": response_id}), "request", cap)
+            ("Connection", "Keep-Alive")], request=True)
+        write("request", cap, [("WARC-Record-ID", request_id), *common, ("WARC-Concurrent-To", response_id),
+                               ("WARC-Payload-Digest", warc_write.EMPTY_DIGEST)],
+              "application/http; msgtype=request", request)
         headers = [("Date", format_datetime(when, usegmt=True)), ("Server", _server(cap.site)),
                    ("Content-Type", cap.content_type), ("Content-Length", str(len(cap.body)))]
         if cap.location:
             headers.append(("Location", cap.location))
         headers += [("Cache-Control", "max-age=600"), ("Connection", "close")]
-        answer = StatusAndHeaders(f"{cap.status} {HTTPStatus(cap.status).phrase}", headers, protocol="HTTP/1.1")
+        answer = warc_write.http_block(f"{cap.status} {HTTPStatus(cap.status).phrase}", headers)
         if cap.revisit_of is not None:
             digest, first_date = responses[id(cap.revisit_of)]
-            write(writer.create_revisit_record(cap.url, digest, cap.revisit_of.url, first_date, http_headers=answer,
-                                               warc_headers_dict={**common, "WARC-Record-ID": response_id}),
-                  "revisit", cap)
+            write("revisit", cap, [("WARC-Record-ID", response_id), *common,
+                                   ("WARC-Profile", f"http://netpreserve.org/warc/{version}/revisit/"
+                                                    "identical-payload-digest"),
+                                   ("WARC-Refers-To-Target-URI", cap.revisit_of.url),
+                                   ("WARC-Refers-To-Date", first_date), ("WARC-Payload-Digest", digest)],
+                  "application/http; msgtype=response", answer)
             continue
-        record = writer.create_warc_record(cap.url, "response", payload=io.BytesIO(cap.body), length=len(cap.body),
-                                           http_headers=answer, warc_headers_dict={
-                                               **common, "WARC-Record-ID": response_id,
-                                               "WARC-Identified-Payload-Type": cap.content_type.split(";")[0]})
-        responses[id(cap)] = (record.rec_headers.get_header("WARC-Payload-Digest"), common["WARC-Date"])
-        write(record, "response", cap)
+        digest = warc_write.sha1_digest(cap.body)
+        responses[id(cap)] = (digest, date)
+        write("response", cap, [("WARC-Record-ID", response_id), *common, ("WARC-Payload-Digest", digest),
+                                ("WARC-Identified-Payload-Type", cap.content_type.split(";")[0])],
+              "application/http; msgtype=response", answer, cap.body)
         fields = f"fetchTimeMs: {rng.randint(40, 900)}\r\n"
         if cap.kind == "html":
             fields += f"charset-detected: {cap.site['charset'].upper()}\r\n"
-        meta = fields.encode()
-        write(writer.create_warc_record(cap.url, "metadata", payload=io.BytesIO(meta), length=len(meta),
-                                        warc_headers_dict={**common, "WARC-Record-ID": ids.next(),
-                                                           "WARC-Refers-To": response_id}), "metadata", cap)
-    return buf.getvalue(), rows
+        write("metadata", cap, [("WARC-Record-ID", next_id()), *common, ("WARC-Refers-To", response_id)],
+              "application/warc-fields", fields.encode())
+    return b"".join(out), rows
 
 
 def damage(data: bytes, start: int, end: int) -> bytes:

@@ -34,7 +34,8 @@ from corpusforge.documents import make_document
 from corpusforge.errors import UserError
 from corpusforge.extract import DecodeError, decode_html
 from corpusforge.options import option
-from corpusforge.runtime import FileReport, RunContext, ShardWriter, StageSummary, map_files, output_name, resume
+from corpusforge.resume import resume
+from corpusforge.runtime import FileReport, RunContext, ShardWriter, StageSummary, map_files, output_name
 
 SOURCE = "books"
 BOOK_SUFFIXES = (".txt", ".txt.gz", ".txt.bz2", ".txt.xz", ".txt.zst", ".epub")

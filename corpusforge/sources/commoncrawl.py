@@ -24,7 +24,8 @@ from corpusforge.extract import (MODES, DecodeError, ExtractionFailed, Extractio
 from corpusforge.formats import warc
 from corpusforge.formats.warc import Response, is_html, read_records
 from corpusforge.options import option
-from corpusforge.runtime import FileReport, RunContext, ShardWriter, StageSummary, map_files, output_name, resume
+from corpusforge.resume import resume
+from corpusforge.runtime import FileReport, RunContext, ShardWriter, StageSummary, map_files, output_name
 
 SOURCE = "commoncrawl"
 

@@ -31,7 +31,8 @@ from corpusforge.errors import UserError
 from corpusforge.formats import pushshift
 from corpusforge.inputs import MissingInput
 from corpusforge.options import option
-from corpusforge.runtime import FileReport, RunContext, ShardWriter, StageSummary, map_files, output_name, resume
+from corpusforge.resume import resume
+from corpusforge.runtime import FileReport, RunContext, ShardWriter, StageSummary, map_files, output_name
 
 STAGE = "import"
 TARGETS = ("text", "url", "title", "id", "lang")  # the document columns a user's field can fill

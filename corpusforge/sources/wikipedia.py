@@ -29,7 +29,8 @@ from corpusforge.formats.mediawiki import Page, SiteInfo, iter_pages, read_sitei
 from corpusforge.documents import make_document
 from corpusforge.errors import UserError
 from corpusforge.options import option
-from corpusforge.runtime import FileReport, RunContext, ShardWriter, StageSummary, map_files, output_name, resume
+from corpusforge.resume import resume
+from corpusforge.runtime import FileReport, RunContext, ShardWriter, StageSummary, map_files, output_name
 
 SOURCE = "wikipedia"
 _RANGE = re.compile(r"^(?P<path>.*)#bytes=(?P<start>\d+)-(?P<end>\d+)$")

@@ -15,7 +15,6 @@ as the labeler did) beside it.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -23,12 +22,13 @@ from typing import Any, ClassVar, Literal
 import torch
 import torch.nn.functional as F
 
+from corpusforge.options import setting
 from corpusforge.runtime import write_json_atomic
 from corpusforge.trainer import loop, rollouts
 from corpusforge.trainer.data import chat, preferences
 from corpusforge.trainer.loop import TrainError
 from corpusforge.trainer.model import GPT
-from corpusforge.trainer.ppo import _opt, load_gpt
+from corpusforge.trainer.ppo import load_gpt
 from corpusforge.trainer.reward import ElementStream
 
 
@@ -36,20 +36,20 @@ from corpusforge.trainer.reward import ElementStream
 class DPOConfig(loop.RunConfig):
     """`corpusforge train dpo` settings: the core's and DPO's. `max_steps` 0: `epochs` passes over the pairs."""
 
-    policy: str = _opt("", "the SFT run folder: the policy starts from it and it stays as the frozen reference")
-    feedback: list[str] = _opt([], "feedback stores (.sqlite, postgresql://) or `feedback export` folders")
-    beta: float = _opt(0.1, "DPO's beta: how far from the reference the implicit reward lets the policy go")
-    policy_checkpoint: Literal["best", "last"] = _opt("best", "which weights of the SFT run")
-    epochs: float = _opt(1.0, "passes over the training pairs")
-    held_out: float = _opt(0.1, "share of prompts held out for the validation loss and accuracy")
-    batch_size: int = _opt(8, "pairs per micro-batch on each rank")
-    max_steps: int = _opt(0, "optimizer steps in all (0: from epochs)")
-    lr: float = _opt(1e-5, "peak learning rate")
-    min_lr: float = _opt(1e-6, "learning rate at the end of the cosine decay")
-    warmup_steps: int = _opt(5, "linear warmup steps")
-    weight_decay: float = _opt(0.0, "AdamW weight decay")
-    eval_interval: int = _opt(20, "steps between evaluations")
-    checkpoint_interval: int = _opt(50, "steps between checkpoints")
+    policy: str = setting("", "the SFT run folder: the policy starts from it and it stays as the frozen reference")
+    feedback: list[str] = setting([], "feedback stores (.sqlite, postgresql://) or `feedback export` folders")
+    beta: float = setting(0.1, "DPO's beta: how far from the reference the implicit reward lets the policy go")
+    policy_checkpoint: Literal["best", "last"] = setting("best", "which weights of the SFT run")
+    epochs: float = setting(1.0, "passes over the training pairs")
+    held_out: float = setting(0.1, "share of prompts held out for the validation loss and accuracy")
+    batch_size: int = setting(8, "pairs per micro-batch on each rank")
+    max_steps: int = setting(0, "optimizer steps in all (0: from epochs)")
+    lr: float = setting(1e-5, "peak learning rate")
+    min_lr: float = setting(1e-6, "learning rate at the end of the cosine decay")
+    warmup_steps: int = setting(5, "linear warmup steps")
+    weight_decay: float = setting(0.0, "AdamW weight decay")
+    eval_interval: int = setting(20, "steps between evaluations")
+    checkpoint_interval: int = setting(50, "steps between checkpoints")
 
     RESUMABLE: ClassVar[frozenset[str]] = loop.RunConfig.RESUMABLE
 
@@ -131,9 +131,7 @@ def train(config: DPOConfig, out_dir: str | os.PathLike, *, resume: bool = False
         raise TrainError(f"{len(train_set)} training and {len(val_set)} held-out pair(s) in {config.feedback}: "
                          "need both (more comparisons, or another held_out)")
     per_step = config.batch_size * config.grad_accum
-    if not config.max_steps:
-        steps = math.ceil(config.epochs * len(train_set) / per_step)
-        config = dataclasses.replace(config, max_steps=max(steps, config.warmup_steps + 1))
+    config = loop.with_epoch_steps(config, len(train_set), per_step)
     mean_tokens = sum(len(s) for el in train_set for s in el.sequences) / len(train_set)
 
     with loop.Run(config, out_dir, "dpo", resume=resume, stop_at=stop_at, console=console) as run:

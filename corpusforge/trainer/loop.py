@@ -39,8 +39,10 @@ from typing import Any, ClassVar, Literal
 import torch
 
 from corpusforge.errors import UserError
-from corpusforge.runtime import atomic_path, write_json_atomic, write_text_atomic
+from corpusforge.options import option
+from corpusforge.runtime import write_json_atomic, write_text_atomic
 from corpusforge.trainer import checkpoint, devices
+from corpusforge.trainer.metrics import Metrics, clock, print_summary
 
 
 class TrainError(UserError, RuntimeError):
@@ -53,7 +55,8 @@ class RunConfig:
 
     batch_size: int = 16  # sequences per micro-batch on each rank
     grad_accum: int = 1  # micro-batches per optimizer step over all ranks (a multiple of the number of ranks)
-    max_steps: int = 600
+    max_steps: int = dataclasses.field(default=600, metadata=option(
+        "optimizer steps in all (the schedule ends there)"))
     lr: float = 1e-3
     min_lr: float = 1e-4
     warmup_steps: int = 50
@@ -65,9 +68,11 @@ class RunConfig:
     log_interval: int = 10
     checkpoint_interval: int = 100
     seed: int = 1337
-    device: str = "auto"  # auto: cuda when present, else cpu
+    device: str = dataclasses.field(default="auto", metadata=option("auto (cuda when present, else cpu), cpu, cuda, "
+                                                                    "cuda:N"))
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bf16 autocast on CUDA, float32 on CPU
-    compile: bool | None = None  # torch.compile; None: on CUDA only
+    compile: bool | None = dataclasses.field(default=None, metadata=option(
+        "torch.compile the model (none: on CUDA only)"))
     peak_tflops: float | None = None  # per device, for MFU; default: datasheet for known GPUs, else measured
 
     # Settings a resumed run may change: they steer the run, not what it computes (max_steps stretches the schedule).
@@ -114,6 +119,15 @@ def lr_at(step: int, config: RunConfig) -> float:
         return config.min_lr
     ratio = (step - config.warmup_steps) / (config.max_steps - config.warmup_steps)
     return config.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (config.lr - config.min_lr)
+
+
+def with_epoch_steps(config: RunConfig, examples: int, per_step: int) -> RunConfig:
+    """`config` with `max_steps` 0 (a method's "as many as the epochs take") replaced by the optimizer steps
+    `config.epochs` passes over `examples` take at `per_step` examples a step, at least one past the warmup."""
+    if config.max_steps:
+        return config
+    steps = math.ceil(config.epochs * examples / per_step)
+    return dataclasses.replace(config, max_steps=max(steps, config.warmup_steps + 1))
 
 
 # --------------------------------------------------------------------------------------------------------- data
@@ -410,7 +424,7 @@ class Run:
                                "tokens_per_s": tok_s, "mfu": mfu, **measured})
                 left = (config.max_steps - step) * tokens_per_step / (train_tokens / train_seconds)
                 say(f"step {step:>6}/{config.max_steps} | loss {last_loss:.4f} | lr {lr:.2e} | {tok_s:,.0f} tok/s | "
-                    f"MFU {mfu:.1%} | {_clock(train_seconds)} training, ~{_clock(left)} left"
+                    f"MFU {mfu:.1%} | {clock(train_seconds)} training, ~{clock(left)} left"
                     + "".join(f" | {k} {v:.4g}" for k, v in measured.items()))
             if step % config.eval_interval == 0 or last_step:
                 val_losses = run_eval()
@@ -440,73 +454,7 @@ class Run:
         return summary
 
 
-# ------------------------------------------------------------------------------------------------ what users see
-class Metrics:
-    """`metrics.jsonl` (one JSON object per log or eval) and the `loss.png` drawn from it; only rank 0 writes."""
-
-    def __init__(self, out_dir: Path, enabled: bool):
-        self.path, self.png, self.enabled = out_dir / "metrics.jsonl", out_dir / "loss.png", enabled
-
-    def start(self, step: int) -> None:
-        """Keep the records up to `step` (the checkpoint resumed from); a fresh run (step 0) starts empty."""
-        if not self.enabled:
-            return
-        kept = []
-        if step and self.path.exists():
-            kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and _step_of(line) is not None and _step_of(line) <= step]
-        write_text_atomic(self.path, "".join(line + "\n" for line in kept))
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self.enabled:
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-
-    def plot(self, title: str) -> None:
-        if self.enabled:
-            plot_losses(self.path, self.png, title)
-
-
-def _step_of(line: str) -> int | None:
-    try:
-        return int(json.loads(line)["step"])
-    except (ValueError, KeyError, TypeError):  # a line cut short by a crash
-        return None
-
-
-def plot_losses(metrics_path: str | os.PathLike, png_path: str | os.PathLike, title: str = "") -> None:
-    """Draw train loss and each validation loss against steps into `png_path` (atomically)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    train, val = [], {}
-    for line in Path(metrics_path).read_text(encoding="utf-8").splitlines():
-        if _step_of(line) is None:
-            continue
-        rec = json.loads(line)
-        if rec.get("kind") == "train":
-            train.append((rec["step"], rec["loss"]))
-        elif rec.get("kind") == "val":
-            for name, loss in rec["loss"].items():
-                val.setdefault(name, []).append((rec["step"], loss))
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    if train:
-        ax.plot(*zip(*train), color="0.6", linewidth=1, label="train")
-    for name, points in val.items():
-        ax.plot(*zip(*points), marker="o", markersize=3, linewidth=1.5, label=f"val {name}")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats/token)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-
-
+# ---------------------------------------------------------------------------------------------------- stopping
 class StopRequest:
     """SIGINT/SIGTERM ask the run to stop after the current step with a checkpoint; a second Ctrl-C aborts."""
 
@@ -529,36 +477,3 @@ class StopRequest:
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-def print_summary(summary: dict[str, Any], out_dir: Path, console: Any) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"{summary['method']}: summary", header_style="bold")
-    table.add_column("what")
-    table.add_column("value", justify="right", no_wrap=True)
-    table.add_row("steps", f"{summary['step']:,} / {summary['max_steps']:,}"
-                  + (" (stopped early; --resume continues)" if summary["stopped_early"] else ""))
-    table.add_row("tokens", f"{summary['tokens']:,}")
-    table.add_row("parameters", f"{summary['parameters']:,}")
-    table.add_row("train loss", f"{summary['train_loss']:.4f}")
-    for name, loss in summary["val_loss"].items():
-        table.add_row(f"val loss {name}", f"{loss:.4f}")
-    if summary["tokens_per_s"]:
-        table.add_row("tokens/s", f"{summary['tokens_per_s']:,.0f}")
-    if summary["best_val_loss"] is not None:
-        table.add_row("best val loss (mean)", f"{summary['best_val_loss']:.4f} at step {summary['best_step']:,}")
-    table.add_row("MFU", f"{summary['mfu']:.1%}")
-    table.add_row("training seconds", f"{summary['train_seconds']:.1f}")
-    if summary["startup_seconds"] is not None:
-        table.add_row("start-up (step 1)", f"{summary['startup_seconds']:.1f} s")
-    for key, value in summary.get("data", {}).items():
-        table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) else str(value))
-    console.print(table)
-    console.print(f"checkpoint.safetensors (resume), best.safetensors (lowest val loss), metrics.jsonl and loss.png "
-                  f"in {out_dir}", soft_wrap=True)

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from corpusforge.options import setting
 from corpusforge.trainer import checkpoint, loop, rollouts
 from corpusforge.trainer.data import blocks, chat, preferences
 from corpusforge.trainer.loop import TrainError
@@ -45,50 +46,43 @@ from corpusforge.trainer.ppo_losses import (adapt_kl_coef, gae, kl_rewards, mask
 PTX_COEF = 27.8  # InstructGPT's pretraining-loss coefficient (gamma)
 
 
-def _opt(default: Any, help: str, **kwargs) -> Any:
-    """A config field with its help text (what `--help` shows)."""
-    if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help}, **kwargs)
-    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
-
-
 @dataclasses.dataclass
 class PPOConfig(loop.RunConfig):
     """`corpusforge train ppo` settings: the core's (`loop.RunConfig`, with defaults for RL) and PPO's."""
 
-    policy: str = _opt("", "the SFT run folder: the policy starts from it and it stays as the frozen reference")
-    reward: str = _opt("", "the reward model's run folder (`train reward`); the value model starts from it")
-    prompts: str = _opt("", ".txt (a prompt a line) or .jsonl ({prompt} or {messages} a line) to answer")
-    corpus: str = _opt("", "PPO-ptx: a corpus folder whose weighted reader gives the pretraining blocks (or a "
+    policy: str = setting("", "the SFT run folder: the policy starts from it and it stays as the frozen reference")
+    reward: str = setting("", "the reward model's run folder (`train reward`); the value model starts from it")
+    prompts: str = setting("", ".txt (a prompt a line) or .jsonl ({prompt} or {messages} a line) to answer")
+    corpus: str = setting("", "PPO-ptx: a corpus folder whose weighted reader gives the pretraining blocks (or a "
                            "text file, for character-level runs)")
-    ptx_coef: float | None = _opt(None, f"weight of the pretraining loss (default {PTX_COEF} with a corpus, else 0)")
-    ptx_batch_size: int = _opt(2, "pretraining blocks per micro-batch (PPO-ptx)")
-    kl_coef: float = _opt(0.02, "beta: reward - kl_coef x (log pi - log pi_ref) per answer token")
-    target_kl: float | None = _opt(None, "adaptive KL controller: steer kl_coef so an answer's KL nears this")
-    kl_horizon: int = _opt(10_000, "adaptive KL controller's horizon, in answers (Ziegler et al. 2019)")
-    gamma: float = _opt(1.0, "GAE discount")
-    lam: float = _opt(0.95, "GAE lambda")
-    clip_range: float = _opt(0.2, "PPO's clip on the probability ratio")
-    value_clip: float = _opt(0.2, "clip on the value's change from the rollout's")
-    vf_coef: float = _opt(0.5, "weight of the value loss")
-    ppo_epochs: int = _opt(4, "passes over each rollout batch")
-    minibatches: int = _opt(1, "optimizer steps per pass; a rollout batch is batch_size x grad_accum x this")
-    max_new_tokens: int = _opt(48, "longest answer, in tokens")
-    temperature: float = _opt(1.0, "sampling temperature of the rollouts (InstructGPT: 1)")
-    held_out: float = _opt(0.1, "share of the prompts held out for evaluation")
-    eval_prompts: int = _opt(32, "held-out prompts answered at each evaluation")
-    samples: int = _opt(3, "held-out answers shown and kept in samples.jsonl at each evaluation")
-    policy_checkpoint: Literal["best", "last"] = _opt("best", "which weights of the SFT run")
-    batch_size: int = _opt(8, "answers per micro-batch on each rank")
-    max_steps: int = _opt(200, "optimizer steps in all")
-    lr: float = _opt(3e-5, "peak learning rate (policy and value)")
-    min_lr: float = _opt(3e-6, "learning rate at the end of the cosine decay")
-    warmup_steps: int = _opt(0, "linear warmup steps")
-    weight_decay: float = _opt(0.0, "AdamW weight decay")
-    eval_interval: int = _opt(20, "steps between evaluations")
-    checkpoint_interval: int = _opt(20, "steps between checkpoints")
-    log_interval: int = _opt(4, "steps between log lines")
-    compile: bool | None = _opt(False, "torch.compile (off: rollouts change shape every batch)")
+    ptx_coef: float | None = setting(None, f"weight of the pretraining loss (default {PTX_COEF} with a corpus, else 0)")
+    ptx_batch_size: int = setting(2, "pretraining blocks per micro-batch (PPO-ptx)")
+    kl_coef: float = setting(0.02, "beta: reward - kl_coef x (log pi - log pi_ref) per answer token")
+    target_kl: float | None = setting(None, "adaptive KL controller: steer kl_coef so an answer's KL nears this")
+    kl_horizon: int = setting(10_000, "adaptive KL controller's horizon, in answers (Ziegler et al. 2019)")
+    gamma: float = setting(1.0, "GAE discount")
+    lam: float = setting(0.95, "GAE lambda")
+    clip_range: float = setting(0.2, "PPO's clip on the probability ratio")
+    value_clip: float = setting(0.2, "clip on the value's change from the rollout's")
+    vf_coef: float = setting(0.5, "weight of the value loss")
+    ppo_epochs: int = setting(4, "passes over each rollout batch")
+    minibatches: int = setting(1, "optimizer steps per pass; a rollout batch is batch_size x grad_accum x this")
+    max_new_tokens: int = setting(48, "longest answer, in tokens")
+    temperature: float = setting(1.0, "sampling temperature of the rollouts (InstructGPT: 1)")
+    held_out: float = setting(0.1, "share of the prompts held out for evaluation")
+    eval_prompts: int = setting(32, "held-out prompts answered at each evaluation")
+    samples: int = setting(3, "held-out answers shown and kept in samples.jsonl at each evaluation")
+    policy_checkpoint: Literal["best", "last"] = setting("best", "which weights of the SFT run")
+    batch_size: int = setting(8, "answers per micro-batch on each rank")
+    max_steps: int = setting(200, "optimizer steps in all")
+    lr: float = setting(3e-5, "peak learning rate (policy and value)")
+    min_lr: float = setting(3e-6, "learning rate at the end of the cosine decay")
+    warmup_steps: int = setting(0, "linear warmup steps")
+    weight_decay: float = setting(0.0, "AdamW weight decay")
+    eval_interval: int = setting(20, "steps between evaluations")
+    checkpoint_interval: int = setting(20, "steps between checkpoints")
+    log_interval: int = setting(4, "steps between log lines")
+    compile: bool | None = setting(False, "torch.compile (off: rollouts change shape every batch)")
 
     RESUMABLE: ClassVar[frozenset[str]] = loop.RunConfig.RESUMABLE | {"samples"}
 

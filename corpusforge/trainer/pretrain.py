@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from corpusforge.options import option
 from corpusforge.trainer import loop
 from corpusforge.trainer import model as model_mod
 from corpusforge.trainer.data import blocks
@@ -34,10 +35,13 @@ class TrainConfig(loop.RunConfig):
     None take the preset's value (`model.PRESETS`); the other defaults are the `tiny` preset's, and
     `TRAINING_PRESETS` changes them for the larger presets."""
 
-    corpus: str = ""
-    text: list[str] = dataclasses.field(default_factory=list)
+    corpus: str = dataclasses.field(default="", metadata=option(
+        "a mixed corpus folder (manifest.json, shards, tokenizer.json)"))
+    text: list[str] = dataclasses.field(default_factory=list, metadata=option(
+        "train character-level on these text files (.txt, .txt.gz) instead of a corpus"))
     sets: list[str] | None = None  # train on these sets of the corpus only (weights renormalized)
-    preset: str = "tiny"
+    preset: str = dataclasses.field(default="tiny", metadata=option(
+        "model and training preset: tiny, small, gpt2-124m"))
     n_layer: int | None = None
     n_head: int | None = None
     n_embd: int | None = None

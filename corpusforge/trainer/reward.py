@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -196,9 +195,7 @@ def train(config: RewardConfig, out_dir: str | os.PathLike, *, resume: bool = Fa
         raise TrainError(f"{len(train_set)} training and {len(val_set)} held-out element(s) in {config.feedback}: "
                          "need both (more comparisons, or another held_out)")
     per_step = config.batch_size * config.grad_accum
-    if not config.max_steps:
-        steps = math.ceil(config.epochs * len(train_set) / per_step)
-        config = dataclasses.replace(config, max_steps=max(steps, config.warmup_steps + 1))
+    config = loop.with_epoch_steps(config, len(train_set), per_step)
     mean_tokens = sum(len(s) for el in train_set for s in el.sequences) / len(train_set)
     curve: list[dict[str, float]] = []
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -159,9 +158,7 @@ def train(config: SFTConfig, out_dir: str | os.PathLike, *, resume: bool = False
         raise TrainError("no conversation has an assistant token within the model's block_size "
                          f"({gpt_config.block_size})")
     chat_rows = config.batch_size - config.ptx_rows()
-    if not config.max_steps:
-        steps = math.ceil(config.epochs * len(train_blocks[0]) / (chat_rows * config.grad_accum))
-        config = dataclasses.replace(config, max_steps=max(steps, config.warmup_steps + 1))
+    config = loop.with_epoch_steps(config, len(train_blocks[0]), chat_rows * config.grad_accum)
 
     with loop.Run(config, out_dir, "sft", resume=resume, stop_at=stop_at, console=console) as run:
         dist = run.dist

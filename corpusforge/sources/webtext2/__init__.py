@@ -104,8 +104,9 @@ def run(config: WebText2Config, ctx: runtime.RunContext) -> runtime.StageSummary
     """The whole stage: links, fetch, extract (on one Dask client)."""
     with ctx.dask():
         link_summary = collect_links(config, ctx)
-        with _sample_site(config.sample_site) as resolve:
-            fetch_config = dataclasses.replace(config.fetch, resolve={**config.fetch.resolve, **resolve})
+        with _sample_site(config.sample_site) as (resolve, captured):
+            fetch_config = dataclasses.replace(config.fetch, resolve={**config.fetch.resolve, **resolve},
+                                               capture_time=config.fetch.capture_time or captured)
             summary, reports = _fetch_and_extract(config.links_dir(), config.output, fetch_config, config.extract,
                                                   ctx)
     summary.extra["links"] = link_summary.to_json()
@@ -115,11 +116,12 @@ def run(config: WebText2Config, ctx: runtime.RunContext) -> runtime.StageSummary
 @contextlib.contextmanager
 def _sample_site(site: str | None):
     """Serve a site folder (corpusforge.formats.site) on loopback for the fetch; yields the host overrides that
-    point each of its hosts at the server."""
+    point each of its hosts at the server, and the snapshot's time as the captures' WARC-Date."""
     if site is None:
-        yield {}
+        yield {}, None
         return
     from corpusforge.formats import site as site_folder
+    from corpusforge.formats.warc_write import warc_date
 
     with site_folder.serve(site) as address:
-        yield {host: address for host in site_folder.hosts(site)}
+        yield {host: address for host in site_folder.hosts(site)}, warc_date(site_folder.SNAPSHOT)

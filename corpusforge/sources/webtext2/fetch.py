@@ -12,10 +12,14 @@ otherwise non-global address after DNS resolution unless `allow_private_hosts` (
 literals are checked too; guard.py).
 
 Output and resume (FetchLog, in warcs.py with the WARC records): records are appended to a hidden
-`.<name>-00000.warc.gz.tmp` and each link's outcome to a journal beside it, flushed after every link; the journal names the WARC offset its link's records end at. A
-segment is renamed to `<name>-00000.warc.gz` (with its log `<name>-00000.fetch.jsonl`) when it reaches
-`segment_bytes` or the task ends. Each link is journaled as started before its first request. After an
-interruption the next run reads the logs and journal, cuts the WARC back to the last journaled offset and goes on:
+`.<name>-00000.warc.gz.tmp` and each link's outcome to a journal beside it, flushed after every link; the journal
+names the WARC offset its link's records end at. A segment becomes `<name>-00000.warc.gz` (with its log
+`<name>-00000.fetch.jsonl`) when it reaches `segment_bytes` or the task ends, its links' records put in link-file
+order on the way (hosts are fetched concurrently, so they finish in the network's order). A record's id derives from
+its file, link, round and date, and its date is the capture's (`capture_time` fixes it for a fixed site), so the
+same fetch of a fixed site, like the sample's, is the same bytes. Each link is journaled as started before its
+first request. After an interruption the next run reads the logs and journal, cuts the WARC back to the last
+journaled offset and goes on:
 a URL with an outcome is not requested again, and a URL that was started without an outcome (in flight when the
 run was killed) is logged as `interrupted` rather than requested again, so no run asks for a page twice;
 `retry_failed` fetches the interrupted ones (a transient outcome).
@@ -33,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import email.utils
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -94,9 +99,14 @@ class FetchConfig:
         "longest robots.txt Crawl-delay honoured", flag="--max-crawl-delay"))
     allow_private_hosts: bool = dataclasses.field(default=False, metadata=option(
         "also fetch hosts that resolve to private, loopback or link-local addresses (tests)"))
-    resolve: dict[str, str] = dataclasses.field(default_factory=dict)
+    resolve: dict[str, str] = dataclasses.field(default_factory=dict, metadata=option(
+        "connect to ADDR:PORT for HOST (or a pattern like *.example.test), like curl --resolve (repeatable: "
+        "HOST=ADDR:PORT)", flag="--resolve"))
     segment_bytes: int = dataclasses.field(default=1_000_000_000, metadata=option(
         "a WARC file is closed past this size"))
+    capture_time: str | None = dataclasses.field(default=None, metadata=option(
+        "record every capture at this WARC-Date (YYYY-MM-DDTHH:MM:SSZ) instead of when it was fetched: for a fixed "
+        "site (the sample's, tests), whose fetch is then the same bytes every time"))
     retry_failed: bool = dataclasses.field(default=False, metadata=option(
         "also fetch again the URLs whose latest outcome was a transient failure (network errors, 5xx, 429, "
         "robots.txt unreachable); their new outcomes are appended to the fetch logs"))
@@ -114,6 +124,8 @@ class FetchConfig:
             raise ValueError(f"user_agent: give a clear product/version token, got {self.user_agent!r}")
         for host, target in self.resolve.items():
             parse_target(target, f"resolve.{host}")
+        if self.capture_time is not None and not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", self.capture_time):
+            raise ValueError(f"capture_time: expected YYYY-MM-DDTHH:MM:SSZ, got {self.capture_time!r}")
 
     def robots_agent(self) -> str:
         """The product token robots.txt rules are matched against."""
@@ -410,6 +422,7 @@ def fetch_links(item: str, out_dir: str, config: FetchConfig) -> runtime.FileRep
     for link in links:  # a password in a link is never sent, recorded or logged
         link["url"] = without_userinfo(link["url"])
     log = FetchLog(out_dir, runtime.output_name(str(Path(item).with_suffix("")), ""), config)
+    log.order = {link["url"]: i for i, link in enumerate(links)}
     todo, log.round = plan(links, log.open(), config.retry_failed)
     try:
         if todo:

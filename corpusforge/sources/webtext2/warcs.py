@@ -3,25 +3,19 @@ them) and `FetchLog`, the resumable WARC segments and outcome logs of one fetch 
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import hashlib
 import json
 import os
-import time
-import uuid
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from corpusforge import runtime
+from corpusforge.formats import warc_write
 
 if TYPE_CHECKING:
     from corpusforge.sources.webtext2.fetch import FetchConfig
 
-# zlib's default. On real pages (140 KB of HTML) warcio's level 9 takes 1.6x as long for files 0.6% smaller.
-WARC_GZIP_LEVEL = 6
 # Outcomes that mean the page could not be fetched as it should have been; they go to `_errors.jsonl`.
 ERROR_OUTCOMES = ("truncated", "redirect_loop", "too_many_redirects", "bad_redirect", "network_error", "failed")
 
@@ -49,14 +43,14 @@ class Exchange:
         return (self.header("Content-Type") or "").split(";")[0].strip().lower()
 
 
-def warc_records(exchanges: list[Exchange]) -> bytes:
-    """Gzipped WARC response+request records for the exchanges, in order. The stored HTTP headers describe the
-    stored body: a de-chunked body loses Transfer-Encoding, and a cut body gets its real Content-Length (the sent
-    values are kept as X-Crawler-Transfer-Encoding / X-Crawler-Content-Length, as Common Crawl does)."""
-    from warcio.statusandheaders import StatusAndHeaders
-
+def warc_records(exchanges: list[Exchange], date: str | None = None, capture: str = "") -> bytes:
+    """Gzipped WARC response+request records for the exchanges, in order, dated `date` (default now); their ids
+    derive from `capture` (what names this fetch of a link) and each exchange's place in it. The stored HTTP headers
+    describe the stored body: a de-chunked body loses Transfer-Encoding, and a cut body gets its real Content-Length
+    (the sent values are kept as X-Crawler-Transfer-Encoding / X-Crawler-Content-Length, as Common Crawl does)."""
+    date = date or warc_write.warc_date()
     out = []
-    for ex in exchanges:
+    for i, ex in enumerate(exchanges):
         headers = []
         for name, value in ex.headers:
             lower = name.lower()
@@ -66,53 +60,22 @@ def warc_records(exchanges: list[Exchange]) -> bytes:
                 headers.append((name, value))
         if ex.truncated or any(k.lower() == "x-crawler-content-length" for k, _ in headers):
             headers.append(("Content-Length", str(len(ex.body))))
-        # warcio's header blocks: non-ASCII header values percent-encoded as RFC 8187 says
-        response_http = StatusAndHeaders(f"{ex.status} {ex.reason}".strip(), headers,
-                                         protocol="HTTP/1.1").to_ascii_bytes()
-        request_http = StatusAndHeaders(ex.request_line, ex.request_headers, is_http_request=True).to_ascii_bytes()
-        response_id, date = _record_id(), _warc_date()
-        out.append(_warc_record([
+        payload = warc_write.sha1_digest(ex.body)
+        response_id = warc_write.record_id(capture, i, ex.url, date, payload)
+        out.append(warc_write.record([
             *([("WARC-IP-Address", ex.peer)] if ex.peer else []),
             *([("WARC-Truncated", "length")] if ex.truncated else []),
             ("WARC-Type", "response"), ("WARC-Record-ID", response_id), ("WARC-Target-URI", ex.url),
-            ("WARC-Date", date), ("WARC-Payload-Digest", _sha1(hashlib.sha1(ex.body)))],
-            "application/http; msgtype=response", response_http, ex.body))
-        out.append(_warc_record([
-            ("WARC-Type", "request"), ("WARC-Record-ID", _record_id()), ("WARC-Target-URI", ex.url),
-            ("WARC-Date", date), ("WARC-Payload-Digest", EMPTY_DIGEST), ("WARC-Concurrent-To", response_id)],
-            "application/http; msgtype=request", request_http))
+            ("WARC-Date", date), ("WARC-Payload-Digest", payload)],
+            "application/http; msgtype=response", warc_write.http_block(f"{ex.status} {ex.reason}".strip(), headers),
+            ex.body))
+        out.append(warc_write.record([
+            ("WARC-Type", "request"), ("WARC-Record-ID", warc_write.record_id(response_id, "request")),
+            ("WARC-Target-URI", ex.url), ("WARC-Date", date), ("WARC-Payload-Digest", warc_write.EMPTY_DIGEST),
+            ("WARC-Concurrent-To", response_id)],
+            "application/http; msgtype=request", warc_write.http_block(ex.request_line, ex.request_headers,
+                                                                       request=True)))
     return b"".join(out)
-
-
-def _warc_record(headers: list[tuple[str, str]], content_type: str, *block: bytes) -> bytes:
-    """One WARC/1.0 record in a gzip member of its own, laid out as warcio writes it: `headers`, the block digest,
-    Content-Type and Content-Length, then the block (`block`'s parts). Not warcio's writer: it took half of the
-    fetch's CPU time (gzip level 9, header lists searched and rebuilt per record, payloads copied through streams);
-    a test holds these records to be warcio's, byte for byte."""
-    digest = hashlib.sha1()
-    for part in block:
-        digest.update(part)
-    headers = [*headers, ("WARC-Block-Digest", _sha1(digest)), ("Content-Type", content_type),
-               ("Content-Length", str(sum(map(len, block))))]
-    head = "WARC/1.0\r\n" + "".join(f"{name}: {value}\r\n" for name, value in headers) + "\r\n"
-    gz = zlib.compressobj(WARC_GZIP_LEVEL, zlib.DEFLATED, zlib.MAX_WBITS + 16)
-    return b"".join([gz.compress(head.encode()), *map(gz.compress, block), gz.compress(b"\r\n\r\n"), gz.flush()])
-
-
-def _sha1(digest: Any) -> str:
-    """A WARC digest header value from a fed hashlib.sha1 object: "sha1:" and the digest in base32."""
-    return "sha1:" + base64.b32encode(digest.digest()).decode("ascii")
-
-
-EMPTY_DIGEST = _sha1(hashlib.sha1())  # a request record's payload
-
-
-def _record_id() -> str:
-    return f"<urn:uuid:{uuid.uuid4()}>"
-
-
-def _warc_date() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # WARC/1.0: UTC, whole seconds
 
 
 class FetchLog:
@@ -124,6 +87,7 @@ class FetchLog:
         self.config = config
         self.index = 0
         self.round = 0  # the round new outcomes are logged under (module doc)
+        self.order: dict[str, int] = {}  # each URL's place in the link file: the order of a finished segment
         self._warc = self._journal = None
 
     def segment(self, index: int) -> tuple[Path, Path]:
@@ -133,6 +97,14 @@ class FetchLog:
     def _parts(self, index: int) -> tuple[Path, Path]:
         warc, log = self.segment(index)
         return warc.with_name(f".{warc.name}.tmp"), log.with_name(f".{log.name}.tmp")
+
+    def _sorted(self, index: int) -> Path:
+        """Where a finishing segment's WARC is written in link order before it takes its final name."""
+        warc = self.segment(index)[0]
+        return warc.with_name(f".{warc.name}.sorted")
+
+    def _date(self) -> str:
+        return self.config.capture_time or warc_write.warc_date()
 
     def finished(self) -> list[tuple[Path, Path]]:
         """(WARC, log) of every finished segment, in order."""
@@ -156,10 +128,13 @@ class FetchLog:
         self.index = len(self.finished())
         warc_final, log_final = self.segment(self.index)
         warc_part, log_part = self._parts(self.index)
-        if log_final.exists() and warc_part.exists():  # stopped between the two renames of a finished segment
-            os.replace(warc_part, warc_final)
+        if log_final.exists() and self._sorted(self.index).exists():  # stopped while giving a segment its name
+            os.replace(self._sorted(self.index), warc_final)
+            warc_part.unlink(missing_ok=True)
+            log_part.unlink(missing_ok=True)
             self.index += 1
             warc_part, log_part = self._parts(self.index)
+        self._sorted(self.index).unlink(missing_ok=True)  # a sorted copy cut short: the segment is still open
         kept = list(read_log(log_part)) if warc_part.exists() and log_part.exists() else []
         if kept:
             with open(warc_part, "r+b") as fh:
@@ -185,9 +160,10 @@ class FetchLog:
         info = {"software": "corpusforge webtext2 fetcher", "isPartOf": "webtext2", "robots": "obey",
                 "http-header-user-agent": self.config.user_agent, "format": "WARC File Format 1.0"}
         self._warc = open(warc_part, "wb")
-        self._warc.write(_warc_record([
-            ("WARC-Type", "warcinfo"), ("WARC-Record-ID", _record_id()), ("WARC-Filename", name),
-            ("WARC-Date", _warc_date())], "application/warc-fields",
+        date = self._date()
+        self._warc.write(warc_write.record([
+            ("WARC-Type", "warcinfo"), ("WARC-Record-ID", warc_write.record_id(name, date)), ("WARC-Filename", name),
+            ("WARC-Date", date)], "application/warc-fields",
             "".join(f"{key}: {value}\r\n" for key, value in info.items()).encode()))
         self._warc.flush()
         self._journal = open(log_part, "w", encoding="utf-8")
@@ -204,7 +180,8 @@ class FetchLog:
 
     def append(self, exchanges: list[Exchange], outcome: dict[str, Any]) -> None:
         """Write a link's records, then its outcome line (which makes them count); rotate a full segment."""
-        data = warc_records(exchanges) if exchanges else b""
+        capture = (self.segment(self.index)[0].name, self.round, outcome["url"])
+        data = warc_records(exchanges, self._date(), " ".join(map(str, capture))) if exchanges else b""
         start = self._warc.tell()
         self._warc.write(data)
         self._warc.flush()
@@ -219,13 +196,38 @@ class FetchLog:
             self._start()
 
     def _finish(self) -> None:
+        """Give the open segment its final names, its links' records and log lines in link-file order (round by
+        round), not in the order the concurrent fetch happened to finish them: the same fetch is the same bytes.
+        The sorted WARC is written beside the open one; the log is renamed first, so a WARC under its final name
+        always has its log (`open` completes a segment stopped in between)."""
         warc_part, log_part = self._parts(self.index)
         warc_final, log_final = self.segment(self.index)
         self._warc.close()
         self._journal.close()
         self._warc = self._journal = None
-        os.replace(log_part, log_final)  # log first: a WARC under its final name always has its log
-        os.replace(warc_part, warc_final)
+        entries = list(read_log(log_part))
+        head, body = entries[0], entries[1:]  # the warcinfo record's line first
+
+        def place(entry: dict[str, Any]) -> tuple[int, int, str, int]:
+            url = entry.get("url") or entry["started"]
+            return entry.get("round", 0), self.order.get(url, len(self.order)), url, "url" in entry
+
+        lines = [head]
+        with open(warc_part, "rb") as source, open(self._sorted(self.index), "wb") as out:
+            out.write(source.read(head["end"]))
+            for entry in sorted(body, key=place):
+                if entry.get("warc_offset") is not None:  # the link's records, [warc_offset, end) in the open file
+                    source.seek(entry["warc_offset"])
+                    entry["warc_offset"] = out.tell()
+                    _copy(source, out, entry["end"] - source.tell())
+                entry["end"] = out.tell()
+                lines.append(entry)
+            out.flush()
+            os.fsync(out.fileno())
+        runtime.write_text_atomic(log_final, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in lines))
+        warc_part.unlink()
+        log_part.unlink()
+        os.replace(self._sorted(self.index), warc_final)
 
     def close(self) -> None:
         """Finish the open segment if it holds any link, else remove it."""
@@ -265,6 +267,16 @@ class FetchLog:
                     "reason": entry["outcome"] + (f": {entry['error']}" if entry.get("error") else "")})
                 report.count("errors")
         return report
+
+
+def _copy(source, out, size: int) -> None:
+    """Copy `size` bytes from `source` to `out` (1 MiB at a time)."""
+    while size > 0:
+        chunk = source.read(min(size, 1 << 20))
+        if not chunk:
+            raise OSError(f"{source.name}: ends {size} bytes before its journal says")
+        out.write(chunk)
+        size -= len(chunk)
 
 
 def read_log(path: Path) -> Iterator[dict[str, Any]]:

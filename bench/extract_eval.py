@@ -4,21 +4,23 @@ scored with trafilatura's own measure. Full text: pages with their whole expecte
 test pages), scored by token precision/recall/F1 and the share of pages that keep under half of a reference text, so
 that a cut-off extraction shows even where every snippet is found.
 
-The tests, `bench/commoncrawl.py` and `bench/extraction.py` use it, the first two also to wrap the pages into WARC
-records so that the whole CommonCrawl path runs over them.
+A benchmark helper (not part of the package): the tests, `bench/commoncrawl.py` and `bench/extraction.py` use it,
+the first two also to wrap the pages into WARC records (`formats.warc_write`) so that the whole CommonCrawl path runs
+over them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import gzip
-import io
 import json
 import re
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import quote
+
+from corpusforge.formats import warc_write
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,24 +52,20 @@ def write_warcs(pages: list[EvalPage], folder: str | Path, files: int) -> list[P
     """Write the pages as gzipped WARC response records, round-robin into `files` files. The HTTP header names no
     charset, so decoding goes by the page's meta tag or detection, as for most real captures; the record names its
     payload type, as CommonCrawl's do."""
-    from warcio.statusandheaders import StatusAndHeaders
-    from warcio.warcwriter import WARCWriter
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for f in range(files):
-        buf = io.BytesIO()
-        writer = WARCWriter(buf, gzip=True)
+        records = []
         for page in pages[f::files]:
-            http = StatusAndHeaders("200 OK", [("Content-Type", "text/html"),
-                                               ("Content-Length", str(len(page.html)))], protocol="HTTP/1.1")
-            writer.write_record(writer.create_warc_record(
-                page.url, "response", payload=io.BytesIO(page.html), length=len(page.html), http_headers=http,
-                warc_headers_dict={"WARC-Record-ID": page.record_id, "WARC-Date": "2024-01-01T00:00:00Z",
-                                   "WARC-Identified-Payload-Type": "text/html"}))
+            http = warc_write.http_block("200 OK", [("Content-Type", "text/html"),
+                                                    ("Content-Length", str(len(page.html)))])
+            records.append(warc_write.record([
+                ("WARC-Type", "response"), ("WARC-Record-ID", page.record_id), ("WARC-Target-URI", page.url),
+                ("WARC-Date", "2024-01-01T00:00:00Z"), ("WARC-Payload-Digest", warc_write.sha1_digest(page.html)),
+                ("WARC-Identified-Payload-Type", "text/html")], "application/http; msgtype=response", http, page.html))
         paths.append(folder / f"eval-{f:02d}.warc.gz")
-        paths[-1].write_bytes(buf.getvalue())
+        paths[-1].write_bytes(b"".join(records))
     return paths
 
 
