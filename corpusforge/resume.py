@@ -48,23 +48,6 @@ def settings_digest(config: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def input_identity(path: str) -> dict[str, Any]:
-    """How to tell that an input changed without reading it: size and modification time (nanoseconds) of a local
-    file; size and ETag or modification time of a remote one (fsspec); `missing` when it is gone."""
-    try:
-        if "://" not in path:
-            st = os.stat(path)
-            return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-        import fsspec
-
-        fs, fs_path = fsspec.core.url_to_fs(path)
-        info = fs.info(fs_path)
-        return {"size": info.get("size"), "etag": info.get("ETag") or info.get("etag"),
-                "mtime": str(info.get("LastModified") or info.get("mtime") or info.get("updated") or "")}
-    except (OSError, ValueError):
-        return {"missing": True}
-
-
 @dataclasses.dataclass
 class Fingerprint:
     """What an output file is made from: the digest of the settings that shape it and the identity of each input.
@@ -98,7 +81,7 @@ def resume(out_path: str | os.PathLike, item: str, config: Any, files: Sequence[
     resumed); when a finished output was made from other settings or inputs, `redone` says which, and it is made
     again. Pass the fingerprint to ShardWriter, which saves it beside the finished file."""
     files = list(files) if files is not None else str(item).split("\n")
-    fp = Fingerprint(settings=settings_digest(config), inputs={f: input_identity(f) for f in files})
+    fp = Fingerprint(settings=settings_digest(config), inputs={f: storage.identity(f) for f in files})
     if not storage.exists(out_path):
         return fp
     report = read_report(out_path)
@@ -123,7 +106,7 @@ def stage_fingerprint(config: Any, files: Iterable[str], *extra: str) -> str:
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "output"}
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     for path in files:
-        h.update(f"\0{path}\0{storage.version(path)}".encode())
+        h.update(f"\0{path}\0{json.dumps(storage.identity(path), sort_keys=True)}".encode())
     for item in extra:
         h.update(f"\0{item}".encode())
     return h.hexdigest()

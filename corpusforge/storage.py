@@ -107,16 +107,19 @@ def size(path: PathLike) -> int:
         return int(fs.size(p))
 
 
-def version(path: PathLike) -> str:
-    """What changes when a file or object is rewritten: its size and modification time (or the store's ETag)."""
-    if not is_url(path):
-        st = os.stat(path)
-        return f"{st.st_size}\0{st.st_mtime_ns}"
-    with store_errors("read", path):
+def identity(path: PathLike) -> dict[str, Any]:
+    """How to tell that a file or object changed without reading it: size and modification time (nanoseconds) of a
+    local file; size and ETag or modification time of an object; `missing` when it is gone."""
+    try:
+        if not is_url(path):
+            st = os.stat(path)
+            return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
         fs, p = filesystem(str(path))
         info = fs.info(p)
-    changed = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified")
-    return f"{info.get('size')}\0{changed}"
+        return {"size": info.get("size"), "etag": info.get("ETag") or info.get("etag"),
+                "mtime": str(info.get("LastModified") or info.get("mtime") or info.get("updated") or "")}
+    except (OSError, ValueError):
+        return {"missing": True}
 
 
 def is_dir(path: PathLike) -> bool:

@@ -156,7 +156,7 @@ def _load_cached(path: str, version: str) -> Model:
 
 def load_model(path: str | os.PathLike) -> Model:
     """`Model.load`, cached per worker process for as long as the file (or object) is unchanged."""
-    return _load_cached(str(path), storage.version(path))
+    return _load_cached(str(path), json.dumps(storage.identity(path), sort_keys=True))
 
 
 # ------------------------------------------------------------------------------------------------------- keeping
