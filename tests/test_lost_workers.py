@@ -15,7 +15,7 @@ import cloudpickle
 from cc_fixtures import Rec, make_inputs, pages, slow_html, write_warc
 from distributed import Client
 
-from corpusforge import cli, cluster, runtime
+from corpusforge import cli, cluster, runtime, tasks
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
 
@@ -75,7 +75,7 @@ def test_a_poison_input_is_reported_after_bounded_tries_and_the_rest_completes(t
     config = cluster.ClusterConfig(memory_limit="600MiB", max_tries=2, dashboard_address="127.0.0.1:0")
     items = ["a", "poison", "b", "c", "d"]
     with cluster.connect(config, workers=2) as client:
-        summary, reports = runtime.map_files(_task, items, tmp_path / "out", None, stage="poison-test",
+        summary, reports = tasks.map_files(_task, items, tmp_path / "out", None, stage="poison-test",
                                              ctx=runtime.RunContext(client=client))
         client.wait_for_workers(2, timeout=60)  # the nannies brought their workers back
     assert summary.counts == {"documents": 4} and summary.errors == 1
@@ -90,7 +90,7 @@ def test_an_input_that_only_shared_a_dying_worker_is_tried_again_alone_and_compl
     config = cluster.ClusterConfig(memory_limit="600MiB", max_tries=2, threads_per_worker=2,
                                    dashboard_address="127.0.0.1:0")
     with cluster.connect(config, workers=1) as client:
-        summary, _ = runtime.map_files(_task, ["beside", "poison"], tmp_path / "out", None, stage="poison-test",
+        summary, _ = tasks.map_files(_task, ["beside", "poison"], tmp_path / "out", None, stage="poison-test",
                                        ctx=runtime.RunContext(client=client))
     assert summary.counts == {"documents": 1} and summary.errors == 1
     (error,) = [json.loads(line) for line in (tmp_path / "out" / runtime.ERRORS_FILE).read_text().splitlines()]

@@ -15,7 +15,8 @@ from rich.console import Console
 
 from corpusforge import runtime
 from corpusforge.resume import resume_or_none
-from corpusforge.runtime import FileReport, ShardWriter, atomic_path, map_files, output_name, read_report
+from corpusforge.runtime import FileReport, ShardWriter, atomic_path, output_name, read_report
+from corpusforge.tasks import map_files
 from corpusforge.runtime import RunContext
 
 # The tasks below run on Dask workers, which cannot import this test module: ship them by value.

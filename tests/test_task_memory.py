@@ -11,7 +11,7 @@ import cloudpickle
 import pytest
 from rich.console import Console
 
-from corpusforge import cluster, runtime
+from corpusforge import cluster, tasks
 from corpusforge.errors import UserError
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
@@ -34,14 +34,14 @@ def test_a_stage_claims_its_task_memory_and_a_claim_no_worker_holds_is_one_line(
     with cluster.connect(config, workers=1) as client:
         (worker,) = client.scheduler_info(n_workers=-1)["workers"].values()
         assert worker["resources"] == {"memory": 600 * 2**20} and worker["nthreads"] == 2
-        small = runtime.map_tasks(client, _span, range(4), title="small", console=quiet)
-        large = runtime.map_tasks(client, _span, range(4), title="large: a phase", console=quiet)
+        small = tasks.map_tasks(client, _span, range(4), title="small", console=quiet)
+        large = tasks.map_tasks(client, _span, range(4), title="large: a phase", console=quiet)
         assert (_most_at_once(small), _most_at_once(large)) == (2, 1)  # two claims fit in 600 MiB, not two of 400
         with pytest.raises(UserError, match=r"^huge: each task claims 1.00 GiB \(\[run.cluster\] task_memory\) but "
                                             r"the largest worker has 600.00 MiB"):
-            runtime.map_tasks(client, _span, range(2), title="huge", console=quiet)
+            tasks.map_tasks(client, _span, range(2), title="huge", console=quiet)
         # a stage without a claim runs as before, two at a time on two threads
-        assert _most_at_once(runtime.map_tasks(client, _span, range(4), title="other", console=quiet)) == 2
+        assert _most_at_once(tasks.map_tasks(client, _span, range(4), title="other", console=quiet)) == 2
 
 
 def test_batch_and_kubernetes_workers_advertise_their_memory():

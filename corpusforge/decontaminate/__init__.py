@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from corpusforge import documents, resume, runtime, schema, storage
+from corpusforge import documents, resume, runtime, schema, storage, tasks
 from corpusforge.decontaminate.cut import CutRules, cut, window
 from corpusforge.decontaminate.evals import EvalSetConfig, read_eval_set
 from corpusforge.decontaminate.ngrams import Index, Lookup, build_index, occurrences
@@ -302,8 +302,8 @@ def run(config: DecontaminateConfig, ctx: runtime.RunContext) -> runtime.StageSu
     names = [runtime.output_name(p.removesuffix(".parquet")) for p in paths]
     shards = [_Shard(p, *(str(storage.join(out, *where, name)) for where in ((), ("_work", "hits"), ("_work", "cuts"))))
               for p, name in zip(paths, names)]
-    with ctx.dask() as client, runtime.PhaseBar(console, STAGE) as bar:
-        phase = lambda label, fn, *args: runtime.run_phase(client, label, fn, shards, *args,  # noqa: E731
+    with ctx.dask() as client, tasks.PhaseBar(console, STAGE) as bar:
+        phase = lambda label, fn, *args: tasks.run_phase(client, label, fn, shards, *args,  # noqa: E731
                                                            console=console, bar=bar)
         lookup = client.scatter(index.lookup, broadcast=True, hash=False)
         documents_per_key = np.zeros(len(index.lookup.keys), dtype=np.int64)

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from corpusforge import documents, resume, runtime, storage
+from corpusforge import documents, resume, runtime, storage, tasks
 from corpusforge.dedup import clusters, exact, lsh, minhash
 from corpusforge.dedup import exchange as ex
 from corpusforge.dedup.minhash import MinHashParams, SignatureMismatch
@@ -191,7 +191,7 @@ def run(config: DedupConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
     if not minhash.compiled_here():
         console.print("dedup: numba compiles the MinHash kernels on first use (up to a minute, once; cached after)",
                       highlight=False)
-    with ctx.dask() as client, runtime.PhaseBar(console, "dedup") as bar:
+    with ctx.dask() as client, tasks.PhaseBar(console, "dedup") as bar:
         nworkers = max(len(client.scheduler_info().get("workers", {})), 1)
         extra, reports = _dedup(client, config, params_json, shards, out, shuffle, nworkers, bar, summary)
     ex.clear(shuffle)
@@ -208,12 +208,12 @@ def run(config: DedupConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
 
 
 def _dedup(client: Any, config: DedupConfig, params_json: str, shards: list[Shard], out: str, shuffle: str,
-           nworkers: int, bar: runtime.PhaseBar,
+           nworkers: int, bar: tasks.PhaseBar,
            summary: runtime.StageSummary) -> tuple[dict[str, Any], list[runtime.FileReport]]:
     """Phases 1-7 on `client`, shown on the stage's one `bar`; fills `summary` and returns its extra details and the
     per-shard reports."""
     params = config.params()
-    phase = lambda label, fn, items, *args: runtime.run_phase(client, label, fn, items, *args,  # noqa: E731
+    phase = lambda label, fn, items, *args: tasks.run_phase(client, label, fn, items, *args,  # noqa: E731
                                                              console=bar.progress.console, bar=bar)
     scans = phase("signatures", scan, shards, params_json)
     shards = [dataclasses.replace(s, rows=r.counts.get("documents", 0)) for s, r in zip(shards, scans)]

@@ -25,7 +25,7 @@ from corpusforge.dedup.exact import REMOVAL_SCHEMA
 from corpusforge.dedup.minhash import MinHashParams
 from corpusforge.dedup.priority import CONTENT_ORDER, group_heads, source_rank
 from corpusforge.dedup.scan import Shard, read_keys
-from corpusforge.runtime import PhaseBar, run_phase
+from corpusforge.tasks import PhaseBar, run_phase
 
 DIRECTED_SCHEMA = pa.schema([("src", pa.int64()), ("dst", pa.int64())])
 LABEL_SCHEMA = pa.schema([("node", pa.int64()), ("root", pa.int64())])

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from corpusforge import documents, resume, runtime, schema, storage
+from corpusforge import documents, resume, runtime, schema, storage, tasks
 from corpusforge.errors import StageFailed
 from corpusforge.mix import manifest as manifest_mod, tokenizer as tok_mod
 
@@ -340,13 +340,13 @@ def run(config: MixConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
                                 sets_of={f: [i for i, m in enumerate(members) if f in m] for f in files},
                                 val_cutoff=int(config.val_fraction * KEY_SPACE),
                                 row_group_tokens=config.row_group_tokens)
-        encoded, encode_reports = runtime.map_files(
+        encoded, encode_reports = tasks.map_files(
             _encode_file, files, work / "spill", client.scatter(encode_job, broadcast=True), stage="mix-encode",
             ctx=ctx, finish=False)
         spills = [str(p) for f in files if (p := work / "spill" / runtime.output_name(f)).exists()]
         plan = _plan_shards(config, encoded.counts, spills)
         shard_job = _ShardJob(shards=plan, spills=spills, row_group_tokens=config.row_group_tokens)
-        written, shard_reports = runtime.map_files(
+        written, shard_reports = tasks.map_files(
             _write_shard, list(plan), work / "shards", client.scatter(shard_job, broadcast=True), stage="mix",
             ctx=ctx, kept_key="rows", finish=False)
         failed = [r.input for r in shard_reports if not (work / "shards" / f"{r.input}.parquet").exists()]

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from corpusforge import documents, resume, runtime, storage
+from corpusforge import documents, resume, runtime, storage, tasks
 from corpusforge.options import option
 from corpusforge.trainer.data.chat import EOT, SPECIAL_TOKENS, special_ids  # noqa: F401 (the tokenizer's API too)
 
@@ -178,7 +178,7 @@ def run(config: TokenizerConfig, ctx: runtime.RunContext) -> runtime.StageSummar
         if not files:
             raise FileNotFoundError(f"tokenizer: no document shards under {config.inputs}")
         with ctx.dask() as client:
-            summary, reports = runtime.map_files(_measure, files, out_dir, config, stage="tokenizer", ctx=ctx,
+            summary, reports = tasks.map_files(_measure, files, out_dir, config, stage="tokenizer", ctx=ctx,
                                                  finish=False)
             chars = {k.split(".", 1)[1]: v for k, v in summary.counts.items() if k.startswith("chars.")}
             rates = {source: min(1.0, config.sample_chars_per_source / n) for source, n in chars.items() if n}

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from corpusforge import resume, runtime, schema, storage
+from corpusforge import resume, runtime, schema, storage, tasks
 from corpusforge.documents import find_shards, read_batches, unit_hash
 from corpusforge.options import option
 from corpusforge.quality import classifier, custom, heuristics
@@ -250,7 +250,7 @@ def run(config: QualityConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
                    model=model, keep=config.classifier.keep, alpha=config.classifier.alpha, seed=config.seed,
                    dropped_sample=config.dropped_sample,
                    filters=tuple(custom.Packed(f) for f in config.filters))
-        summary, reports = runtime.map_files(filter_shard, shards, out, job, stage="quality", ctx=ctx,
+        summary, reports = tasks.map_files(filter_shard, shards, out, job, stage="quality", ctx=ctx,
                                              kept_key="kept", finish=False)
     if config.dropped_sample:
         extra["dropped_sample"] = _merge_dropped(out, [_output_name(s) for s in shards], config.dropped_sample,

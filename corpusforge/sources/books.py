@@ -35,7 +35,8 @@ from corpusforge.errors import UserError
 from corpusforge.extract import DecodeError, decode_html
 from corpusforge.options import option
 from corpusforge.resume import resume
-from corpusforge.runtime import FileReport, RunContext, ShardWriter, StageSummary, map_files, output_name
+from corpusforge.runtime import FileReport, RunContext, ShardWriter, StageSummary, output_name
+from corpusforge.tasks import map_files
 
 SOURCE = "books"
 BOOK_SUFFIXES = (".txt", ".txt.gz", ".txt.bz2", ".txt.xz", ".txt.zst", ".epub")

@@ -13,7 +13,6 @@ import dataclasses
 import re
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from corpusforge import inputs, language, storage
@@ -25,7 +24,8 @@ from corpusforge.formats import warc
 from corpusforge.formats.warc import Response, is_html, read_records
 from corpusforge.options import option
 from corpusforge.resume import resume
-from corpusforge.runtime import FileReport, RunContext, ShardWriter, StageSummary, map_files, output_name
+from corpusforge.runtime import FileReport, RunContext, ShardWriter, StageSummary, output_name
+from corpusforge.tasks import map_files
 
 SOURCE = "commoncrawl"
 

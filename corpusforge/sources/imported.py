@@ -32,7 +32,8 @@ from corpusforge.formats import pushshift
 from corpusforge.inputs import MissingInput
 from corpusforge.options import option
 from corpusforge.resume import resume
-from corpusforge.runtime import FileReport, RunContext, ShardWriter, StageSummary, map_files, output_name
+from corpusforge.runtime import FileReport, RunContext, ShardWriter, StageSummary, output_name
+from corpusforge.tasks import map_files
 
 STAGE = "import"
 TARGETS = ("text", "url", "title", "id", "lang")  # the document columns a user's field can fill

@@ -30,7 +30,8 @@ from corpusforge.documents import make_document
 from corpusforge.errors import UserError
 from corpusforge.options import option
 from corpusforge.resume import resume
-from corpusforge.runtime import FileReport, RunContext, ShardWriter, StageSummary, map_files, output_name
+from corpusforge.runtime import FileReport, RunContext, ShardWriter, StageSummary, output_name
+from corpusforge.tasks import map_files
 
 SOURCE = "wikipedia"
 _RANGE = re.compile(r"^(?P<path>.*)#bytes=(?P<start>\d+)-(?P<end>\d+)$")

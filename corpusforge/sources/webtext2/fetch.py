@@ -46,7 +46,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import aiohttp
 from protego import Protego
 
-from corpusforge import decompress, runtime
+from corpusforge import decompress, runtime, tasks
 from corpusforge.options import option
 from corpusforge.sources.webtext2.guard import AddressGuard, Refused, Unresolvable, parse_target
 from corpusforge.sources.webtext2.urls import normalize_url
@@ -449,5 +449,5 @@ def run(links_dir: str | Path, output: str | Path, config: FetchConfig,
     """Fetch every link file of `links_dir` into `output/warc/` on Dask (one task per link file)."""
     from corpusforge.sources.webtext2.links import list_link_files
 
-    return runtime.map_files(fetch_links, list_link_files(links_dir), Path(output) / "warc", config,
+    return tasks.map_files(fetch_links, list_link_files(links_dir), Path(output) / "warc", config,
                              stage="webtext2 fetch", ctx=ctx, kept_key="fetched")[0]

@@ -7,7 +7,7 @@ import collections
 import time
 from pathlib import Path
 
-from corpusforge import runtime
+from corpusforge import runtime, tasks
 from corpusforge.inputs import resolve
 from corpusforge.formats.pushshift import read_submissions
 from corpusforge.sources.webtext2 import links
@@ -54,7 +54,7 @@ def collect(inputs: list[str], links_dir: str | Path, rules: LinkRules,
                     folder_error="{spec} is a folder; give the dumps in it, e.g. '{spec}/RS_*.zst'")
     unit_root = links.candidates_dir(links_dir, rules)
     with ctx.dask() as client:
-        summary, reports = runtime.map_files(scan_dump, files, unit_root, rules, stage="webtext2 links (pushshift)",
+        summary, reports = tasks.map_files(scan_dump, files, unit_root, rules, stage="webtext2 links (pushshift)",
                                              ctx=ctx, kept_key="candidates", finish=False)
         # the candidates' own files, without a table: the link table's summary below prints these counts once
         runtime.finish_stage(unit_root, summary, runtime.errors_of(reports), console=Console(quiet=True))
