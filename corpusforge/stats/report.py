@@ -11,7 +11,7 @@ import html
 import io
 from typing import Any
 
-from corpusforge.stats.collect import FUNNEL_STEPS, funnel_row
+from corpusforge.stats.funnel import FUNNEL_STEPS, funnel_row
 from corpusforge.stats.tables import (DECONTAMINATION_HEADERS, FUNNEL_HEADERS, decontamination_rows, drop_panels,
                                       funnel_rows, length_summary, measured_cost, rule_shares, score_summary,
                                       stage_reasons, top_languages)

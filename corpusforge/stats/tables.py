@@ -7,7 +7,8 @@ from typing import Any
 
 from corpusforge.mix import manifest as manifest_mod
 from corpusforge.mix.manifest import human
-from corpusforge.stats.collect import BOOKKEEPING, FUNNEL_STEPS, LATER_STEPS, PERCENTILES, funnel_row
+from corpusforge.stats.collect import PERCENTILES
+from corpusforge.stats.funnel import BOOKKEEPING, FUNNEL_STEPS, LATER_STEPS, funnel_row
 
 
 def top_languages(languages: dict[str, int], n: int = 3) -> str:
