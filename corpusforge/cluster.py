@@ -183,7 +183,7 @@ def _jobqueue_cluster(config: ClusterConfig) -> Any:
         scheduler_options={k: v for k, v in (("dashboard_address", config.dashboard_address),
                                              ("host", config.scheduler_host)) if v},
         worker_extra_args=["--resources", f"{RESOURCE}={_bytes(config.memory) // config.processes}"])
-    if config.kind == "sge":  # SGE has no --mem: memory is a resource, in K/M/G (qsub refuses "GiB"); no account
+    if config.kind == "sge":  # no --mem: memory is a resource, in K/M/G (qsub refuses "GiB"); the account is a project
         kwargs["resource_spec"] = f"h_vmem={_bytes(config.memory) // 2**20}M"
         kwargs["project"] = kwargs.pop("account")
     return cls(**{k: v for k, v in kwargs.items() if v is not None})
