@@ -66,7 +66,7 @@ class ClusterConfig:
     processes: int = _help("batch system: worker processes per job (each gets cores/processes threads)", 8)
     walltime: str = _help("batch system: time limit per job, e.g. '24:00:00'", "24:00:00")
     queue: str | None = _help("batch system: partition (Slurm) or queue (PBS, SGE)")
-    account: str | None = _help("batch system: account or project charged")
+    account: str | None = _help("batch system: account (Slurm, PBS) or project (SGE) charged")
     job_extra_directives: list[str] = _help("batch system: extra header lines, e.g. ['--constraint=skylake']",
                                             factory=list)
     job_script_prologue: list[str] = _help("batch system: shell lines run before the worker starts, e.g. "
@@ -183,8 +183,9 @@ def _jobqueue_cluster(config: ClusterConfig) -> Any:
         scheduler_options={k: v for k, v in (("dashboard_address", config.dashboard_address),
                                              ("host", config.scheduler_host)) if v},
         worker_extra_args=["--resources", f"{RESOURCE}={_bytes(config.memory) // config.processes}"])
-    if config.kind == "sge":
-        kwargs["resource_spec"] = f"h_vmem={config.memory}"  # SGE has no --mem; its memory is a resource
+    if config.kind == "sge":  # no --mem: memory is a resource, in K/M/G (qsub refuses "GiB"); the account is a project
+        kwargs["resource_spec"] = f"h_vmem={_bytes(config.memory) // 2**20}M"
+        kwargs["project"] = kwargs.pop("account")
     return cls(**{k: v for k, v in kwargs.items() if v is not None})
 
 
