@@ -200,6 +200,23 @@ def remove_tree(folder: PathLike) -> None:
             fs.rm(p, recursive=True)
 
 
+def move(src: PathLike, dst: PathLike) -> None:
+    """Give the finished file `src` the name `dst`: a rename on a local disk, an upload of a local file to a store
+    (the object appears whole, then the local file goes), a copy within the store then a delete (the copy appears
+    whole) between two objects."""
+    if not is_url(dst):
+        Path(dst).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dst)
+        return
+    with store_errors("write", dst):
+        fs, p = filesystem(str(dst))
+        if is_url(src):
+            fs.mv(filesystem(str(src))[1], p)
+        else:
+            fs.put_file(str(src), p)
+            Path(src).unlink()
+
+
 @contextlib.contextmanager
 def upload_atomic(url: str) -> Iterator[Path]:
     """Yield a local temporary path; when the block succeeds, upload it to `url` in one go (the object appears

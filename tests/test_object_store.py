@@ -207,3 +207,67 @@ def test_dedup_and_decontamination_through_an_object_store_do_what_they_do_local
     (dups,) = _tables(lambda p: io.BytesIO(fs.cat_file(p)), [f"{bucket}/dedup/_duplicates.parquet"])
     (local_dups,) = _tables(lambda p: p, [str(local["dedup"] / "_duplicates.parquet")])
     assert sorted(map(str, dups)) == sorted(map(str, local_dups)) and len(dups) > 0
+
+
+@pytest.fixture
+def s3_client(s3):
+    """A Dask client whose worker starts with the s3 fixture's AWS_* environment, as a cluster's workers would."""
+    with runtime.dask_client(workers=1) as client:
+        yield client
+
+
+def _store_docs(fs, folder: str, key) -> list[dict]:
+    """The documents of a stage's shards on the store, checked against the document contract."""
+    import pyarrow.parquet as pq
+
+    from corpusforge import schema
+
+    rows = []
+    for path in sorted(p for p in fs.glob(f"{folder}/*.parquet") if not p.rsplit("/", 1)[1].startswith("_")):
+        table = pq.read_table(io.BytesIO(fs.cat_file(path)))
+        schema.check_table(table)
+        rows += table.to_pylist()
+    return sorted(rows, key=key)
+
+
+def _only_whole_objects(fs, folder: str) -> None:
+    """Every object under `folder` has its final name (no temporary or partial file was published) and the
+    stage's completion mark says it finished; no credential reached any of them."""
+    objects = fs.find(folder)
+    assert objects and not [p for p in objects if p.endswith((".tmp", ".part", ".sorted"))]
+    assert b'"complete": true' in fs.cat_file(f"{folder}/_stage.json")
+    assert SECRET.encode() not in b"".join(fs.cat_file(p) for p in objects)
+
+
+def test_wikipedia_dump_and_index_on_a_store_split_into_ranged_reads(tmp_path, s3, s3_client):
+    """A multistream dump and its index on the store, split into byte ranges at its streams: each task reads its
+    range from the store and the shards go to the store; the same articles as from a local copy."""
+    from corpusforge.sample import wikipedia as sample_wiki
+    from corpusforge.sources import wikipedia
+    from test_wikipedia import station_pages
+
+    fs, bucket = s3
+    name = "testwiki-20240101-pages-articles-multistream"
+    info = sample_wiki.write_dump(tmp_path / "in" / f"{name}.xml.bz2", station_pages(120), multistream=True,
+                                  pages_per_stream=10, **sample_wiki.EN_SITE)
+    for path in (info["dump"], info["index"]):
+        fs.put_file(path, f"{bucket}/dumps/{Path(path).name}")
+    remote = f"s3://{bucket}/dumps/{name}.xml.bz2"
+    assert wikipedia.index_path(remote) == f"s3://{bucket}/dumps/{name}-index.txt.bz2"
+    items = wikipedia.plan(wikipedia.WikipediaConfig(inputs=[f"s3://{bucket}/dumps/"], split_bytes=4096))
+    assert len(items) > 3 and all(i.startswith(remote + "#bytes=") for i in items)
+    ctx = runtime.RunContext(client=s3_client, console=Console(quiet=True))
+    runs = {}
+    for where, dump, out in (("local", info["dump"], str(tmp_path / "wiki")),
+                             ("s3", f"s3://{bucket}/dumps/", f"s3://{bucket}/wiki")):
+        config = wikipedia.WikipediaConfig(inputs=[dump], output=out, split_bytes=4096)
+        runs[where] = wikipedia.run(config, ctx)
+    assert runs["s3"].files == runs["local"].files == len(items)
+    assert runs["s3"].counts == runs["local"].counts and runs["s3"].counts["documents"] == 108
+    import shard_io
+
+    page = lambda d: (d["page_id"], d["title"], d["text"], d["origin_offset"])  # noqa: E731
+    local = [page(d) for d in shard_io.read_docs(tmp_path / "wiki", key=lambda r: r["page_id"])]
+    assert [page(d) for d in _store_docs(fs, f"{bucket}/wiki", key=lambda r: r["page_id"])] == local
+    _only_whole_objects(fs, f"{bucket}/wiki")
+    assert wikipedia.run(config, ctx).resumed_files == len(items)  # a re-run resumes from the store's shards
