@@ -271,3 +271,44 @@ def test_wikipedia_dump_and_index_on_a_store_split_into_ranged_reads(tmp_path, s
     assert [page(d) for d in _store_docs(fs, f"{bucket}/wiki", key=lambda r: r["page_id"])] == local
     _only_whole_objects(fs, f"{bucket}/wiki")
     assert wikipedia.run(config, ctx).resumed_files == len(items)  # a re-run resumes from the store's shards
+
+
+def test_books_from_a_store_folder_and_its_subfolders_to_a_store(tmp_path, s3, s3_client):
+    """Gutenberg texts (plain and compressed), an EPUB in a subfolder, a truncated file and a decompression bomb on
+    the store: the same parts, counts and reported damage as from the local folder, the size limit holding on the
+    store too."""
+    import gzip
+
+    from corpusforge.sample import books as sample_books
+    from corpusforge.sources import books
+
+    fs, bucket = s3
+    folder = tmp_path / "in"
+    sample_books.build(folder, 1)
+    sample_books.write_epub(folder / "more" / "clock.epub", **sample_books.CLOCKMAKER)
+    lamp = next(folder.rglob("90001*"))
+    (folder / "more" / "cut.txt.gz").write_bytes(gzip.compress(lamp.read_bytes())[:-200])
+    (folder / "more" / "bomb.txt.gz").write_bytes(gzip.compress(b"a" * 3_000_000))
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        fs.put_file(str(path), f"{bucket}/books/{path.relative_to(folder).as_posix()}")
+    ctx = runtime.RunContext(client=s3_client, console=Console(quiet=True))
+    runs = {}
+    for where, src, out in (("local", str(folder), str(tmp_path / "books")),
+                            ("s3", f"s3://{bucket}/books", f"s3://{bucket}/out")):
+        config = books.BooksConfig(inputs=[src], output=out, min_chars=300, min_part_chars=300,
+                                   max_part_chars=1500, task_bytes=20_000, max_book_bytes=2_000_000)
+        runs[where] = books.run(config, ctx)
+    assert runs["s3"].counts == runs["local"].counts and runs["s3"].files == runs["local"].files > 1
+    assert runs["s3"].counts["books"] == 7 and runs["s3"].counts["truncated_files"] == 1
+    import shard_io
+
+    part = lambda d: (d["book_id"], d["part"], d["text"], d["origin_offset"], d["title"])  # noqa: E731
+    local = [part(d) for d in shard_io.read_docs(tmp_path / "books", key=lambda r: (r["book_id"], r["part"]))]
+    remote = _store_docs(fs, f"{bucket}/out", key=lambda r: (r["book_id"], r["part"]))
+    assert [part(d) for d in remote] == local
+    assert {d["origin_file"].split("/books/", 1)[1] for d in remote} >= {"more/clock.epub", "more/cut.txt.gz"}
+    errors = [json.loads(line) for line in fs.cat_file(f"{bucket}/out/_errors.jsonl").decode().splitlines()]
+    local_errors = shard_io.read_errors(tmp_path / "books")
+    where = lambda es: sorted((e["file"].rsplit("/", 1)[1], e["offset"], e["reason"]) for e in es)  # noqa: E731
+    assert where(errors) == where(local_errors) and ("bomb.txt.gz", 2_000_000) in [w[:2] for w in where(errors)]
+    _only_whole_objects(fs, f"{bucket}/out")
