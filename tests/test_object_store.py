@@ -1,6 +1,7 @@
-"""Object storage in and out: WARCs read from and shards written to an S3-compatible server (moto's server mode on
-loopback, as s3fs's own tests do), complete objects only, a resumable run, credentials kept out of logs and
-outputs; a missing bucket, a missing credential and a dropped connection each give one clear line."""
+"""Object storage in and out: WARCs, dumps, books and document shards read from and shards written to an
+S3-compatible server (moto's server mode on loopback, as s3fs's own tests do) by every stage, complete objects only,
+a resumable run, credentials kept out of logs and outputs; a missing bucket, a missing credential and a dropped
+connection each give one clear line."""
 
 from __future__ import annotations
 
@@ -182,8 +183,8 @@ def test_dedup_and_decontamination_through_an_object_store_do_what_they_do_local
             kept[name] = quality.run(config, runtime.RunContext(client=client, console=Console(quiet=True))).counts
         assert kept["s3"] == kept["local"] and kept["s3"]["kept"] > 0
         assert fs.exists(f"{bucket}/quality/_dropped.parquet") and fs.exists(f"{bucket}/quality/_stage.json")
-        # the tokenizer and the mix read their documents from the store too (the mixed corpus is written locally,
-        # where the trainer reads it): the same tokenizer and the same token counts per set as from local folders
+        # the tokenizer and the mix read their documents from the store too: the same tokenizer and the same token
+        # counts per set as from local folders
         ctx = runtime.RunContext(client=client, console=Console(quiet=True))
         corpora = {}
         for name, src in (("local", str(tmp_path / "clean")), ("s3", f"s3://{bucket}/clean")):
@@ -312,3 +313,55 @@ def test_books_from_a_store_folder_and_its_subfolders_to_a_store(tmp_path, s3, s
     where = lambda es: sorted((e["file"].rsplit("/", 1)[1], e["offset"], e["reason"]) for e in es)  # noqa: E731
     assert where(errors) == where(local_errors) and ("bomb.txt.gz", 2_000_000) in [w[:2] for w in where(errors)]
     _only_whole_objects(fs, f"{bucket}/out")
+
+
+def _write_documents(folder: Path, n: int) -> None:
+    """Two document shards of `n` short articles each for two sources, as a source stage writes them."""
+    from corpusforge.documents import make_document
+    from test_wikipedia import station_pages
+
+    pages = [p for p in station_pages(2 * n) if "redirect" not in p]
+    for k, source in enumerate(("wikipedia", "books")):
+        with runtime.ShardWriter(folder / f"{source}.parquet") as writer:
+            writer.write_rows([make_document(source=source, text=p["text"], lang="en", lang_score=0.9,
+                                             origin_file=f"{source}.xml", origin_offset=i, title=p["title"],
+                                             origin_id=f"{source}-{i}")
+                               for i, p in enumerate(pages[k::2])])
+            writer.set_report(runtime.FileReport(input=source))
+
+
+def test_tokenizer_and_mix_write_the_corpus_to_a_store(tmp_path, s3, s3_client):
+    """Document shards, the tokenizer and the mixed corpus (shards, tokenizer.json, manifest.json) all on the
+    store: byte-identical shards and the same manifest as the local run; a stale shard of an earlier mix is gone,
+    the work folder too, and the manifest's checksums verify against the store's objects."""
+    from corpusforge.mix import manifest as manifest_mod
+
+    fs, bucket = s3
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    _write_documents(docs, 60)
+    for path in sorted(docs.glob("*.parquet")):
+        fs.put_file(str(path), f"{bucket}/docs/{path.name}")
+    fs.pipe_file(f"{bucket}/corpus/wiki/train-99999-of-99999.parquet", b"a shard an earlier mix left")
+    ctx = runtime.RunContext(client=s3_client, console=Console(quiet=True))
+    made = {}
+    for where, base in (("local", str(tmp_path)), ("s3", f"s3://{bucket}")):
+        src = str(docs) if where == "local" else f"{base}/docs"
+        tokenizer.run(tokenizer.TokenizerConfig(inputs=[src], vocab_size=400, output=f"{base}/tok"), ctx)
+        sets = [mixer.MixSet("wiki", "wikipedia", [src], 0.6), mixer.MixSet("books", "books", [src], 0.4)]
+        made[where] = mixer.run(mixer.MixConfig(sets=sets, tokenizer=f"{base}/tok/tokenizer.json",
+                                                budget_tokens=20_000, shard_tokens=3_000, row_group_tokens=1_000,
+                                                output=f"{base}/corpus"), ctx)
+    assert made["s3"].counts == made["local"].counts and made["s3"].counts["shards"] > 4
+    local = {p.relative_to(tmp_path / "corpus").as_posix(): p.read_bytes()
+             for p in (tmp_path / "corpus").rglob("*") if p.is_file() and not p.name.startswith("_")}
+    remote = {p.split("/corpus/", 1)[1]: fs.cat_file(p) for p in fs.find(f"{bucket}/corpus")
+              if not p.rsplit("/", 1)[1].startswith("_")}
+    assert remote.keys() == local.keys() and remote == local  # shards, tokenizer.json and manifest.json
+    assert fs.cat_file(f"{bucket}/tok/tokenizer.json") == (tmp_path / "tok" / "tokenizer.json").read_bytes()
+    assert manifest_mod.verify(f"s3://{bucket}/corpus") == []
+    assert not fs.exists(f"{bucket}/corpus/{mixer.WORK_DIR}")
+    _only_whole_objects(fs, f"{bucket}/corpus")
+    again = mixer.run(mixer.MixConfig(sets=sets, tokenizer=f"s3://{bucket}/tok/tokenizer.json", budget_tokens=20_000,
+                                      shard_tokens=3_000, row_group_tokens=1_000, output=f"s3://{bucket}/corpus"), ctx)
+    assert again.resumed_files == again.files  # up to date: nothing is mixed again
