@@ -365,3 +365,84 @@ def test_tokenizer_and_mix_write_the_corpus_to_a_store(tmp_path, s3, s3_client):
     again = mixer.run(mixer.MixConfig(sets=sets, tokenizer=f"s3://{bucket}/tok/tokenizer.json", budget_tokens=20_000,
                                       shard_tokens=3_000, row_group_tokens=1_000, output=f"s3://{bucket}/corpus"), ctx)
     assert again.resumed_files == again.files  # up to date: nothing is mixed again
+
+
+def test_webtext2_link_table_warcs_and_shards_on_a_store(tmp_path, s3, s3_client):
+    """The Pushshift dump on the store, the sample's site on loopback: the link table, the fetched WARC segments
+    (uploaded whole, with their logs) and the document shards go to the store, with the same links, outcomes and
+    documents as a local run; a re-run resumes every fetch task from the store's segments."""
+    import dataclasses
+
+    from test_webtext2_stage import write_recipe
+
+    from corpusforge import recipe
+    from corpusforge.sample import reddit as sample_reddit
+    from corpusforge.sources import webtext2
+    from corpusforge.sources.webtext2 import warcs
+
+    fs, bucket = s3
+    sample = tmp_path / "reddit"
+    sample_reddit.build(sample, seed=1234)
+    for dump in sample.glob("RS_*.zst"):
+        fs.put_file(str(dump), f"{bucket}/pushshift/{dump.name}")
+    local = recipe.load(write_recipe(tmp_path, sample)).sections["webtext2"]
+    remote = dataclasses.replace(local, output=f"s3://{bucket}/webtext2", pushshift=[f"s3://{bucket}/pushshift/RS_*.zst"])
+    ctx = runtime.RunContext(client=s3_client, console=Console(quiet=True))
+    runs = {"local": webtext2.run(local, ctx), "s3": webtext2.run(remote, ctx)}
+    for key in ("links", "fetch"):
+        assert runs["s3"].extra[key]["counts"] == runs["local"].extra[key]["counts"]
+    assert runs["s3"].counts == runs["local"].counts and runs["s3"].counts["documents"] == 10
+    import shard_io
+
+    doc = lambda d: (d["url"], d["text"], d["reddit_score"], d["subreddit"], d["lang"])  # noqa: E731
+    local_docs = [doc(d) for d in shard_io.read_docs(Path(local.output), key=lambda r: r["url"])]
+    assert [doc(d) for d in _store_docs(fs, f"{bucket}/webtext2", key=lambda r: r["url"])] == local_docs
+    assert len(fs.glob(f"{bucket}/webtext2/links/links-*.parquet")) == 2
+    segments = fs.glob(f"{bucket}/webtext2/warc/*.warc.gz")
+    assert len(segments) == 2 and all(fs.exists(s.removesuffix(".warc.gz") + ".fetch.jsonl") for s in segments)
+    outcomes = lambda logs: sorted((e["url"], e["outcome"]) for log in logs for e in warcs.read_log(log)  # noqa: E731
+                                   if "url" in e)
+    assert outcomes(f"s3://{p.removesuffix('.warc.gz')}.fetch.jsonl" for p in segments) == outcomes(
+        p.with_name(p.name.removesuffix(".warc.gz") + ".fetch.jsonl")
+        for p in (Path(local.output) / "warc").glob("*.warc.gz"))
+    for folder in ("webtext2", "webtext2/links", "webtext2/warc"):
+        _only_whole_objects(fs, f"{bucket}/{folder}")
+    assert not list(warcs.staging_dir(f"s3://{bucket}/webtext2/warc").glob("*"))  # nothing left half-written
+    again = webtext2.run(remote, ctx)
+    assert again.resumed_files == again.files == 2 and again.extra["fetch"]["resumed_files"] == 2
+
+
+def test_a_fetch_segment_reaches_the_store_only_when_finished_and_resumes_after_a_kill(tmp_path, s3):
+    """A fetch task killed mid-segment (its open segment and journal on the worker's disk): nothing under a final
+    name on the store; the next run on that machine resumes the journal (the in-flight page logged `interrupted`,
+    not asked again) and uploads the finished segment, the same bytes as the same fetch into a local folder."""
+    from corpusforge.sources.webtext2 import fetch, warcs
+
+    fs, bucket = s3
+    cfg = fetch.FetchConfig(capture_time="2024-04-01T00:00:00Z")
+    urls = [f"http://h{i}.test/p" for i in range(3)]
+    page = lambda url: warcs.Exchange(  # noqa: E731
+        url=url, status=200, reason="OK", request_line="GET /p HTTP/1.1", request_headers=[("Host", url[7:-2])],
+        headers=[("Content-Type", "text/html")], body=f"<html><body><p>{url}</p></body></html>".encode())
+    made = {}
+    for where, folder in (("local", str(tmp_path / "warc")), ("s3", f"s3://{bucket}/warc")):
+        log = warcs.FetchLog(folder, "links-00000", cfg)
+        log.order = {url: i for i, url in enumerate(urls)}
+        log.open()
+        log.begin(urls[0])
+        log.append([page(urls[0])], {"url": urls[0], "outcome": "fetched"})
+        log.begin(urls[1])  # killed here: the files stay open and unfinished
+        assert not fs.exists(f"{bucket}/warc/links-00000-00000.warc.gz")
+        resumed = warcs.FetchLog(folder, "links-00000", cfg)
+        resumed.order = log.order
+        assert [(e["url"], e["outcome"]) for e in resumed.open()] == [(urls[0], "fetched"), (urls[1], "interrupted")]
+        resumed.begin(urls[2])
+        resumed.append([page(urls[2])], {"url": urls[2], "outcome": "fetched"})
+        resumed.close()
+        made[where] = [storage.read_text(storage.join(folder, "links-00000-00000.fetch.jsonl")).encode(),
+                       storage.open_file(storage.join(folder, "links-00000-00000.warc.gz")).read()]
+    assert made["s3"] == made["local"]
+    assert sorted(p.rsplit("/", 1)[1] for p in fs.find(f"{bucket}/warc")) == [
+        "links-00000-00000.fetch.jsonl", "links-00000-00000.warc.gz"]
+    assert resumed.report("links", 3, resumed=False).counts == {"links": 3, "fetched": 2, "interrupted": 1,
+                                                                "requests": 1}
