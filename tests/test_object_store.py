@@ -333,7 +333,7 @@ def _write_documents(folder: Path, n: int) -> None:
 def test_tokenizer_and_mix_write_the_corpus_to_a_store(tmp_path, s3, s3_client):
     """Document shards, the tokenizer and the mixed corpus (shards, tokenizer.json, manifest.json) all on the
     store: byte-identical shards and the same manifest as the local run; a stale shard of an earlier mix is gone,
-    the work folder too, and the manifest's checksums verify against the store's objects."""
+    the work folder too, the manifest's checksums verify against the store's objects, and `stats` reads it there."""
     from corpusforge.mix import manifest as manifest_mod
 
     fs, bucket = s3
@@ -365,6 +365,15 @@ def test_tokenizer_and_mix_write_the_corpus_to_a_store(tmp_path, s3, s3_client):
     again = mixer.run(mixer.MixConfig(sets=sets, tokenizer=f"s3://{bucket}/tok/tokenizer.json", budget_tokens=20_000,
                                       shard_tokens=3_000, row_group_tokens=1_000, output=f"s3://{bucket}/corpus"), ctx)
     assert again.resumed_files == again.files  # up to date: nothing is mixed again
+    # `stats` reads the corpus and the run's stage folders on the store: the same numbers as locally
+    from corpusforge.stats import collect
+
+    stats = {"local": collect.corpus_stats(tmp_path / "corpus", verify=True),
+             "s3": collect.corpus_stats(f"s3://{bucket}/corpus", verify=True)}
+    for key in ("sets", "overall", "funnel", "verify"):
+        assert stats["s3"][key] == stats["local"][key]
+    assert [(s["folder"], s["documents"]) for s in stats["s3"]["stages"]] == [
+        (s["folder"], s["documents"]) for s in stats["local"]["stages"]] == [("tok", 108), ("corpus", 108)]
 
 
 def test_webtext2_link_table_warcs_and_shards_on_a_store(tmp_path, s3, s3_client):
@@ -446,3 +455,18 @@ def test_a_fetch_segment_reaches_the_store_only_when_finished_and_resumes_after_
         "links-00000-00000.fetch.jsonl", "links-00000-00000.warc.gz"]
     assert resumed.report("links", 3, resumed=False).counts == {"links": 3, "fetched": 2, "interrupted": 1,
                                                                 "requests": 1}
+
+
+def test_a_missing_input_on_a_store_is_one_line_naming_it(s3, tmp_path, capsys):
+    """One rule for inputs wherever they are: an object that is not there, a folder with no file the source reads
+    and a folder given to a source that reads none each stop the stage before any work, in one line."""
+    fs, bucket = s3
+    fs.pipe_file(f"{bucket}/notes/readme.md", b"not a book")
+    out = ["-o", str(tmp_path / "out")]
+    for args, line in (
+            (["books", f"s3://{bucket}/books/missing.txt"], f"no such book: s3://{bucket}/books/missing.txt"),
+            (["books", f"s3://{bucket}/notes"], f"no book in the folder s3://{bucket}/notes"),
+            (["wikipedia", f"s3://{bucket}/notes/"], f"no dump in the folder s3://{bucket}/notes/")):
+        assert cli.main([*args, *out]) == 2
+        assert capsys.readouterr().err.strip() == f"error: {line}"
+    assert not (tmp_path / "out").exists()  # stopped before any work
