@@ -395,7 +395,8 @@ def test_webtext2_link_table_warcs_and_shards_on_a_store(tmp_path, s3, s3_client
     for dump in sample.glob("RS_*.zst"):
         fs.put_file(str(dump), f"{bucket}/pushshift/{dump.name}")
     local = recipe.load(write_recipe(tmp_path, sample)).sections["webtext2"]
-    remote = dataclasses.replace(local, output=f"s3://{bucket}/webtext2", pushshift=[f"s3://{bucket}/pushshift/RS_*.zst"])
+    remote = dataclasses.replace(local, output=f"s3://{bucket}/webtext2",
+                                 pushshift=[f"s3://{bucket}/pushshift/RS_*.zst"])
     ctx = runtime.RunContext(client=s3_client, console=Console(quiet=True))
     runs = {"local": webtext2.run(local, ctx), "s3": webtext2.run(remote, ctx)}
     for key in ("links", "fetch"):

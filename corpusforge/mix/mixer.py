@@ -350,15 +350,15 @@ def run(config: MixConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
                                 val_cutoff=int(config.val_fraction * KEY_SPACE),
                                 row_group_tokens=config.row_group_tokens)
         encoded, encode_reports = tasks.map_files(
-            _encode_file, files, storage.join(work, "spill"), client.scatter(encode_job, broadcast=True), stage="mix-encode",
-            ctx=ctx, finish=False)
+            _encode_file, files, storage.join(work, "spill"), client.scatter(encode_job, broadcast=True),
+            stage="mix-encode", ctx=ctx, finish=False)
         written_spills = set(storage.listing(storage.join(work, "spill"), "*.parquet"))
         spills = [p for f in files if (p := str(storage.join(work, "spill", runtime.output_name(f)))) in written_spills]
         plan = _plan_shards(config, encoded.counts, spills)
         shard_job = _ShardJob(shards=plan, spills=spills, row_group_tokens=config.row_group_tokens)
         written, shard_reports = tasks.map_files(
-            _write_shard, list(plan), storage.join(work, "shards"), client.scatter(shard_job, broadcast=True), stage="mix",
-            ctx=ctx, kept_key="rows", finish=False)
+            _write_shard, list(plan), storage.join(work, "shards"), client.scatter(shard_job, broadcast=True),
+            stage="mix", ctx=ctx, kept_key="rows", finish=False)
         done_paths = [str(storage.join(work, "shards", f"{item}.parquet")) for item in plan]
         shards_written = set(storage.listing(storage.join(work, "shards"), "*/*.parquet"))
         failed = [item for item, path in zip(plan, done_paths) if path not in shards_written]

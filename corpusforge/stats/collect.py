@@ -259,7 +259,8 @@ def _error_reasons(path: str | Path, lines: int = ERROR_LINES) -> tuple[dict[str
     return dict(reasons["error"].most_common()), dict(reasons["warning"].most_common()), listed
 
 
-def duplicate_examples(path: str | Path, inputs: list[str], examples: int = DUPLICATE_EXAMPLES) -> dict[str, Any] | None:
+def duplicate_examples(path: str | Path, inputs: list[str],
+                       examples: int = DUPLICATE_EXAMPLES) -> dict[str, Any] | None:
     """The first `examples` duplicates of each kind in `_duplicates.parquet`, each with the text of the copy removed
     and of the copy kept (their first EXAMPLE_CHARS characters, found by id in the dedup stage's `inputs`, read an
     `id` column at a time until all are found); None without the file."""

@@ -99,7 +99,8 @@ class UnitWriter:
     def finish(self, report: runtime.FileReport, **extra: Any) -> None:
         """Close the bucket files, then write the unit report (with `extra`, e.g. a listing's next page token)."""
         self._stack.close()
-        runtime.write_json_atomic(storage.join(self.unit_dir, UNIT_REPORT), {"report": dataclasses.asdict(report), **extra})
+        runtime.write_json_atomic(storage.join(self.unit_dir, UNIT_REPORT),
+                                  {"report": dataclasses.asdict(report), **extra})
 
     def __exit__(self, *exc: Any) -> bool | None:
         return self._stack.__exit__(*exc)
