@@ -139,14 +139,17 @@ def exists(path: PathLike) -> bool:
         return fs.exists(p)
 
 
-def open_file(path: PathLike, mode: str = "rb") -> IO:
+def open_file(path: PathLike, mode: str = "rb", *, block_size: int | None = None) -> IO:
     """Open a local file or a remote object for reading (for writing, use `atomic_path`). A remote binary file is
-    an io.BufferedReader like a local one, so line reads take a length limit (`readline(limit)`)."""
+    an io.BufferedReader like a local one, so line reads take a length limit (`readline(limit)`). `block_size`:
+    how much a remote read fetches ahead of what it asks for (the store's default, tens of MB, suits reading from
+    the start; seeking reads at scattered offsets want little)."""
     if not is_url(path):
         return open(path, mode)
     with store_errors("read", path):
         fs, p = filesystem(str(path))
-        return io.BufferedReader(fs.open(p, mode)) if mode == "rb" else fs.open(p, mode)
+        raw = fs.open(p, mode, **({"block_size": block_size} if block_size else {}))
+        return io.BufferedReader(raw) if mode == "rb" else raw
 
 
 def read_text(path: PathLike) -> str:

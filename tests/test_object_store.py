@@ -471,3 +471,43 @@ def test_a_missing_input_on_a_store_is_one_line_naming_it(s3, tmp_path, capsys):
         assert cli.main([*args, *out]) == 2
         assert capsys.readouterr().err.strip() == f"error: {line}"
     assert not (tmp_path / "out").exists()  # stopped before any work
+
+
+def test_a_range_of_a_dump_on_a_store_fetches_about_its_own_bytes(tmp_path, s3, monkeypatch):
+    """Each byte-range task reads its range of a remote dump, not the whole object: the blocks are decoded from the
+    windows the marker scan fetched, and a read fetches little beyond what it asks for (a store's default read-ahead
+    is tens of MB). Over every range of the dump, about the dump's size is fetched, and the same pages come out."""
+    import base64
+    import random
+
+    import s3fs
+
+    from corpusforge.formats import mediawiki
+    from corpusforge.sample import wikipedia as sample_wiki
+    from corpusforge.sources import wikipedia
+
+    fs, bucket = s3
+    rng = random.Random(0)  # text that does not compress: a dump of a few MB made in a moment
+    pages = [{"title": f"Page {i}", "ns": 0, "id": i, "rev": i, "timestamp": "2024-01-01T00:00:00Z",
+              "text": base64.b64encode(rng.randbytes(20_000)).decode()} for i in range(200)]
+    info = sample_wiki.write_dump(tmp_path / "x-multistream.xml.bz2", pages, multistream=True, pages_per_stream=10,
+                                  compresslevel=1, **sample_wiki.EN_SITE)
+    for path in (info["dump"], info["index"]):
+        fs.put_file(path, f"{bucket}/{Path(path).name}")
+    size = Path(info["dump"]).stat().st_size
+    fetched = []
+    fetch = s3fs.core.S3File._fetch_range
+    monkeypatch.setattr(s3fs.core.S3File, "_fetch_range",
+                        lambda self, start, end: fetched.append(len(data := fetch(self, start, end))) or data)
+    config = wikipedia.WikipediaConfig(inputs=[f"s3://{bucket}/x-multistream.xml.bz2"], split_bytes=size // 4)
+    items = wikipedia.plan(config)
+    seen = {}
+    for where, dump in (("s3", f"s3://{bucket}/x-multistream.xml.bz2"), ("local", info["dump"])):
+        seen[where] = []
+        for item in items:
+            _, start, end = wikipedia.parse_item(item)
+            site = mediawiki.read_siteinfo(dump)
+            seen[where] += [p.page_id for p in mediawiki.iter_pages(dump, start, end, encoding=site.encoding,
+                                                                    report=runtime.FileReport(input=item))]
+    assert len(items) >= 4 and seen["s3"] == seen["local"] == list(range(200))
+    assert size > 3_000_000 and sum(fetched) < 1.5 * size, (sum(fetched), size)

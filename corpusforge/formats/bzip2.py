@@ -11,7 +11,8 @@ stream. That gives two things the stream decoder cannot:
   is reported with its byte offset.
 
 The file may be local or on an object store (`s3://...`): it is read by seeking and reading bounded byte ranges,
-which a store serves as ranged requests, so a worker reads only its share of a remote dump.
+which a store serves as ranged requests, so a worker reads only its share of a remote dump, and about once: the
+blocks are decoded from the windows the marker scan read (`_Reader`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ _BLOCK, _EOS = "block", "eos"
 MAX_BLOCK_BYTES = 1_100_000
 _WINDOW = 8 << 20
 _OVERLAP = 7  # a 48-bit magic at any bit offset spans at most 7 bytes
+_TAIL_WINDOW = 1 << 18  # the window past the caller's expected end, which usually needs one block more
+_KEPT_WINDOWS = 2  # a block being decoded mostly lies in the window scanned last or the one before
+_READ_AHEAD = 1 << 16  # what a remote read fetches beyond its range: the reads here are ranges already
 
 
 @dataclasses.dataclass
@@ -56,7 +60,7 @@ class Damage:
 
 def is_bzip2(path: str | os.PathLike) -> bool:
     """Whether the file (local or on a store) starts like a bzip2 stream."""
-    with storage.open_file(path) as fh:
+    with storage.open_file(path, block_size=_READ_AHEAD) as fh:
         head = fh.read(4)
     return len(head) == 4 and head[:3] == b"BZh" and head[3:4] in b"123456789"
 
@@ -94,17 +98,36 @@ def scan_markers(data: bytes) -> list[tuple[int, str]]:
     return found
 
 
-def _pread(fh: IO[bytes], size: int, pos: int) -> bytes:
-    """Up to `size` bytes at `pos` (a ranged read on a store)."""
-    fh.seek(pos)
-    return fh.read(size)
+class _Reader:
+    """Bounded reads at any offset of a file: the marker scan reads it a window at a time, and the reads of the
+    blocks found are served from the last `_KEPT_WINDOWS` windows when they lie inside one (a block across two
+    windows is read again), so a file on a store is fetched about once, not once for the markers and again per
+    block."""
+
+    def __init__(self, fh: IO[bytes]):
+        self.fh = fh
+        self.windows: deque[tuple[int, bytes]] = deque(maxlen=_KEPT_WINDOWS)
+
+    def window(self, pos: int, size: int) -> bytes:
+        data = self.read(size, pos)
+        self.windows.append((pos, data))
+        return data
+
+    def read(self, size: int, pos: int) -> bytes:
+        """Up to `size` bytes at `pos` (a ranged read on a store, unless a kept window holds them)."""
+        for start, data in self.windows:
+            if start <= pos and pos + size <= start + len(data):
+                return data[pos - start:pos - start + size]
+        self.fh.seek(pos)
+        return self.fh.read(size)
 
 
-def _markers(fh: IO[bytes], start: int, size: int) -> Iterator[tuple[int, str]]:
-    """Markers at or after byte `start` of the file, scanning a window at a time (memory stays bounded)."""
+def _markers(fh: _Reader, start: int, size: int, end: int | None) -> Iterator[tuple[int, str]]:
+    """Markers at or after byte `start` of the file, scanning a window at a time (memory stays bounded); windows
+    stop near `end` and go on past it a `_TAIL_WINDOW` at a time, so a range reads little beyond itself."""
     pos, last = start, -1
     while pos < size:
-        data = _pread(fh, _WINDOW, pos)
+        data = fh.window(pos, _WINDOW if end is None else min(_WINDOW, max(end - pos, 0) + _TAIL_WINDOW))
         if not data:
             return
         for bit, kind in scan_markers(data):
@@ -117,10 +140,10 @@ def _markers(fh: IO[bytes], start: int, size: int) -> Iterator[tuple[int, str]]:
         pos += len(data) - _OVERLAP
 
 
-def _one_block_stream(fh: IO[bytes], bit: int, end: int) -> bytes:
+def _one_block_stream(fh: _Reader, bit: int, end: int) -> bytes:
     """The bits [bit, end) of the file (one block) wrapped as a complete one-block bzip2 stream."""
     base = bit // 8
-    seg = _pread(fh, (end + 7) // 8 - base, base)
+    seg = fh.read((end + 7) // 8 - base, base)
     nbits = end - bit
     val = int.from_bytes(seg, "big") >> (len(seg) * 8 - (end - base * 8)) & ((1 << nbits) - 1)
     crc = (val >> (nbits - 80)) & 0xFFFFFFFF  # the block CRC follows the magic; one block's stream CRC equals it
@@ -130,7 +153,7 @@ def _one_block_stream(fh: IO[bytes], bit: int, end: int) -> bytes:
     return b"BZh9" + (stream << pad).to_bytes((bits + pad) // 8, "big")
 
 
-def _decode(fh: IO[bytes], bit: int, end: int) -> tuple[bytes | None, str | None]:
+def _decode(fh: _Reader, bit: int, end: int) -> tuple[bytes | None, str | None]:
     if end - bit > MAX_BLOCK_BYTES * 8:
         return None, f"no block end within {MAX_BLOCK_BYTES:,} bytes (a marker is damaged)"
     if end - bit < 48 + 32 + 24:
@@ -141,27 +164,29 @@ def _decode(fh: IO[bytes], bit: int, end: int) -> tuple[bytes | None, str | None
         return None, str(exc) or type(exc).__name__
 
 
-def _stream_offset(fh: IO[bytes], bit: int) -> int:
+def _stream_offset(fh: _Reader, bit: int) -> int:
     """The stream start when the block at `bit` is the first of its stream (right after `BZh1`..`BZh9`)."""
     pos = bit // 8
     if bit % 8 == 0 and pos >= 4:
-        head = _pread(fh, 4, pos - 4)
+        head = fh.read(4, pos - 4)
         if head[:3] == b"BZh" and head[3:4] in b"123456789":
             return pos - 4
     return pos
 
 
-def read_blocks(path: str | os.PathLike, start: int = 0) -> Iterator[Block | Damage]:
+def read_blocks(path: str | os.PathLike, start: int = 0, end: int | None = None) -> Iterator[Block | Damage]:
     """Every block whose first bit lies at or after byte `start` of the file (local or on a store), decoded, in file
-    order, to the end of the file.
+    order, to the end of the file. `end` is where the caller expects to stop: a hint that keeps the reads of a
+    range close to it (blocks after it still come, read in smaller windows, for as long as the caller iterates).
 
     A block that fails to decode yields a Damage (with its byte position) and reading goes on with the next block;
     a file cut inside a block ends with a Damage for that block. Stop iterating whenever you have read enough.
     """
-    with storage.open_file(path) as fh:
-        size = fh.seek(0, io.SEEK_END)
+    with storage.open_file(path, block_size=_READ_AHEAD) as raw:
+        size = raw.seek(0, io.SEEK_END)
         size_bits = size * 8
-        marks = _markers(fh, start, size)
+        fh = _Reader(raw)
+        marks = _markers(fh, start, size, end)
         ahead: deque[tuple[int, str]] = deque()
 
         def peek(n: int) -> list[tuple[int, str]]:

@@ -92,7 +92,7 @@ def _read_siteinfo(path: str, _version: str, language_override: str | None,
                    article_url: str | None) -> SiteInfo:
     head = bytearray()
     encoding = problem = None
-    for unit in _units(path, 0):
+    for unit in _units(path, 0, 0):  # the header is in the first block
         if isinstance(unit, bzip2.Damage):
             problem = unit.reason
             break
@@ -151,9 +151,11 @@ class _Unit:
     data: bytes
 
 
-def _units(path: str, start: int) -> Iterator[_Unit | bzip2.Damage]:
+def _units(path: str, start: int, end: int | None) -> Iterator[_Unit | bzip2.Damage]:
+    """The dump's bytes from `start` on, a bz2 block or a chunk at a time; `end`: where the caller expects to stop
+    (bzip2.read_blocks' hint)."""
     if bzip2.is_bzip2(path):
-        for block in bzip2.read_blocks(path, start):
+        for block in bzip2.read_blocks(path, start, end):
             if isinstance(block, bzip2.Damage):
                 yield block
             else:
@@ -314,7 +316,7 @@ def iter_pages(path: str, start: int = 0, end: int | None = None, *, encoding: s
     Damage and malformed pages are reported in `report` (with file and offset) and skipped."""
     from lxml import etree
 
-    for offset, raw in _page_slices(_units(path, start), encoding, end, report, path, max_page_bytes):
+    for offset, raw in _page_slices(_units(path, start, end), encoding, end, report, path, max_page_bytes):
         try:
             yield _parse_page(raw, encoding, offset)
         except (etree.XMLSyntaxError, ValueError, TypeError) as exc:
