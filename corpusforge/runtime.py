@@ -400,9 +400,9 @@ def errors_of(reports: Sequence[FileReport]) -> list[dict[str, Any]]:
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file, read in 1 MiB chunks."""
+    """sha256 of a file or object, read in 1 MiB chunks."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with storage.open_file(path) as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()

@@ -139,14 +139,17 @@ def exists(path: PathLike) -> bool:
         return fs.exists(p)
 
 
-def open_file(path: PathLike, mode: str = "rb") -> IO:
+def open_file(path: PathLike, mode: str = "rb", *, block_size: int | None = None) -> IO:
     """Open a local file or a remote object for reading (for writing, use `atomic_path`). A remote binary file is
-    an io.BufferedReader like a local one, so line reads take a length limit (`readline(limit)`)."""
+    an io.BufferedReader like a local one, so line reads take a length limit (`readline(limit)`). `block_size`:
+    how much a remote read fetches ahead of what it asks for (the store's default, tens of MB, suits reading from
+    the start; seeking reads at scattered offsets want little)."""
     if not is_url(path):
         return open(path, mode)
     with store_errors("read", path):
         fs, p = filesystem(str(path))
-        return io.BufferedReader(fs.open(p, mode)) if mode == "rb" else fs.open(p, mode)
+        raw = fs.open(p, mode, **({"block_size": block_size} if block_size else {}))
+        return io.BufferedReader(raw) if mode == "rb" else raw
 
 
 def read_text(path: PathLike) -> str:
@@ -198,6 +201,23 @@ def remove_tree(folder: PathLike) -> None:
         fs, p = filesystem(str(folder))
         if fs.exists(p):
             fs.rm(p, recursive=True)
+
+
+def move(src: PathLike, dst: PathLike) -> None:
+    """Give the finished file `src` the name `dst`: a rename on a local disk, an upload of a local file to a store
+    (the object appears whole, then the local file goes), a copy within the store then a delete (the copy appears
+    whole) between two objects."""
+    if not is_url(dst):
+        Path(dst).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dst)
+        return
+    with store_errors("write", dst):
+        fs, p = filesystem(str(dst))
+        if is_url(src):
+            fs.mv(filesystem(str(src))[1], p)
+        else:
+            fs.put_file(str(src), p)
+            Path(src).unlink()
 
 
 @contextlib.contextmanager

@@ -9,15 +9,23 @@ stream. That gives two things the stream decoder cannot:
   cluster, not only the multistream kind;
 * a corrupt or truncated block costs that block only: every block before and after it still decodes, and the damage
   is reported with its byte offset.
+
+The file may be local or on an object store (`s3://...`): it is read by seeking and reading bounded byte ranges,
+which a store serves as ranged requests, so a worker reads only its share of a remote dump, and about once: the
+blocks are decoded from the windows the marker scan read (`_Reader`).
 """
 
 from __future__ import annotations
 
 import bz2
 import dataclasses
+import io
 import os
 from collections import deque
 from collections.abc import Iterator
+from typing import IO
+
+from corpusforge import storage
 
 BLOCK_MAGIC = 0x314159265359
 EOS_MAGIC = 0x177245385090  # end of stream, followed by the 32-bit combined CRC
@@ -26,6 +34,9 @@ _BLOCK, _EOS = "block", "eos"
 MAX_BLOCK_BYTES = 1_100_000
 _WINDOW = 8 << 20
 _OVERLAP = 7  # a 48-bit magic at any bit offset spans at most 7 bytes
+_TAIL_WINDOW = 1 << 18  # the window past the caller's expected end, which usually needs one block more
+_KEPT_WINDOWS = 2  # a block being decoded mostly lies in the window scanned last or the one before
+_READ_AHEAD = 1 << 16  # what a remote read fetches beyond its range: the reads here are ranges already
 
 
 @dataclasses.dataclass
@@ -48,8 +59,8 @@ class Damage:
 
 
 def is_bzip2(path: str | os.PathLike) -> bool:
-    """Whether the file starts like a bzip2 stream."""
-    with open(path, "rb") as fh:
+    """Whether the file (local or on a store) starts like a bzip2 stream."""
+    with storage.open_file(path, block_size=_READ_AHEAD) as fh:
         head = fh.read(4)
     return len(head) == 4 and head[:3] == b"BZh" and head[3:4] in b"123456789"
 
@@ -87,11 +98,36 @@ def scan_markers(data: bytes) -> list[tuple[int, str]]:
     return found
 
 
-def _markers(fd: int, start: int, size: int) -> Iterator[tuple[int, str]]:
-    """Markers at or after byte `start` of the file, scanning a window at a time (memory stays bounded)."""
+class _Reader:
+    """Bounded reads at any offset of a file: the marker scan reads it a window at a time, and the reads of the
+    blocks found are served from the last `_KEPT_WINDOWS` windows when they lie inside one (a block across two
+    windows is read again), so a file on a store is fetched about once, not once for the markers and again per
+    block."""
+
+    def __init__(self, fh: IO[bytes]):
+        self.fh = fh
+        self.windows: deque[tuple[int, bytes]] = deque(maxlen=_KEPT_WINDOWS)
+
+    def window(self, pos: int, size: int) -> bytes:
+        data = self.read(size, pos)
+        self.windows.append((pos, data))
+        return data
+
+    def read(self, size: int, pos: int) -> bytes:
+        """Up to `size` bytes at `pos` (a ranged read on a store, unless a kept window holds them)."""
+        for start, data in self.windows:
+            if start <= pos and pos + size <= start + len(data):
+                return data[pos - start:pos - start + size]
+        self.fh.seek(pos)
+        return self.fh.read(size)
+
+
+def _markers(fh: _Reader, start: int, size: int, end: int | None) -> Iterator[tuple[int, str]]:
+    """Markers at or after byte `start` of the file, scanning a window at a time (memory stays bounded); windows
+    stop near `end` and go on past it a `_TAIL_WINDOW` at a time, so a range reads little beyond itself."""
     pos, last = start, -1
     while pos < size:
-        data = os.pread(fd, _WINDOW, pos)
+        data = fh.window(pos, _WINDOW if end is None else min(_WINDOW, max(end - pos, 0) + _TAIL_WINDOW))
         if not data:
             return
         for bit, kind in scan_markers(data):
@@ -104,10 +140,10 @@ def _markers(fd: int, start: int, size: int) -> Iterator[tuple[int, str]]:
         pos += len(data) - _OVERLAP
 
 
-def _one_block_stream(fd: int, bit: int, end: int) -> bytes:
+def _one_block_stream(fh: _Reader, bit: int, end: int) -> bytes:
     """The bits [bit, end) of the file (one block) wrapped as a complete one-block bzip2 stream."""
     base = bit // 8
-    seg = os.pread(fd, (end + 7) // 8 - base, base)
+    seg = fh.read((end + 7) // 8 - base, base)
     nbits = end - bit
     val = int.from_bytes(seg, "big") >> (len(seg) * 8 - (end - base * 8)) & ((1 << nbits) - 1)
     crc = (val >> (nbits - 80)) & 0xFFFFFFFF  # the block CRC follows the magic; one block's stream CRC equals it
@@ -117,38 +153,40 @@ def _one_block_stream(fd: int, bit: int, end: int) -> bytes:
     return b"BZh9" + (stream << pad).to_bytes((bits + pad) // 8, "big")
 
 
-def _decode(fd: int, bit: int, end: int) -> tuple[bytes | None, str | None]:
+def _decode(fh: _Reader, bit: int, end: int) -> tuple[bytes | None, str | None]:
     if end - bit > MAX_BLOCK_BYTES * 8:
         return None, f"no block end within {MAX_BLOCK_BYTES:,} bytes (a marker is damaged)"
     if end - bit < 48 + 32 + 24:
         return None, "block too short"
     try:
-        return bz2.decompress(_one_block_stream(fd, bit, end)), None
+        return bz2.decompress(_one_block_stream(fh, bit, end)), None
     except (OSError, ValueError, EOFError) as exc:
         return None, str(exc) or type(exc).__name__
 
 
-def _stream_offset(fd: int, bit: int) -> int:
+def _stream_offset(fh: _Reader, bit: int) -> int:
     """The stream start when the block at `bit` is the first of its stream (right after `BZh1`..`BZh9`)."""
     pos = bit // 8
     if bit % 8 == 0 and pos >= 4:
-        head = os.pread(fd, 4, pos - 4)
+        head = fh.read(4, pos - 4)
         if head[:3] == b"BZh" and head[3:4] in b"123456789":
             return pos - 4
     return pos
 
 
-def read_blocks(path: str | os.PathLike, start: int = 0) -> Iterator[Block | Damage]:
-    """Every block whose first bit lies at or after byte `start`, decoded, in file order, to the end of the file.
+def read_blocks(path: str | os.PathLike, start: int = 0, end: int | None = None) -> Iterator[Block | Damage]:
+    """Every block whose first bit lies at or after byte `start` of the file (local or on a store), decoded, in file
+    order, to the end of the file. `end` is where the caller expects to stop: a hint that keeps the reads of a
+    range close to it (blocks after it still come, read in smaller windows, for as long as the caller iterates).
 
     A block that fails to decode yields a Damage (with its byte position) and reading goes on with the next block;
     a file cut inside a block ends with a Damage for that block. Stop iterating whenever you have read enough.
     """
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        size = os.fstat(fd).st_size
+    with storage.open_file(path, block_size=_READ_AHEAD) as raw:
+        size = raw.seek(0, io.SEEK_END)
         size_bits = size * 8
-        marks = _markers(fd, start, size)
+        fh = _Reader(raw)
+        marks = _markers(fh, start, size, end)
         ahead: deque[tuple[int, str]] = deque()
 
         def peek(n: int) -> list[tuple[int, str]]:
@@ -165,20 +203,18 @@ def read_blocks(path: str | os.PathLike, start: int = 0) -> Iterator[Block | Dam
                 continue
             following = peek(2)
             end = following[0][0] if following else size_bits
-            data, reason = _decode(fd, bit, end)
+            data, reason = _decode(fh, bit, end)
             if reason is not None and following and following[0][1] == _BLOCK:
                 # The magic can occur by chance inside compressed data (about once per 2^48 bits): try the block
                 # as running across it before calling it damaged.
-                data2, _ = _decode(fd, bit, following[1][0] if len(following) > 1 else size_bits)
+                data2, _ = _decode(fh, bit, following[1][0] if len(following) > 1 else size_bits)
                 if data2 is not None:
                     ahead.popleft()
                     data, reason = data2, None
             if reason is None:
-                yield Block(pos=bit // 8, offset=_stream_offset(fd, bit), data=data)
+                yield Block(pos=bit // 8, offset=_stream_offset(fh, bit), data=data)
             elif not following:
                 yield Damage(pos=bit // 8, reason=f"the file ends inside the bz2 block at byte {bit // 8:,} "
                              f"(truncated at {size:,} bytes?): {reason}")
             else:
                 yield Damage(pos=bit // 8, reason=f"corrupt bz2 block at byte {bit // 8:,}: {reason}")
-    finally:
-        os.close(fd)

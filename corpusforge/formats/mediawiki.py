@@ -5,7 +5,7 @@ encoding the XML declares (UTF-16 included).
 A dump is never loaded whole: bz2 blocks (corpusforge.formats.bzip2) or 1 MiB chunks of the range are cut into
 `<page>` elements and each page is parsed on its own with lxml, so a broken page costs that page only. A range owns
 the pages whose `<page>` starts inside it and reads past its end to finish the last one, so ranges cut anywhere give
-exactly the pages of the whole file.
+exactly the pages of the whole file. A dump on an object store (`s3://...`) is read the same way, by ranged reads.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import bisect
 import codecs
 import dataclasses
 import functools
-import os
+import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import quote
 
+from corpusforge import storage
 from corpusforge.formats import bzip2
 from corpusforge.runtime import FileReport
 
@@ -83,16 +83,16 @@ def _lang_of(lang_attr: str | None, dbname: str | None) -> str | None:
 def read_siteinfo(path: str, language_override: str | None = None, article_url: str | None = None) -> SiteInfo:
     """The dump header of `path` (read from the first bz2 block or bytes only); `language_override` and
     `article_url` replace what the header says (or supply what it lacks)."""
-    stat = os.stat(path)
-    return _read_siteinfo(str(path), stat.st_size, stat.st_mtime_ns, language_override, article_url)
+    version = json.dumps(storage.identity(path), sort_keys=True)  # a changed file is read again
+    return _read_siteinfo(str(path), version, language_override, article_url)
 
 
 @functools.lru_cache(maxsize=64)
-def _read_siteinfo(path: str, _size: int, _mtime: int, language_override: str | None,
+def _read_siteinfo(path: str, _version: str, language_override: str | None,
                    article_url: str | None) -> SiteInfo:
     head = bytearray()
     encoding = problem = None
-    for unit in _units(path, 0):
+    for unit in _units(path, 0, 0):  # the header is in the first block
         if isinstance(unit, bzip2.Damage):
             problem = unit.reason
             break
@@ -128,7 +128,7 @@ def _read_siteinfo(path: str, _size: int, _mtime: int, language_override: str | 
     elif problem is None and head and "<page>".encode(_marker(encoding)) in head:
         problem = "no <siteinfo> before the first page"
     if problem and not dbname:
-        dbname = Path(path).name.split("-", 1)[0]  # enwiki-20240601-pages-articles.xml.bz2 -> enwiki
+        dbname = storage.name(path).split("-", 1)[0]  # enwiki-20240601-pages-articles.xml.bz2 -> enwiki
     base_url = article_url or (base.rsplit("/", 1)[0] + "/" if base and "/" in base else None)
     return SiteInfo(dbname=dbname, lang=language_override or _lang_of(lang_attr, dbname), base_url=base_url,
                     encoding=encoding, namespaces=namespaces, problem=problem)
@@ -151,15 +151,17 @@ class _Unit:
     data: bytes
 
 
-def _units(path: str, start: int) -> Iterator[_Unit | bzip2.Damage]:
+def _units(path: str, start: int, end: int | None) -> Iterator[_Unit | bzip2.Damage]:
+    """The dump's bytes from `start` on, a bz2 block or a chunk at a time; `end`: where the caller expects to stop
+    (bzip2.read_blocks' hint)."""
     if bzip2.is_bzip2(path):
-        for block in bzip2.read_blocks(path, start):
+        for block in bzip2.read_blocks(path, start, end):
             if isinstance(block, bzip2.Damage):
                 yield block
             else:
                 yield _Unit(block.pos, block.offset, False, block.data)
         return
-    with open(path, "rb") as fh:
+    with storage.open_file(path) as fh:
         if start == 0 and fh.read(2) == b"\x1f\x8b":
             raise ValueError("gzip-compressed dumps are not supported: use the .bz2 or plain .xml dump")
         fh.seek(start)
@@ -314,7 +316,7 @@ def iter_pages(path: str, start: int = 0, end: int | None = None, *, encoding: s
     Damage and malformed pages are reported in `report` (with file and offset) and skipped."""
     from lxml import etree
 
-    for offset, raw in _page_slices(_units(path, start), encoding, end, report, path, max_page_bytes):
+    for offset, raw in _page_slices(_units(path, start, end), encoding, end, report, path, max_page_bytes):
         try:
             yield _parse_page(raw, encoding, offset)
         except (etree.XMLSyntaxError, ValueError, TypeError) as exc:

@@ -1,35 +1,34 @@
 """`manifest.json` of a mixed corpus (contract: schemas/manifest.schema.json): writing it, loading it with
-validation, checking the shards against its checksums, and showing its sets as a table.
+validation, checking the shards against its checksums, and showing its sets as a table. The corpus folder may be
+local or on an object store (`s3://...`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
-from corpusforge import runtime, schema
+from corpusforge import runtime, schema, storage
 
 MANIFEST_FILE = "manifest.json"
 
 
-def write(corpus_dir: str | os.PathLike, manifest: dict[str, Any]) -> Path:
+def write(corpus_dir: str | os.PathLike, manifest: dict[str, Any]) -> Any:
     """Validate `manifest` against its schema and write it atomically to `corpus_dir/manifest.json`."""
     schema.validate_record(manifest, "manifest")
-    path = Path(corpus_dir) / MANIFEST_FILE
+    path = storage.join(corpus_dir, MANIFEST_FILE)
     runtime.write_json_atomic(path, manifest)
     return path
 
 
 def load(corpus_dir: str | os.PathLike) -> dict[str, Any]:
     """The validated manifest of the corpus in `corpus_dir` (a folder, or the manifest file itself)."""
-    path = Path(corpus_dir)
-    path = path if path.suffix == ".json" else path / MANIFEST_FILE
+    path = corpus_dir if str(corpus_dir).endswith(".json") else storage.join(corpus_dir, MANIFEST_FILE)
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(storage.read_text(path))
     except FileNotFoundError:
-        raise FileNotFoundError(f"no {MANIFEST_FILE} in {path.parent}: not a finished corpus "
+        raise FileNotFoundError(f"no {MANIFEST_FILE} in {storage.parent(path)}: not a finished corpus "
                                 "(run `corpusforge mix`)") from None
     except json.JSONDecodeError as err:
         raise schema.SchemaError(f"{path}: not valid JSON: {err}") from None
@@ -45,7 +44,6 @@ def shards(manifest: dict[str, Any], split: str = "train") -> list[tuple[str, di
 def verify(corpus_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """Check every shard and the tokenizer against the manifest (exists, size, sha256). Returns the problems, each
     {path, problem}; an empty list means the corpus is intact."""
-    corpus_dir = Path(corpus_dir)
     manifest = load(corpus_dir)
     expected = [(shard["path"], shard["bytes"], shard["sha256"])
                 for split in ("train", "val") for _, shard in shards(manifest, split)]
@@ -53,11 +51,12 @@ def verify(corpus_dir: str | os.PathLike) -> list[dict[str, Any]]:
     expected.append((tok["path"], None, tok["sha256"]))
     problems = []
     for rel, size, sha in expected:
-        path = corpus_dir / rel
-        if not path.is_file():
+        path = storage.join(corpus_dir, rel)
+        actual = storage.identity(path).get("size")
+        if actual is None:
             problems.append({"path": rel, "problem": "missing"})
-        elif size is not None and path.stat().st_size != size:
-            problems.append({"path": rel, "problem": f"size {path.stat().st_size:,} bytes, manifest says {size:,}"})
+        elif size is not None and actual != size:
+            problems.append({"path": rel, "problem": f"size {actual:,} bytes, manifest says {size:,}"})
         elif runtime.file_sha256(path) != sha:
             problems.append({"path": rel, "problem": "sha256 differs from the manifest (the file is damaged)"})
     return problems

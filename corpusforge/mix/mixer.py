@@ -15,6 +15,9 @@ shuffle is an external sort, so no process ever holds more than one input file o
 
 Every step resumes: spill files and shards carry their FileReport, and a finished mix with the same fingerprint
 (config, tokenizer, input files) is not redone. The shards are byte-identical for the same inputs and config.
+
+The corpus folder (and its `_work/`, so workers share no file system) may be on an object store (`s3://...`): each
+shard is uploaded whole, "moved into place" by the store's copy, and `manifest.json` is still written last.
 """
 
 from __future__ import annotations
@@ -150,7 +153,7 @@ def row_group_slices(n_tokens: np.ndarray, target: int) -> list[tuple[int, int]]
     return cuts
 
 
-def _write_grouped(path: Path, table: pa.Table, schema_name: str, target_tokens: int,
+def _write_grouped(path: str | os.PathLike, table: pa.Table, schema_name: str, target_tokens: int,
                    report: runtime.FileReport) -> None:
     """Write `table` atomically with row groups of about `target_tokens` tokens and `report` in its metadata."""
     slices = row_group_slices(table.column("n_tokens").to_numpy(), target_tokens)
@@ -183,7 +186,7 @@ def _count_sources(report: runtime.FileReport, table: pa.Table, what: str) -> No
 
 def _encode_file(path: str, out_dir: str, job: _EncodeJob) -> runtime.FileReport:
     """Dask task: one input shard -> its sets' rows, tokenized and keyed, in one spill file sorted by (set, key)."""
-    out = Path(out_dir) / runtime.output_name(path)
+    out = storage.join(out_dir, runtime.output_name(path))
     done = resume.resume_or_none(out, path)
     if done is not None:
         return done
@@ -239,9 +242,15 @@ def _encode_file(path: str, out_dir: str, job: _EncodeJob) -> runtime.FileReport
     return report
 
 
+def _read_spill(path: str, **kwargs: Any) -> pa.Table:
+    """pq.read_table of a spill file, local or on a store."""
+    local, fs = storage.arrow_path(path)
+    return pq.read_table(local, filesystem=fs, **kwargs)
+
+
 def _write_shard(item: str, out_dir: str, job: _ShardJob) -> runtime.FileReport:
     """Dask task: one output shard = its key range of its set, read from every spill file and sorted by key."""
-    out = Path(out_dir) / f"{item}.parquet"
+    out = storage.join(out_dir, f"{item}.parquet")
     done = resume.resume_or_none(out, item)
     if done is not None:
         return done
@@ -250,7 +259,7 @@ def _write_shard(item: str, out_dir: str, job: _ShardJob) -> runtime.FileReport:
     where = [("set", "==", set_name), ("shuffle_key", ">=", lo)]
     if hi < KEY_SPACE:  # the last range is open: 2**63 itself does not fit an int64 filter
         where.append(("shuffle_key", "<", hi))
-    parts = [pq.read_table(spill, filters=where) for spill in job.spills]
+    parts = [_read_spill(spill, filters=where) for spill in job.spills]
     spill_schema = schema.arrow_schema("mix_spill")
     table = pa.concat_tables([p.cast(spill_schema) for p in parts]) if parts else spill_schema.empty_table()
     table = table.sort_by("shuffle_key")
@@ -292,7 +301,7 @@ def _plan_shards(config: MixConfig, counts: dict[str, int], spills: list[str]) -
         if config.val_fraction > 0 and val_docs == 0 and docs >= 2:
             # Too small a set for the fraction to catch a document: hold out its first one (lowest key), so every
             # set has a validation stream. Row-group statistics make this read only the set's first rows.
-            firsts = [pc.min(pq.read_table(p, columns=["shuffle_key"], filters=[("set", "==", s.name)])
+            firsts = [pc.min(_read_spill(p, columns=["shuffle_key"], filters=[("set", "==", s.name)])
                              .column("shuffle_key")).as_py() for p in spills]
             cutoff, val_docs = min(k for k in firsts if k is not None) + 1, 1
         for split, (lo, hi), n_docs, n_tokens in (("val", (0, cutoff), val_docs, val_tokens),
@@ -312,17 +321,17 @@ def run(config: MixConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
 
     console = ctx.console
     config.validate()
-    out_dir = Path(config.output)
+    out_dir = config.output
     set_files = {s.name: documents.find_shards(s.inputs)[0] for s in config.sets}
     files = sorted({f for fs in set_files.values() for f in fs})
-    tokenizer_sha = runtime.file_sha256(config.tokenizer) if Path(config.tokenizer).exists() else None
+    tokenizer_sha = runtime.file_sha256(config.tokenizer) if storage.exists(config.tokenizer) else None
     if tokenizer_sha is None:
         raise FileNotFoundError(f"mix: no tokenizer at {config.tokenizer}; run `corpusforge tokenizer train` "
                                 "(recipe section [tokenizer]) or name an existing tokenizer.json")
     fp = resume.stage_fingerprint(config, files, tokenizer_sha)
     done = resume.finished_stage(out_dir, fp, manifest_mod.MANIFEST_FILE)
     if done is not None:
-        console.print(f"mix: {out_dir / manifest_mod.MANIFEST_FILE} is up to date")
+        console.print(f"mix: {storage.join(out_dir, manifest_mod.MANIFEST_FILE)} is up to date")
         return runtime.StageSummary(**{**done, "resumed_files": done["files"]})
     for s in config.sets:
         if not set_files[s.name]:
@@ -332,8 +341,8 @@ def run(config: MixConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
                                 f"({sorted({i for s in config.sets for i in s.inputs})})")
 
     t0 = time.perf_counter()
-    (out_dir / manifest_mod.MANIFEST_FILE).unlink(missing_ok=True)  # the corpus is unfinished until it is rewritten
-    work = out_dir / WORK_DIR / fp[:16]
+    storage.remove(storage.join(out_dir, manifest_mod.MANIFEST_FILE))  # unfinished until it is rewritten
+    work = storage.join(out_dir, WORK_DIR, fp[:16])
     with ctx.dask() as client:
         members = [set(set_files[s.name]) for s in config.sets]
         encode_job = _EncodeJob(sets=config.sets, tokenizer=str(config.tokenizer), seed=config.seed,
@@ -341,28 +350,31 @@ def run(config: MixConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
                                 val_cutoff=int(config.val_fraction * KEY_SPACE),
                                 row_group_tokens=config.row_group_tokens)
         encoded, encode_reports = tasks.map_files(
-            _encode_file, files, work / "spill", client.scatter(encode_job, broadcast=True), stage="mix-encode",
-            ctx=ctx, finish=False)
-        spills = [str(p) for f in files if (p := work / "spill" / runtime.output_name(f)).exists()]
+            _encode_file, files, storage.join(work, "spill"), client.scatter(encode_job, broadcast=True),
+            stage="mix-encode", ctx=ctx, finish=False)
+        written_spills = set(storage.listing(storage.join(work, "spill"), "*.parquet"))
+        spills = [p for f in files if (p := str(storage.join(work, "spill", runtime.output_name(f)))) in written_spills]
         plan = _plan_shards(config, encoded.counts, spills)
         shard_job = _ShardJob(shards=plan, spills=spills, row_group_tokens=config.row_group_tokens)
         written, shard_reports = tasks.map_files(
-            _write_shard, list(plan), work / "shards", client.scatter(shard_job, broadcast=True), stage="mix",
-            ctx=ctx, kept_key="rows", finish=False)
-        failed = [r.input for r in shard_reports if not (work / "shards" / f"{r.input}.parquet").exists()]
+            _write_shard, list(plan), storage.join(work, "shards"), client.scatter(shard_job, broadcast=True),
+            stage="mix", ctx=ctx, kept_key="rows", finish=False)
+        done_paths = [str(storage.join(work, "shards", f"{item}.parquet")) for item in plan]
+        shards_written = set(storage.listing(storage.join(work, "shards"), "*/*.parquet"))
+        failed = [item for item, path in zip(plan, done_paths) if path not in shards_written]
         if failed:
             runtime.finish_stage(out_dir, written, [e for r in shard_reports for e in r.errors], console=console)
             raise StageFailed(f"mix: {len(failed)} shard(s) could not be written ({failed[:3]}...); see "
-                               f"{out_dir / runtime.ERRORS_FILE}; a re-run resumes")
-        done_paths = [str(work / "shards" / f"{item}.parquet") for item in plan]
+                               f"{storage.join(out_dir, runtime.ERRORS_FILE)}; a re-run resumes")
         checksums = dict(zip(plan, client.gather(client.map(runtime.file_sha256, done_paths, pure=False))))
 
-    _move_into_place(work / "shards", out_dir, list(plan))
-    with runtime.atomic_path(out_dir / tok_mod.TOKENIZER_FILE) as tmp:
-        shutil.copyfile(config.tokenizer, tmp)
+    _move_into_place(storage.join(work, "shards"), out_dir, list(plan))
+    with runtime.atomic_path(storage.join(out_dir, tok_mod.TOKENIZER_FILE)) as tmp, \
+            storage.open_file(config.tokenizer) as source, open(tmp, "wb") as copy:
+        shutil.copyfileobj(source, copy)
     manifest = _manifest(config, plan, shard_reports, checksums, out_dir)
     manifest_mod.write(out_dir, manifest)
-    shutil.rmtree(out_dir / WORK_DIR, ignore_errors=True)
+    storage.remove_tree(storage.join(out_dir, WORK_DIR))
 
     summary = runtime.StageSummary(stage="mix", files=encoded.files, resumed_files=encoded.resumed_files,
                                    counts={**encoded.counts, "shards": len(plan)}, by_lang=encoded.by_lang,
@@ -379,25 +391,25 @@ def run(config: MixConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
     return summary
 
 
-def _move_into_place(work_shards: Path, out_dir: Path, items: list[str]) -> None:
-    """Rename the finished shards into `out_dir` and remove shards an earlier mix left there that this one did not
-    write (so a glob over the corpus folder sees only this corpus)."""
+def _move_into_place(work_shards: str, out_dir: str, items: list[str]) -> None:
+    """Move the finished shards into `out_dir` (a rename on disk, a copy within a store) and remove shards an earlier
+    mix left there that this one did not write (so a glob over the corpus folder sees only this corpus)."""
     keep = {f"{item}.parquet" for item in items}
-    for old in out_dir.glob("*/*.parquet"):
-        if old.relative_to(out_dir).as_posix() not in keep:
-            old.unlink()
+    for old in storage.listing(out_dir, "*/*.parquet"):
+        if "/".join(Path(old).parts[-2:]) not in keep:  # SET/NAME.parquet
+            storage.remove(old)
     for rel in sorted(keep):
-        (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-        os.replace(work_shards / rel, out_dir / rel)
-    for folder in out_dir.iterdir():
-        if folder.is_dir() and folder.name != WORK_DIR and not any(folder.iterdir()):
-            folder.rmdir()
+        storage.move(storage.join(work_shards, rel), storage.join(out_dir, rel))
+    if not storage.is_url(out_dir):  # a store has no empty folders to leave behind
+        for folder in Path(out_dir).iterdir():
+            if folder.is_dir() and folder.name != WORK_DIR and not any(folder.iterdir()):
+                folder.rmdir()
 
 
 def _manifest(config: MixConfig, plan: dict[str, tuple[str, int, int]], reports: list[runtime.FileReport],
-              checksums: dict[str, str], out_dir: Path) -> dict[str, Any]:
+              checksums: dict[str, str], out_dir: str) -> dict[str, Any]:
     """The manifest: per set its shards (path, rows, tokens, bytes, sha256), totals, weight and epochs."""
-    tokenizer = tok_mod.load(out_dir / tok_mod.TOKENIZER_FILE)
+    tokenizer = tok_mod.load(storage.join(out_dir, tok_mod.TOKENIZER_FILE))
     specials = tok_mod.special_ids(tokenizer)
     by_item = dict(zip(plan, reports))
 
@@ -408,7 +420,8 @@ def _manifest(config: MixConfig, plan: dict[str, tuple[str, int, int]], reports:
                 shards.append({"path": f"{item}.parquet", "rows": report.counts.get("rows", 0),
                                "tokens": report.counts.get("tokens", 0),
                                "text_bytes": report.counts.get("text_bytes", 0),
-                               "bytes": (out_dir / f"{item}.parquet").stat().st_size, "sha256": checksums[item]})
+                               "bytes": storage.size(storage.join(out_dir, f"{item}.parquet")),
+                               "sha256": checksums[item]})
         return {"documents": sum(s["rows"] for s in shards), "tokens": sum(s["tokens"] for s in shards),
                 "text_bytes": sum(s["text_bytes"] for s in shards), "bytes": sum(s["bytes"] for s in shards),
                 "shards": shards}
@@ -443,7 +456,8 @@ def _manifest(config: MixConfig, plan: dict[str, tuple[str, int, int]], reports:
         "format": "corpusforge-corpus", "version": 1, "schema": "corpus", "seed": config.seed,
         "budget_tokens": config.budget_tokens, "shard_tokens": config.shard_tokens,
         "row_group_tokens": config.row_group_tokens, "val_fraction": config.val_fraction,
-        "tokenizer": {"path": tok_mod.TOKENIZER_FILE, "sha256": runtime.file_sha256(out_dir / tok_mod.TOKENIZER_FILE),
+        "tokenizer": {"path": tok_mod.TOKENIZER_FILE,
+                      "sha256": runtime.file_sha256(storage.join(out_dir, tok_mod.TOKENIZER_FILE)),
                       "vocab_size": tokenizer.get_vocab_size(), "eot_id": specials[tok_mod.EOT],
                       "special_tokens": specials},
         "weights": {"recipe_sum": recipe_sum, "normalized": abs(recipe_sum - 1.0) > 1e-9},

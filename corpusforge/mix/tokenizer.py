@@ -8,16 +8,17 @@ template) are reserved first, in their order, so their ids are 0..5 in a tokeniz
 Sampling runs in two passes of Dask tasks over the input shards: the first counts each source's characters, the
 second keeps each document whose seeded hash falls under `sample_chars_per_source / chars(source)`, so each source
 gives about the same number of characters whatever its size, and the sample is the same on every run.
+`tokenizer.json` may be read from and written to an object store (`s3://...`) like a local file.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -59,11 +60,16 @@ class TokenizerConfig:
 
 
 # --------------------------------------------------------------------------------------------------- using one
-@functools.lru_cache(maxsize=4)
-def _load_cached(path: str, _size: int, _mtime_ns: int, specials_in_text: bool):
+def _read(path: str | os.PathLike):
+    """The tokenizer saved at `path`, local or on a store, as the library loads it."""
     from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_file(path)
+    return Tokenizer.from_str(storage.read_text(path))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(path: str, _version: str, specials_in_text: bool):
+    tokenizer = _read(path)
     # Corpus text that happens to contain "<|endoftext|>" must not become the special token (the setting is not
     # saved in tokenizer.json, so it is set on every load).
     tokenizer.encode_special_tokens = not specials_in_text
@@ -73,12 +79,10 @@ def _load_cached(path: str, _size: int, _mtime_ns: int, specials_in_text: bool):
 def load(path: str | os.PathLike, *, specials_in_text: bool = False):
     """The tokenizer saved at `path` (cached per process and file version): the one place a tokenizer is loaded.
     Special-token strings in text are plain text, unless `specials_in_text` (text a chat template rendered)."""
-    path = Path(path)
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no tokenizer at {path}; run `corpusforge tokenizer train` first") from None
-    return _load_cached(str(path), st.st_size, st.st_mtime_ns, specials_in_text)
+    version = storage.identity(path)  # a changed file is loaded again
+    if version.get("missing"):
+        raise FileNotFoundError(f"no tokenizer at {path}; run `corpusforge tokenizer train` first")
+    return _load_cached(str(path), json.dumps(version, sort_keys=True), specials_in_text)
 
 
 def encode(tokenizer, texts: list[str]) -> pa.ListArray:
@@ -109,9 +113,7 @@ def new_bpe(vocab_size: int, min_frequency: int):
 
 def adopt(path: str | os.PathLike):
     """An existing tokenizer.json, with any reserved special token it lacks added (at the end of its vocab)."""
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer = _read(path)
     missing = [tok for tok in SPECIAL_TOKENS if tokenizer.token_to_id(tok) is None]
     if missing:
         tokenizer.add_special_tokens(missing)
@@ -160,12 +162,12 @@ def run(config: TokenizerConfig, ctx: runtime.RunContext) -> runtime.StageSummar
     or adopted from `config.existing`. Skipped when an earlier run with the same config and inputs finished."""
     console = ctx.console
     config.validate()
-    out_dir = Path(config.output)
+    out_dir = config.output
     files = [] if config.existing else documents.find_shards(config.inputs)[0]
     fp = resume.stage_fingerprint(config, files, *([config.existing] if config.existing else []))
     done = resume.finished_stage(out_dir, fp, TOKENIZER_FILE)
     if done is not None:
-        console.print(f"tokenizer: {out_dir / TOKENIZER_FILE} is up to date")
+        console.print(f"tokenizer: {storage.join(out_dir, TOKENIZER_FILE)} is up to date")
         return runtime.StageSummary(**{**done, "resumed_files": done["files"]})
 
     if config.existing:
@@ -190,9 +192,10 @@ def run(config: TokenizerConfig, ctx: runtime.RunContext) -> runtime.StageSummar
         summary.extra = {"sample_rates": dict(sorted(rates.items())), "sample_documents": sampled["documents"],
                          "sample_chars": sampled["chars"]}
     special_ids(tokenizer)  # refuse to write a tokenizer without the reserved tokens
-    with runtime.atomic_path(out_dir / TOKENIZER_FILE) as tmp:
+    path = storage.join(out_dir, TOKENIZER_FILE)
+    with runtime.atomic_path(path) as tmp:
         tokenizer.save(str(tmp))
-    summary.extra.update(fingerprint=fp, vocab_size=tokenizer.get_vocab_size(), path=str(out_dir / TOKENIZER_FILE))
+    summary.extra.update(fingerprint=fp, vocab_size=tokenizer.get_vocab_size(), path=str(path))
     runtime.finish_stage(out_dir, summary, runtime.errors_of(reports), console=console)
-    console.print(f"tokenizer: vocab {tokenizer.get_vocab_size():,} -> {out_dir / TOKENIZER_FILE}")
+    console.print(f"tokenizer: vocab {tokenizer.get_vocab_size():,} -> {path}")
     return summary

@@ -14,7 +14,8 @@ the book's whole cleaned text.
 
 Hard-wrapped prose lines are joined into paragraphs; verse and other short-line blocks keep their lines.
 Paragraphs are separated by a blank line. Files can be gzip/bz2/xz/zstd compressed. Several books go into one task
-and one shard (`task_bytes`), so a corpus of 100k books does not make 100k files.
+and one shard (`task_bytes`), so a corpus of 100k books does not make 100k files. Books and shards may be local or
+on an object store (`s3://bucket/books/`, its subfolders read too); the same size limits hold for both.
 """
 
 from __future__ import annotations
@@ -22,14 +23,13 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import hashlib
-import os
 import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from corpusforge import decompress, inputs, language
+from corpusforge import decompress, inputs, language, storage
 from corpusforge.documents import make_document
 from corpusforge.errors import UserError
 from corpusforge.extract import DecodeError, decode_html
@@ -133,7 +133,7 @@ class Book:
 
 # ---------------------------------------------------------------------------------------------------------- reading
 def _stem(path: str) -> str:
-    name = Path(path).name
+    name = storage.name(path)
     for suffix in BOOK_SUFFIXES:
         if name.endswith(suffix):
             return name[: -len(suffix)]
@@ -147,14 +147,15 @@ def read_bytes(path: str, limit: int, report: FileReport) -> bytes:
     everything decoded before that is kept: a streaming decompressor gives all it can, a file reader would not.
     A book larger than `limit` raises BookError at the offset where it passed the limit, having decompressed no
     more than that (a bomb of a few hundred bytes costs no memory)."""
-    if os.path.getsize(path) > limit:
+    if storage.size(path) > limit:
         raise BookError(f"book file larger than {limit:,} bytes (max_book_bytes)", offset=None)
     codec = decompress.codec_for_name(path)
     if codec is None:
-        return Path(path).read_bytes()
+        with storage.open_file(path) as fh:
+            return fh.read(limit)
     out = bytearray()
     try:
-        with open(path, "rb") as fh:
+        with storage.open_file(path) as fh:
             for piece in decompress.decompress_chunks(iter(lambda: fh.read(_READ_CHUNK), b""), codec, limit=limit):
                 out += piece
         return bytes(out)
@@ -333,15 +334,19 @@ def read_epub_book(path: str, config: BooksConfig) -> Book:
 
     try:
         # ebooklib reads every entry into memory: check the sizes the archive declares (zipfile stops an entry at
-        # its declared size) before it does, so a small EPUB of huge entries is refused unread.
-        with zipfile.ZipFile(path) as archive:
-            declared = sum(info.file_size for info in archive.infolist())
-        if declared > config.max_book_bytes:
-            raise BookError(f"EPUB entries declare {declared:,} bytes uncompressed, more than max_book_bytes "
-                            f"({config.max_book_bytes:,}); not read", offset=None)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # ebooklib warns about options it is about to change the default of
-            book = epub.read_epub(path, options={"ignore_ncx": True})
+        # its declared size) before it does, so a small EPUB of huge entries is refused unread. Both read the
+        # archive through one seekable file, local or on a store (ranged reads: the central directory, then the
+        # entries).
+        with storage.open_file(path) as fh:
+            with zipfile.ZipFile(fh) as archive:
+                declared = sum(info.file_size for info in archive.infolist())
+            if declared > config.max_book_bytes:
+                raise BookError(f"EPUB entries declare {declared:,} bytes uncompressed, more than max_book_bytes "
+                                f"({config.max_book_bytes:,}); not read", offset=None)
+            fh.seek(0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # ebooklib warns about options it is about to change the default of
+                book = epub.read_epub(fh, options={"ignore_ncx": True})
     except BookError:
         raise
     except (zipfile.BadZipFile, epub.EpubException, KeyError, OSError, ValueError) as exc:
@@ -452,9 +457,7 @@ def plan(config: BooksConfig) -> list[str]:
     paths = inputs.resolve(config.inputs, what="book", folder_suffixes=BOOK_SUFFIXES, recursive=True)
     items, group, size = [], [], 0
     for path in paths:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"no such book file: {path}")
-        n = os.path.getsize(path)
+        n = storage.size(path)
         if group and size + n > config.task_bytes:
             items.append("\n".join(group))
             group, size = [], 0
@@ -473,7 +476,8 @@ def books_to_shard(item: str, out_dir: str, config: BooksConfig) -> FileReport:
     A book that cannot be read is reported with its file and the others go on. Resumes like every stage."""
     paths = item.split("\n")
     # Named after its first book and how many follow; the hash of the whole item keeps groups apart.
-    out_path = Path(out_dir) / output_name(paths[0]).replace(".parquet", f"+{len(paths) - 1}-{_digest(item)}.parquet")
+    out_path = storage.join(out_dir, output_name(paths[0]).replace(".parquet",
+                                                                   f"+{len(paths) - 1}-{_digest(item)}.parquet"))
     fp = resume(out_path, item, config)
     if fp.done is not None:
         return fp.done
@@ -483,7 +487,7 @@ def books_to_shard(item: str, out_dir: str, config: BooksConfig) -> FileReport:
         for path in paths:
             report.count("book_files")
             try:
-                report.bytes_in += os.path.getsize(path)
+                report.bytes_in += storage.size(path)
                 book = read_book(path, config, report)
             except (BookError, OSError) as exc:
                 report.error(str(exc), offset=getattr(exc, "offset", None), stage="read", file=path)

@@ -2,7 +2,8 @@
 
 Reads `*-pages-articles*.xml.bz2` (single-stream or multistream), and plain `.xml`: the pages of a byte range come
 from `corpusforge.formats.mediawiki`, streamed, a broken page costing that page only. With a multistream dump's
-index beside it, ranges start at stream boundaries.
+index beside it, ranges start at stream boundaries. Dumps and indexes may be local or on an object store
+(`s3://...`, read by ranged requests, a task reading only its range), and so may the output.
 
 Kept: pages in the configured namespaces (articles, ns 0) that are not redirects or disambiguation pages; their
 wikitext becomes plain text (corpusforge.formats.wikitext) with the dump's own namespace names, and the language is
@@ -17,13 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import os
 import re
 import time
 from pathlib import Path
 from typing import Any
 
-from corpusforge import inputs, language
+from corpusforge import inputs, language, storage
 from corpusforge.formats import wikitemplates, wikitext
 from corpusforge.formats.mediawiki import Page, SiteInfo, iter_pages, read_siteinfo
 from corpusforge.documents import make_document
@@ -35,6 +37,7 @@ from corpusforge.tasks import map_files
 
 SOURCE = "wikipedia"
 _RANGE = re.compile(r"^(?P<path>.*)#bytes=(?P<start>\d+)-(?P<end>\d+)$")
+_INDEX_LINE = 4096  # characters read at most per line of a multistream index
 
 
 @dataclasses.dataclass
@@ -130,28 +133,32 @@ def page_document(page: Page, path: str, site: SiteInfo, vocab: wikitext.Vocabul
 
 # ------------------------------------------------------------------------------------------------------ the stage
 def index_path(path: str) -> str | None:
-    """The multistream index beside a `*-multistream.xml.bz2` dump, if there is one."""
+    """The multistream index beside a `*-multistream.xml.bz2` dump (local or on a store), if there is one."""
     if "multistream" not in path:
         return None
     stem = path[: -len(".xml.bz2")] if path.endswith(".xml.bz2") else path.rsplit(".", 1)[0]
     for candidate in (stem + "-index.txt.bz2", stem + "-index.txt"):
-        if os.path.exists(candidate):
+        if storage.exists(candidate):
             return candidate
     return None
 
 
 def _index_cuts(index: str, split_bytes: int) -> list[int]:
     """Range starts at stream offsets from a multistream index (`offset:page_id:title` lines), about `split_bytes`
-    apart; read as a stream, so only the cuts are kept in memory."""
+    apart; read as a stream, so only the cuts are kept in memory. A line longer than `_INDEX_LINE` (a title is at
+    most 255 bytes) is not an index line: it is passed over, read a bounded piece at a time."""
     import bz2
 
     cuts = [0]
-    opener = bz2.open if index.endswith(".bz2") else open
-    with opener(index, "rt", encoding="utf-8", errors="replace") as fh:
-        for line in fh:
+    with storage.open_file(index) as raw:
+        binary = bz2.open(raw) if index.endswith(".bz2") else raw
+        fh = io.TextIOWrapper(binary, encoding="utf-8", errors="replace")
+        whole = True  # the piece read starts a line
+        while line := fh.readline(_INDEX_LINE):
             head = line.split(":", 1)[0]
-            if head.isdigit() and int(head) - cuts[-1] >= split_bytes:
+            if whole and head.isdigit() and int(head) - cuts[-1] >= split_bytes:
                 cuts.append(int(head))
+            whole = line.endswith("\n")
     return cuts
 
 
@@ -159,10 +166,8 @@ def plan(config: WikipediaConfig) -> list[str]:
     """Work items: a dump path, or `path#bytes=START-END` for each range of a dump larger than `split_bytes`."""
     items = []
     dumps = inputs.resolve(config.inputs, what="dump", folder_suffixes=(".xml", ".bz2"))
-    for path in (p for p in dumps if "-index" not in Path(p).name):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"no such dump: {path}")
-        size = os.path.getsize(path)
+    for path in (p for p in dumps if "-index" not in storage.name(p)):
+        size = storage.size(path)
         if size <= config.split_bytes:
             items.append(path)
             continue
@@ -185,7 +190,7 @@ def parse_item(item: str) -> tuple[str, int, int | None]:
 def dump_to_shard(item: str, out_dir: str, config: WikipediaConfig) -> FileReport:
     """The per-range task: the articles of one dump (range) -> one Parquet shard in `out_dir`, and its report.
     A shard finished by an earlier run is kept and its report reused (resume)."""
-    out_path = Path(out_dir) / output_name(item)
+    out_path = storage.join(out_dir, output_name(item))
     path, start, end = parse_item(item)
     fp = resume(out_path, item, config, files=[path])
     if fp.done is not None:
@@ -193,10 +198,11 @@ def dump_to_shard(item: str, out_dir: str, config: WikipediaConfig) -> FileRepor
     t0 = time.perf_counter()
     report = FileReport(input=item, output=str(out_path), redone=fp.redone)
     try:
-        if os.path.getsize(path) == 0:
+        size = storage.size(path)
+        if size == 0:
             raise ValueError("empty file (0 bytes)")
         site = read_siteinfo(path, config.language, config.article_url)
-        report.bytes_in = (end if end is not None else os.path.getsize(path)) - start
+        report.bytes_in = (end if end is not None else size) - start
     except (OSError, ValueError) as exc:
         report.error(f"cannot read the dump: {type(exc).__name__}: {exc}", offset=0, stage="read", file=path)
         report.output = None

@@ -6,11 +6,13 @@ what decontamination cut for which evaluation set.
 Everything is read in a streaming way: document lengths from the shards' `n_tokens` column a row group at a time,
 kept as a count per distinct length (bounded by the longest document, not by the corpus), so percentiles are exact;
 quality scores the same way, counted to 0.001 (at most 1,001 counts per set); drop reasons from each stage folder's
-`_summary.json`, `_errors.jsonl` and `_duplicates.parquet`, and examples from its `_dropped.parquet`.
+`_summary.json`, `_errors.jsonl` and `_duplicates.parquet`, and examples from its `_dropped.parquet`. The corpus and
+the run's folders may be local or on an object store (`s3://...`).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
@@ -23,10 +25,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from corpusforge import recipe, runtime
+from corpusforge import recipe, runtime, storage
 from corpusforge.mix import manifest as manifest_mod
 from corpusforge.runtime import DECONTAMINATION_FILE, DROPPED_FILE, DUPLICATES_FILE
-from corpusforge.stats.funnel import corpus_funnel
+from corpusforge.stats.funnel import corpus_funnel, stage_summaries
 
 PERCENTILES = (10, 50, 90, 99)
 SCORE_STEPS = 1000  # quality scores are counted to 1/1000: exact enough to judge a threshold, and bounded memory
@@ -43,8 +45,8 @@ DROP_COUNTER = re.compile(r"^(dropped|skipped|removed|filtered|rejected)_[^:.]+$
 def corpus_stats(corpus_dir: str | Path, run_dir: str | Path | None = None, verify: bool = False) -> dict[str, Any]:
     """Statistics of the corpus in `corpus_dir` and of the stages whose folders are in `run_dir` (default: the
     corpus folder's parent, where `corpusforge run` puts every stage). With `verify`, also the checksum check."""
-    corpus_dir = Path(corpus_dir)
     manifest = manifest_mod.load(corpus_dir)
+    run_dir = run_dir or storage.parent(corpus_dir)
     total_tokens = manifest["totals"]["tokens"] or 1
     overall_lengths: Counter[int] = Counter()
     overall_languages: Counter[str] = Counter()
@@ -74,8 +76,8 @@ def corpus_stats(corpus_dir: str | Path, run_dir: str | Path | None = None, veri
         "overall": {**manifest["totals"],
                     "languages": dict(sorted(overall_languages.items(), key=lambda kv: (-kv[1], kv[0]))),
                     "length": describe_lengths(overall_lengths)},
-        "stages": (stages := stage_reports(Path(run_dir) if run_dir else corpus_dir.parent)),
-        "funnel": corpus_funnel(Path(run_dir) if run_dir else corpus_dir.parent, sets),
+        "stages": (stages := stage_reports(run_dir)),
+        "funnel": corpus_funnel(run_dir, sets),
         "quality_rules": rule_costs(stages),
         "warnings": manifest["warnings"],
         "unreadable_shards": unreadable,
@@ -87,7 +89,13 @@ def corpus_stats(corpus_dir: str | Path, run_dir: str | Path | None = None, veri
     return result
 
 
-def _set_counts(corpus_dir: Path, manifest_set: dict[str, Any],
+def _parquet(path: str | Path) -> pq.ParquetFile:
+    """A Parquet file, local or on a store, to read a row group or a batch at a time."""
+    local, fs = storage.arrow_path(path)
+    return pq.ParquetFile(local, filesystem=fs)
+
+
+def _set_counts(corpus_dir: str | Path, manifest_set: dict[str, Any],
                 unreadable: list[dict[str, str]]) -> tuple[Counter[int], Counter[int]]:
     """How many documents of the set (train and val shards) have each token length, and each quality score in
     thousandths (documents with a score only; shards mixed before the quality stage existed have no such column).
@@ -98,7 +106,7 @@ def _set_counts(corpus_dir: Path, manifest_set: dict[str, Any],
     for split in ("train", "val"):
         for shard in manifest_set[split]["shards"]:
             try:
-                parquet = pq.ParquetFile(corpus_dir / shard["path"])
+                parquet = _parquet(storage.join(corpus_dir, shard["path"]))
                 columns = [c for c in ("n_tokens", "quality_score") if c in parquet.schema_arrow.names]
                 for batch in parquet.iter_batches(columns=columns, batch_size=65536):
                     _count(lengths, batch.column("n_tokens").to_numpy())
@@ -158,23 +166,19 @@ def length_histogram(counts: Counter[int], bins_per_octave: int = 2) -> dict[str
     return {"edges": [round(e, 3) for e in edges], "counts": hist, "empty": counts.get(0, 0)}
 
 
-def stage_reports(run_dir: Path) -> list[dict[str, Any]]:
+def stage_reports(run_dir: str | Path) -> list[dict[str, Any]]:
     """For each stage folder in `run_dir` (one with a `_summary.json`), in pipeline order: files, documents (its
     `kept` counter, else `documents`), seconds, removals by reason (`dropped_*`, `skipped_*`, `removed_*`... counters), errors and warnings by reason
     (from `_errors.jsonl`), duplicates by kind and source (from `_duplicates.parquet`) and examples of dropped
     documents per reason (from `_dropped.parquet`)."""
     order = {stage.name: i for i, stage in enumerate(recipe.STAGES)}
     found = []
-    for path in sorted(run_dir.glob(f"*/{runtime.SUMMARY_FILE}")):
-        try:
-            summary = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            continue  # a summary is written atomically; an unparsable one is not ours
+    for folder, summary in stage_summaries(run_dir):
         counts = summary.get("counts", {})
-        errors, warnings, listed = _error_reasons(path.parent / runtime.ERRORS_FILE)
-        duplicates = _side_file(_duplicates, path.parent / DUPLICATES_FILE, errors)
+        errors, warnings, listed = _error_reasons(storage.join(folder, runtime.ERRORS_FILE))
+        duplicates = _side_file(_duplicates, storage.join(folder, DUPLICATES_FILE), errors)
         found.append({
-            "stage": summary.get("stage", path.parent.name), "folder": path.parent.name,
+            "stage": summary.get("stage", storage.name(folder)), "folder": storage.name(folder),
             "files": summary.get("files", 0), "seconds": summary.get("seconds", 0.0),
             "documents": counts.get("kept", counts.get("documents")),
             "drops": {k: v for k, v in sorted(counts.items()) if DROP_COUNTER.match(k) and v},
@@ -183,10 +187,10 @@ def stage_reports(run_dir: Path) -> list[dict[str, Any]]:
             "errors_by_reason": errors, "warnings_by_reason": warnings, "error_lines": listed,
             "thresholds": summary.get("extra", {}).get("rules"),
             "duplicates": duplicates,
-            "duplicate_examples": duplicates and _side_file(duplicate_examples, path.parent / DUPLICATES_FILE,
+            "duplicate_examples": duplicates and _side_file(duplicate_examples, storage.join(folder, DUPLICATES_FILE),
                                                             errors, summary.get("extra", {}).get("inputs") or []),
-            "dropped_sample": _side_file(dropped_sample, path.parent / DROPPED_FILE, errors),
-            "decontamination": _side_file(decontamination, path.parent / DECONTAMINATION_FILE, errors,
+            "dropped_sample": _side_file(dropped_sample, storage.join(folder, DROPPED_FILE), errors),
+            "decontamination": _side_file(decontamination, storage.join(folder, DECONTAMINATION_FILE), errors,
                                           summary.get("extra", {}).get("eval_sets")),
         })
     return sorted(found, key=lambda s: (order.get(s["stage"], len(order)), s["stage"], s["folder"]))
@@ -233,14 +237,14 @@ def rule_costs(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _error_reasons(path: Path, lines: int = ERROR_LINES) -> tuple[dict[str, int], dict[str, int], list[dict]]:
+def _error_reasons(path: str | Path, lines: int = ERROR_LINES) -> tuple[dict[str, int], dict[str, int], list[dict]]:
     """Errors and warnings (lines with `"level": "warning"`: odd input that lost nothing) per reason: the reason's
     text before its first ':', so 'truncated gzip stream: at byte 912' and '...: at byte 77' count together; and
     the first `lines` of them as written (file, offset, stage, reason cut to EXAMPLE_CHARS, level, expected)."""
     reasons: dict[str, Counter[str]] = {"error": Counter(), "warning": Counter()}
     listed: list[dict[str, Any]] = []
-    if path.exists():
-        with path.open(encoding="utf-8") as f:
+    if storage.exists(path):
+        with storage.open_file(path) as raw, io.TextIOWrapper(raw, encoding="utf-8") as f:
             for line in f:
                 try:
                     record = json.loads(line)
@@ -255,14 +259,15 @@ def _error_reasons(path: Path, lines: int = ERROR_LINES) -> tuple[dict[str, int]
     return dict(reasons["error"].most_common()), dict(reasons["warning"].most_common()), listed
 
 
-def duplicate_examples(path: Path, inputs: list[str], examples: int = DUPLICATE_EXAMPLES) -> dict[str, Any] | None:
+def duplicate_examples(path: str | Path, inputs: list[str],
+                       examples: int = DUPLICATE_EXAMPLES) -> dict[str, Any] | None:
     """The first `examples` duplicates of each kind in `_duplicates.parquet`, each with the text of the copy removed
     and of the copy kept (their first EXAMPLE_CHARS characters, found by id in the dedup stage's `inputs`, read an
     `id` column at a time until all are found); None without the file."""
-    if not path.exists():
+    if not storage.exists(path):
         return None
     chosen: dict[str, list[dict[str, Any]]] = {}
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=65536):
+    for batch in _parquet(path).iter_batches(batch_size=65536):
         for row in batch.to_pylist():
             kind = chosen.setdefault(row["kind"], [])
             if len(kind) < examples:
@@ -276,7 +281,7 @@ def duplicate_examples(path: Path, inputs: list[str], examples: int = DUPLICATE_
         if len(texts) == len(wanted):
             break
         try:
-            parquet = pq.ParquetFile(shard)
+            parquet = _parquet(shard)
         except (OSError, pa.ArrowException):
             continue  # an input gone or damaged since: its examples go without text
         for batch in parquet.iter_batches(columns=["id", "url", "text"], batch_size=8192):
@@ -289,23 +294,23 @@ def duplicate_examples(path: Path, inputs: list[str], examples: int = DUPLICATE_
     return chosen
 
 
-def _side_file(read, path: Path, errors: dict[str, int], *args: Any) -> Any:
+def _side_file(read, path: str | Path, errors: dict[str, int], *args: Any) -> Any:
     """`read(path, *args)` for a stage's side file (`_duplicates.parquet`, `_dropped.parquet`...); a damaged one is
     counted among the stage's errors (reason "unreadable NAME") and read as absent, so the rest of the report
     stands."""
     try:
         return read(path, *args)
     except (OSError, pa.ArrowException, ValueError, KeyError):
-        reason = f"unreadable {path.name}"
+        reason = f"unreadable {storage.name(path)}"
         errors[reason] = errors.get(reason, 0) + 1
         return None
 
 
-def _duplicates(path: Path) -> dict[str, Any] | None:
+def _duplicates(path: str | Path) -> dict[str, Any] | None:
     """Removed duplicates by kind and by source, read a row group at a time; None without the file."""
-    if not path.exists():
+    if not storage.exists(path):
         return None
-    parquet = pq.ParquetFile(path)
+    parquet = _parquet(path)
     columns = [c for c in ("kind", "removed_source") if c in parquet.schema_arrow.names]
     by_kind: Counter[str] = Counter()
     by_source: Counter[str] = Counter()
@@ -318,16 +323,16 @@ def _duplicates(path: Path) -> dict[str, Any] | None:
     return {"rows": rows, "by_kind": dict(by_kind.most_common()), "by_source": dict(by_source.most_common())}
 
 
-def dropped_sample(path: Path, examples: int = DROPPED_EXAMPLES) -> dict[str, Any] | None:
+def dropped_sample(path: str | Path, examples: int = DROPPED_EXAMPLES) -> dict[str, Any] | None:
     """A stage's sample of dropped documents (the quality stage's `_dropped.parquet`) per reason, in the file's
     order: how many documents of the reason the sample holds and its first `examples` (id, source, url, origin
     file, offset and id, the value of the measure that failed, the text's first `EXAMPLE_CHARS` characters). Read
     a batch at a time, the text cut in Arrow; None without the file."""
-    if not path.exists():
+    if not storage.exists(path):
         return None
     columns = ["id", "source", "url", "origin_file", "origin_offset", "origin_id", "reason", "value"]
     by_reason: dict[str, dict[str, Any]] = {}
-    for batch in pq.ParquetFile(path).iter_batches(columns=[*columns, "text"], batch_size=256):
+    for batch in _parquet(path).iter_batches(columns=[*columns, "text"], batch_size=256):
         texts = pc.utf8_slice_codeunits(batch.column("text"), 0, EXAMPLE_CHARS).to_pylist()
         for row, text in zip(batch.select(columns).to_pylist(), texts):
             reason = by_reason.setdefault(row.pop("reason"), {"sampled": 0, "examples": []})
@@ -337,18 +342,19 @@ def dropped_sample(path: Path, examples: int = DROPPED_EXAMPLES) -> dict[str, An
     return by_reason
 
 
-def decontamination(path: Path, eval_sets: dict[str, dict[str, Any]] | None,
+def decontamination(path: str | Path, eval_sets: dict[str, dict[str, Any]] | None,
                     examples: int = CUT_EXAMPLES) -> dict[str, Any] | None:
     """What decontamination cut (`_decontamination.parquet`, read a batch at a time) per evaluation set: the
     set's examples, n and dirty examples (from the stage's summary), the n-gram occurrences cut, the documents they
     were in, by what became of the document, and the first `examples` occurrences; None without the file."""
-    if not path.exists():
+    if not storage.exists(path):
         return None
     sets: dict[str, dict[str, Any]] = {name: {**{k: info.get(k) for k in ("examples", "ngram", "dirty", "clean")},
                                               "occurrences": 0, "documents": set(), "actions": Counter(),
                                               "cut": []} for name, info in (eval_sets or {}).items()}
     columns = ["eval_set", "example_id", "document_id", "source", "ngram", "action"]
-    for batch in pq.ParquetFile(path).iter_batches(columns=columns, batch_size=65536):
+    parquet = _parquet(path)
+    for batch in parquet.iter_batches(columns=columns, batch_size=65536):
         for row in batch.to_pylist():
             entry = sets.setdefault(row["eval_set"], {"examples": None, "ngram": None, "dirty": None,
                                                       "clean": None, "occurrences": 0, "documents": set(),
@@ -361,4 +367,4 @@ def decontamination(path: Path, eval_sets: dict[str, dict[str, Any]] | None,
     for entry in sets.values():  # the documents of a set are bounded by the n-grams cut, not by the corpus
         entry["documents"] = len(entry["documents"])
         entry["actions"] = dict(entry["actions"].most_common())
-    return {"rows": pq.ParquetFile(path).metadata.num_rows, "eval_sets": sets}
+    return {"rows": parquet.metadata.num_rows, "eval_sets": sets}

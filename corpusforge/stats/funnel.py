@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from corpusforge import runtime
+from corpusforge import runtime, storage
 
 # ------------------------------------------------------------------------------------------------------ the funnel
 # WARC records that are the crawl's bookkeeping, not pages: shown apart from what was dropped for a reason.
@@ -118,19 +118,26 @@ def _later_step(stage: str, source: str, summary: dict[str, Any], sets: list[dic
                  tokens=sum(s["tokens"] for s in mixed))
 
 
-def corpus_funnel(run_dir: Path, sets: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+def stage_summaries(run_dir: str | Path) -> list[tuple[Any, dict[str, Any]]]:
+    """(folder, its `_summary.json`) of every stage folder in `run_dir`, local or on a store, in name order."""
+    found = []
+    for path in sorted(storage.listing(run_dir, f"*/{runtime.SUMMARY_FILE}"), key=lambda p: str(p).split("/")):
+        try:
+            found.append((storage.parent(path), json.loads(storage.read_text(path))))
+        except json.JSONDecodeError:
+            continue  # a summary is written atomically; an unparsable one is not ours
+    return found
+
+
+def corpus_funnel(run_dir: str | Path, sets: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Per source, its documents and bytes at every stage of the run in `run_dir`, from the stages'
     `_summary.json` files: records read, HTML responses, extracted, language kept (the source stage), quality
     kept, after dedup, after decontamination and tokens in the mix (`sets`: the corpus's sets). Bytes are the
     input files' for the first step, the HTML bodies', then the UTF-8 text of the documents. Each step says how it
     got there from the step before (see `_step`); a stage that did not see a source adds no step."""
     summaries: dict[str, list[dict[str, Any]]] = {}
-    for path in sorted(run_dir.glob(f"*/{runtime.SUMMARY_FILE}")):
-        try:
-            summary = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            continue
-        summaries.setdefault(summary.get("stage", path.parent.name), []).append(summary)
+    for folder, summary in stage_summaries(run_dir):
+        summaries.setdefault(summary.get("stage", storage.name(folder)), []).append(summary)
     funnel: dict[str, list[dict[str, Any]]] = {}
     not_sources = {*LATER_STEPS, "tokenizer", "stats"}
     for stage, found in summaries.items():

@@ -15,7 +15,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from corpusforge import runtime
+from corpusforge import runtime, storage
 from corpusforge.sources.webtext2.fetch import FetchConfig
 from corpusforge.sources.webtext2.reddit import RedditConfig
 from corpusforge.sources.webtext2.urls import LinkRules
@@ -39,7 +39,8 @@ def extract_config(extract: dict[str, Any], inputs: list[str], output: str):
 class WebText2Config:
     """`[webtext2]`: where the links come from (`pushshift` dumps or a `[webtext2.reddit]` table), the link
     rules, the fetcher and the extraction settings. Outputs: `<output>/links/` (link table), `<output>/warc/`
-    (WARCs and fetch logs) and the document shards in `<output>`. `sample_site`: serve this site folder
+    (WARCs and fetch logs) and the document shards in `<output>`, a local folder or an object store's
+    (`s3://bucket/webtext2`). `sample_site`: serve this site folder
     (corpusforge.formats.site; the sample part "reddit" writes one) on loopback during the fetch and resolve each
     of its hosts to it."""
 
@@ -57,8 +58,8 @@ class WebText2Config:
                              "[webtext2.reddit] table")
         extract_config(self.extract, ["<fetched WARCs>"], self.output)
 
-    def links_dir(self) -> Path:
-        return Path(self.output) / "links"
+    def links_dir(self) -> Any:
+        return storage.join(self.output, "links")
 
 
 def collect_links(config: WebText2Config, ctx: runtime.RunContext,
@@ -80,8 +81,7 @@ def _fetch_and_extract(links_dir: str | Path, output: str | Path, fetch_config: 
     from corpusforge.sources import commoncrawl
     from corpusforge.sources.webtext2 import fetch
 
-    output = Path(output)
-    cc_config = extract_config(extract or {}, [str(output / "warc" / "*.warc.gz")], str(output))
+    cc_config = extract_config(extract or {}, [str(storage.join(output, "warc", "*.warc.gz"))], str(output))
     with ctx.dask():
         fetched = fetch.run(links_dir, output, fetch_config, ctx)
         summary, reports = commoncrawl.extract_all(cc_config, ctx, source=SOURCE,

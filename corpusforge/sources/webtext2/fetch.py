@@ -22,7 +22,8 @@ first request. After an interruption the next run reads the logs and journal, cu
 journaled offset and goes on:
 a URL with an outcome is not requested again, and a URL that was started without an outcome (in flight when the
 run was killed) is logged as `interrupted` rather than requested again, so no run asks for a page twice;
-`retry_failed` fetches the interrupted ones (a transient outcome).
+`retry_failed` fetches the interrupted ones (a transient outcome). On an object store the finished segments are
+objects uploaded whole, and the open one lives on the worker's disk until then (warcs.staging_dir).
 
 Retrying failures (`retry_failed`): every outcome is logged with the number of its round. Round 0 is the first pass
 over the links; each run with `retry_failed` opens the next round, in which every URL whose latest outcome is
@@ -46,7 +47,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import aiohttp
 from protego import Protego
 
-from corpusforge import decompress, runtime, tasks
+from corpusforge import decompress, runtime, storage, tasks
 from corpusforge.options import option
 from corpusforge.sources.webtext2.guard import AddressGuard, Refused, Unresolvable, parse_target
 from corpusforge.sources.webtext2.urls import normalize_url
@@ -418,10 +419,11 @@ def fetch_links(item: str, out_dir: str, config: FetchConfig) -> runtime.FileRep
     import pyarrow.parquet as pq
 
     t0 = time.perf_counter()
-    links = pq.read_table(item, columns=LINK_COLUMNS).to_pylist()
+    path, fs = storage.arrow_path(item)
+    links = pq.read_table(path, filesystem=fs, columns=LINK_COLUMNS).to_pylist()
     for link in links:  # a password in a link is never sent, recorded or logged
         link["url"] = without_userinfo(link["url"])
-    log = FetchLog(out_dir, runtime.output_name(str(Path(item).with_suffix("")), ""), config)
+    log = FetchLog(out_dir, runtime.output_name(item.removesuffix(".parquet"), ""), config)
     log.order = {link["url"]: i for i, link in enumerate(links)}
     todo, log.round = plan(links, log.open(), config.retry_failed)
     try:
@@ -436,7 +438,7 @@ def fetch_links(item: str, out_dir: str, config: FetchConfig) -> runtime.FileRep
 
 def extra_columns(warc: str) -> dict[str, dict[str, Any]]:
     """WARC-Target-URI -> the document columns WebText2 adds (score, subreddit), from the segment's fetch log."""
-    log = Path(warc).with_name(Path(warc).name.removesuffix(".warc.gz") + ".fetch.jsonl")
+    log = str(warc).removesuffix(".warc.gz") + ".fetch.jsonl"
     out = {}
     for entry in read_log(log):
         if entry.get("outcome") in ("fetched", "truncated") and entry.get("final_url"):
@@ -449,5 +451,5 @@ def run(links_dir: str | Path, output: str | Path, config: FetchConfig,
     """Fetch every link file of `links_dir` into `output/warc/` on Dask (one task per link file)."""
     from corpusforge.sources.webtext2.links import list_link_files
 
-    return tasks.map_files(fetch_links, list_link_files(links_dir), Path(output) / "warc", config,
+    return tasks.map_files(fetch_links, list_link_files(links_dir), storage.join(output, "warc"), config,
                              stage="webtext2 fetch", ctx=ctx, kept_key="fetched")[0]

@@ -7,7 +7,7 @@ import collections
 import time
 from pathlib import Path
 
-from corpusforge import runtime, tasks
+from corpusforge import runtime, storage, tasks
 from corpusforge.inputs import resolve
 from corpusforge.formats.pushshift import read_submissions
 from corpusforge.sources.webtext2 import links
@@ -16,7 +16,7 @@ from corpusforge.sources.webtext2.urls import LinkFields, LinkFilter, LinkRules
 
 def scan_dump(item: str, out_dir: str, rules: LinkRules) -> runtime.FileReport:
     """Per-file Dask task: the candidate links of one dump, written as a unit under `out_dir` (resumed if done)."""
-    unit_dir = Path(out_dir) / runtime.output_name(item, "")
+    unit_dir = storage.join(out_dir, runtime.output_name(item, ""))
     done = links.load_unit(unit_dir, item)
     if done is not None:
         return done[0]

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from corpusforge import runtime
+from corpusforge import runtime, storage
 from corpusforge.errors import UserError
 from corpusforge.options import option
 from corpusforge.sources.webtext2 import links
@@ -105,7 +105,7 @@ class Collector:
         self.config = config
         self.filter = LinkFilter(rules)
         self.rules = rules
-        self.unit_root = Path(unit_root)
+        self.unit_root = unit_root
         self.console = console
         self._reddit = None
 
@@ -142,7 +142,7 @@ class Collector:
         after, seen, page = None, 0, 0
         key = runtime.output_name(origin, "")
         while self.config.limit is None or seen < self.config.limit:
-            unit_dir = self.unit_root / f"{key}-p{page:05d}"
+            unit_dir = storage.join(self.unit_root, f"{key}-p{page:05d}")
             item = f"{origin}#page={page}"
             done = links.load_unit(unit_dir, item)
             if done is None:
@@ -180,7 +180,7 @@ class Collector:
                 break
             after = next_after
 
-    def _save_page(self, unit_dir: Path, item: str, listing: Any, origin: str, page: int) -> runtime.FileReport:
+    def _save_page(self, unit_dir: str | Path, item: str, listing: Any, origin: str, page: int) -> runtime.FileReport:
         report = runtime.FileReport(input=item, output=str(unit_dir))
         with links.UnitWriter(unit_dir, self.rules.buckets) as writer:
             for submission in listing.children:

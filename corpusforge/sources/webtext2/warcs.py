@@ -1,16 +1,23 @@
 """The fetch's output: each link's HTTP exchanges as WARC request and response records (laid out as warcio writes
-them) and `FetchLog`, the resumable WARC segments and outcome logs of one fetch task (see fetch's module doc)."""
+them) and `FetchLog`, the resumable WARC segments and outcome logs of one fetch task (see fetch's module doc).
+
+The finished segments may go to an object store (`s3://...`): the open segment and its journal are then kept in a
+local staging folder of the worker (named after the output, so a re-run of the task on that machine resumes
+them), and a segment is uploaded whole, its log first, only when it is finished."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
 import json
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from corpusforge import runtime
+from corpusforge import runtime, storage
 from corpusforge.formats import warc_write
 
 if TYPE_CHECKING:
@@ -82,7 +89,8 @@ class FetchLog:
     """The WARC segments and outcome logs of one fetch task, appended link by link, resumable (module doc)."""
 
     def __init__(self, warc_dir: str | Path, name: str, config: FetchConfig):
-        self.dir = Path(warc_dir)
+        self.dir = warc_dir if storage.is_url(warc_dir) else Path(warc_dir)
+        self.work = staging_dir(warc_dir)  # where the open segment is written
         self.name = name
         self.config = config
         self.index = 0
@@ -90,26 +98,26 @@ class FetchLog:
         self.order: dict[str, int] = {}  # each URL's place in the link file: the order of a finished segment
         self._warc = self._journal = None
 
-    def segment(self, index: int) -> tuple[Path, Path]:
+    def segment(self, index: int) -> tuple[Any, Any]:
+        """The final (WARC, log) of segment `index`: paths, or URLs on a store."""
         stem = f"{self.name}-{index:05d}"
-        return self.dir / f"{stem}.warc.gz", self.dir / f"{stem}.fetch.jsonl"
+        return storage.join(self.dir, f"{stem}.warc.gz"), storage.join(self.dir, f"{stem}.fetch.jsonl")
 
     def _parts(self, index: int) -> tuple[Path, Path]:
-        warc, log = self.segment(index)
-        return warc.with_name(f".{warc.name}.tmp"), log.with_name(f".{log.name}.tmp")
+        warc, log = (storage.name(p) for p in self.segment(index))
+        return self.work / f".{warc}.tmp", self.work / f".{log}.tmp"
 
     def _sorted(self, index: int) -> Path:
         """Where a finishing segment's WARC is written in link order before it takes its final name."""
-        warc = self.segment(index)[0]
-        return warc.with_name(f".{warc.name}.sorted")
+        return self.work / f".{storage.name(self.segment(index)[0])}.sorted"
 
     def _date(self) -> str:
         return self.config.capture_time or warc_write.warc_date()
 
-    def finished(self) -> list[tuple[Path, Path]]:
+    def finished(self) -> list[tuple[Any, Any]]:
         """(WARC, log) of every finished segment, in order."""
         out, index = [], 0
-        while (seg := self.segment(index))[0].exists():
+        while storage.exists((seg := self.segment(index))[0]):
             out.append(seg)
             index += 1
         return out
@@ -124,12 +132,13 @@ class FetchLog:
     def open(self) -> list[dict[str, Any]]:
         """Open for appending after whatever an earlier run left; returns the outcomes logged so far, oldest
         first."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        storage.makedirs(self.dir)
+        self.work.mkdir(parents=True, exist_ok=True)
         self.index = len(self.finished())
         warc_final, log_final = self.segment(self.index)
         warc_part, log_part = self._parts(self.index)
-        if log_final.exists() and self._sorted(self.index).exists():  # stopped while giving a segment its name
-            os.replace(self._sorted(self.index), warc_final)
+        if self._sorted(self.index).exists() and storage.exists(log_final):  # stopped while giving it its name
+            storage.move(self._sorted(self.index), warc_final)
             warc_part.unlink(missing_ok=True)
             log_part.unlink(missing_ok=True)
             self.index += 1
@@ -156,7 +165,7 @@ class FetchLog:
     def _start(self) -> None:
         """Begin segment `index` with a warcinfo record describing the crawl."""
         warc_part, log_part = self._parts(self.index)
-        name = self.segment(self.index)[0].name
+        name = storage.name(self.segment(self.index)[0])
         info = {"software": "corpusforge webtext2 fetcher", "isPartOf": "webtext2", "robots": "obey",
                 "http-header-user-agent": self.config.user_agent, "format": "WARC File Format 1.0"}
         self._warc = open(warc_part, "wb")
@@ -180,7 +189,7 @@ class FetchLog:
 
     def append(self, exchanges: list[Exchange], outcome: dict[str, Any]) -> None:
         """Write a link's records, then its outcome line (which makes them count); rotate a full segment."""
-        capture = (self.segment(self.index)[0].name, self.round, outcome["url"])
+        capture = (storage.name(self.segment(self.index)[0]), self.round, outcome["url"])
         data = warc_records(exchanges, self._date(), " ".join(map(str, capture))) if exchanges else b""
         start = self._warc.tell()
         self._warc.write(data)
@@ -227,7 +236,7 @@ class FetchLog:
         runtime.write_text_atomic(log_final, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in lines))
         warc_part.unlink()
         log_part.unlink()
-        os.replace(self._sorted(self.index), warc_final)
+        storage.move(self._sorted(self.index), warc_final)
 
     def close(self) -> None:
         """Finish the open segment if it holds any link, else remove it."""
@@ -249,9 +258,9 @@ class FetchLog:
         later one."""
         report = runtime.FileReport(input=item, output=str(self.dir), resumed=resumed)
         report.count("links", links)
-        latest: dict[str, tuple[Path, dict[str, Any]]] = {}
+        latest: dict[str, tuple[Any, dict[str, Any]]] = {}
         for warc, log in self.finished():
-            report.bytes_in += warc.stat().st_size
+            report.bytes_in += storage.size(warc)
             for entry in read_log(log):
                 if "url" in entry:
                     report.count("requests", entry.get("requests", 0))
@@ -279,10 +288,21 @@ def _copy(source, out, size: int) -> None:
         size -= len(chunk)
 
 
-def read_log(path: Path) -> Iterator[dict[str, Any]]:
-    """The complete lines of a log or journal (a line cut by an interruption ends it)."""
+def staging_dir(warc_dir: str | os.PathLike) -> Path:
+    """Where a fetch task writes its open segment: the WARC folder itself on a local disk; for a store, a local
+    folder named after the store's folder, the same on every run on this machine (so it resumes there)."""
+    if not storage.is_url(warc_dir):
+        return Path(warc_dir)
+    key = hashlib.sha1(str(warc_dir).rstrip("/").encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / "corpusforge-fetch" / key
+
+
+def read_log(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """The complete lines of a log or journal, local or on a store (a line cut by an interruption ends it)."""
+    if storage.is_url(path) and not storage.exists(path):
+        return
     try:
-        with open(path, encoding="utf-8") as fh:
+        with storage.open_file(path) as raw, io.TextIOWrapper(raw, encoding="utf-8") as fh:
             for line in fh:
                 if not line.endswith("\n"):
                     return
