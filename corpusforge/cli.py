@@ -3,38 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import signal
 import sys
 from typing import Any
 
 from corpusforge import options
+from corpusforge.options import Command
 from corpusforge.recipe import STAGES
-
-
-@dataclasses.dataclass
-class Command:
-    """A command: its words after `corpusforge`, its help line, the config its options are generated from
-    ("module:Class": a flag, or an argument, for each field) and the library call given that config
-    ("module:function"). Without a config and call it is a group of commands.
-
-    `ctx`: RunContext fields offered as options (the call then also gets the context); `tables`: options of tables
-    of the config, as (config class, add_options keywords: prefix, only, flags, set_option); `fixed`: config values
-    the command sets itself; `extra`: a class of more options whose `settings()` are config values; `inputs`: a
-    stage command's INPUT help (`nargs` of them), with --output; `description`: its --help's first line."""
-
-    name: str
-    help: str
-    config: str = ""
-    call: str = ""
-    ctx: tuple[str, ...] = ()
-    tables: tuple[tuple[str, dict[str, Any]], ...] = ()
-    fixed: dict[str, Any] = dataclasses.field(default_factory=dict)
-    extra: str = ""
-    inputs: str = ""
-    nargs: str = "+"
-    description: str | None = None
 
 
 CLUSTER = ("workers", "scheduler", "fail_on_error", "force")  # the RunContext options of a command that runs stages
@@ -55,10 +31,6 @@ def _trainer(method: str, config: str, fields: tuple[str, ...], help: str) -> Co
                        prefix="settings.", only=fields + ("max_steps", "device", "compile"), set_option=True)),))
 
 
-def _heuristics(fields: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
-    return "corpusforge.quality.heuristics:HeuristicsConfig", dict(prefix="heuristics.", only=fields)
-
-
 COMMANDS: list[Command] = [
     Command("run", "run a recipe (pipelines/*.toml): every stage it configures, in order",
             "corpusforge.pipeline:RunCommand", "corpusforge.pipeline:run_command", ctx=CLUSTER + ("scheduler_file",)),
@@ -72,7 +44,8 @@ COMMANDS: list[Command] = [
     _trainer("sft", "SFTConfig", ("base", "data", "epochs", "ptx_fraction", "corpus"),
              "fine-tune a pretrained run on conversations (SFT); under torchrun, data-parallel"),
     _trainer("reward", "RewardConfig", ("base", "feedback", "demos", "epochs"),
-             "train a reward model on human feedback (rankings, thumbs) from an SFT run; under torchrun, data-parallel"),
+             "train a reward model on human feedback (rankings, thumbs) from an SFT run; under torchrun, "
+             "data-parallel"),
     _trainer("ppo", "PPOConfig", ("policy", "reward", "prompts", "corpus", "ptx_coef", "kl_coef", "target_kl"),
              "RLHF: PPO (PPO-ptx with --corpus) from an SFT run against a reward model; under torchrun, data-parallel"),
     _trainer("dpo", "DPOConfig", ("policy", "feedback", "beta", "epochs"),
@@ -118,7 +91,8 @@ COMMANDS: list[Command] = [
           "one set (see docs/import.md)", "files, folders, globs, or a save_to_disk folder"),
     stage("quality", "document shards -> the documents that pass Gopher/C4 rules and GPT-3's quality classifier (see "
           "docs/quality.md)", _SHARDS, tables=(
-              _heuristics(("sources", "disable", "enable", "thresholds")),
+              ("corpusforge.quality.heuristics:HeuristicsConfig", dict(prefix="heuristics.", only=(
+                  "sources", "disable", "enable", "thresholds"))),
               ("corpusforge.quality.classifier:ClassifierConfig", dict(prefix="classifier.", only=(
                   "sources", "positives", "negatives", "model", "keep", "alpha", "train_documents"))))),
     stage("decontaminate", "document shards -> the same without the n-grams of evaluation sets (GPT-3's rules, see "
@@ -152,9 +126,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     command `argv` names (importing a stage to read its config costs seconds: numba, trafilatura...), and a
     command's other form (`wikipedia download`) in place of the command when `argv` names that form."""
     words = None if argv is None else [a for a in argv if not a.startswith("-")]
+    named = {c.name for c in COMMANDS if words is None or words[:len(c.name.split())] == c.name.split()}
     groups = {c.name for c in COMMANDS if not c.config} | {""}
-    forms = {c.name for c in COMMANDS if c.name.rpartition(" ")[0] not in groups}  # e.g. `wikipedia download`
-    chosen = {n for n in forms if words is not None and words[:len(n.split())] == n.split()}
+    # Another form of a command (`wikipedia download` of `wikipedia`) replaces it when `argv` names that form.
+    forms = {c.name for c in COMMANDS if c.name.rpartition(" ")[0] not in groups}
+    chosen = forms & named if words is not None else set()
     skip = (forms - chosen) | {n.rpartition(" ")[0] for n in chosen}
     parser = _Parser(prog="corpusforge", description=__doc__)
     parser.add_argument("--version", action="version", version=f"corpusforge {_version()}")
@@ -162,62 +138,31 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     for cmd in (c for c in COMMANDS if c.name not in skip):
         form = cmd.name in chosen
         head, _, last = (cmd.name.rpartition(" ")[0] if form else cmd.name).rpartition(" ")
-        p = subparsers[head].add_parser(last, help=cmd.help, description=cmd.description or (cmd.help if form else None),
-                                        **({"prog": f"corpusforge {cmd.name}"} if form else {}))
+        kw = {"prog": f"corpusforge {cmd.name}", "description": cmd.help} if form else {}
+        p = subparsers[head].add_parser(last, help=cmd.help, **{"description": cmd.description, **kw})
         if not cmd.config:
             subparsers[cmd.name] = p.add_subparsers(dest=f"{last}_command", required=True)
             continue
         p.set_defaults(entry=cmd)
         if form:
             p.add_argument("form", choices=[cmd.name.split()[-1]], metavar=cmd.name.split()[-1])
-        if cmd.inputs:
-            p.add_argument(options.dest("inputs"), metavar="inputs", nargs=cmd.nargs, help=cmd.inputs)
-            p.add_argument("--output", "-o", dest=options.dest("output"), metavar="OUTPUT", required=True)
-        if words is None or words[:len(cmd.name.split())] == cmd.name.split():
-            config = options.resolve(cmd.config)
-            options.add_options(p, config, skip=("inputs", "output", *cmd.fixed) if cmd.inputs else tuple(cmd.fixed),
-                                set_option=not any(kw.get("set_option") for _, kw in cmd.tables))
-            for spec, kw in cmd.tables:
-                options.add_options(p, options.resolve(spec), **{"set_option": False, **kw})
-            if cmd.extra:
-                options.add_options(p, options.resolve(cmd.extra), prefix="extra.", set_option=False)
-            from corpusforge.runtime import RunContext
-
-            options.add_options(p, RunContext, only=cmd.ctx, prefix="ctx.", set_option=False)
+        if cmd.name in named:
+            options.add_command(p, cmd)
     return parser
 
 
-def _call(args: argparse.Namespace) -> tuple[Any, bool]:
-    """Run the command `args` names: its config (and run context) from the options, given to its library call.
-    Returns what the call returned, and whether a damaged input fails the command."""
-    from corpusforge import recipe
-    from corpusforge.runtime import RunContext
-
-    cmd: Command = args.entry
-    ctx = recipe.from_dict(RunContext, options.take(args, "ctx."), cmd.name) if cmd.ctx else None
-    fixed = dict(cmd.fixed)
-    if cmd.extra:
-        fixed.update(recipe.from_dict(options.resolve(cmd.extra), options.take(args, "extra."), cmd.name).settings())
-    outcome = options.resolve(cmd.call)(options.from_args(options.resolve(cmd.config), args, **fixed),
-                                        *([ctx] if ctx else []))
-    return outcome, bool(ctx and ctx.fail_on_error)
-
-
-_KEPT = ("documents", "kept", "candidates", "fetched", "links", "shards", "tokens")
-
-
-def _exit_code(outcome: Any, fail_on_error: bool) -> int:
+def _exit_code(outcome: Any, ctx: Any) -> int:
     """A command's outcome as its exit code. Stage summaries (one, or a list): 1 when a stage had inputs and every
-    one of them failed (nothing kept, an error per input), or with `fail_on_error` when any input was damaged;
-    else 0. False: 1; True or None: 0."""
+    one of them failed, or with the context's `fail_on_error` when any input was damaged; else 0. False: 1; True or
+    None: 0."""
     if isinstance(outcome, bool) or outcome is None:
         return 1 if outcome is False else 0
     done = [s for s in (outcome if isinstance(outcome, list) else [outcome]) if s is not None]
     for s in done:
-        if s.files and s.errors >= s.files and not any(s.counts.get(k) for k in _KEPT):
+        if s.every_input_failed():
             print(f"error: {s.stage}: every input failed (see its _errors.jsonl)", file=sys.stderr)
             return 1
-    return 1 if (fail_on_error and sum(s.errors for s in done)) else 0
+    return 1 if (ctx and ctx.fail_on_error and sum(s.errors for s in done)) else 0
 
 
 def _version() -> str:
@@ -237,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         args = build_parser(argv).parse_args(argv)  # a command's options may import its (optional) libraries
-        return _exit_code(*_call(args))
+        return _exit_code(*options.call(args.entry, args))
     except BaseException as err:
         if _interrupted:  # Ctrl-C or SIGTERM, whatever a library raised while closing: outputs are resumable
             print("interrupted; run the same command again to resume", file=sys.stderr, flush=True)

@@ -5,6 +5,8 @@ A field says how it appears with `metadata=option("help text", flag="--timeout")
 `--field-name`; with `positional=True` it is an argument without a flag; a field without a default is required.
 A command adds a config's options with `add_options(parser, Config)` and builds the config with
 `from_args(Config, args, inputs=..., output=...)`, which validates it like a recipe table (errors name the key).
+A `Command` names a config and the library call that takes it; `add_command` gives a parser its options and `call`
+runs it on what was parsed.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ def setting(default: Any, help: str, **option_keywords: Any) -> Any:
     """A config field: its default (a list or dict default is copied for each instance) and its command-line help
     (and flag..., as `option`)."""
     if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=option(help, **option_keywords))
+        return dataclasses.field(default_factory=lambda: type(default)(default),
+                                 metadata=option(help, **option_keywords))
     return dataclasses.field(default=default, metadata=option(help, **option_keywords))
 
 
@@ -89,7 +92,8 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, 
             kwargs.pop("nargs", None)
         required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
         help_text = field.metadata.get("help", "")
-        kwargs["help"] = help_text if required or "default" in help_text else f"{help_text} (default: {_shown(field, kwargs)})".lstrip()
+        shown = "" if required or "default" in help_text else f" (default: {_shown(field, kwargs)})"
+        kwargs["help"] = (help_text + shown).lstrip()
         dest = _DEST + prefix + field.name
         if field.metadata.get("positional"):
             nargs = ("+" if required else "*") if typing.get_origin(hints[field.name]) is list else None
@@ -111,7 +115,9 @@ def _shown(field: dataclasses.Field, kwargs: dict[str, Any]) -> Any:
     default = _default(field)
     if kwargs.get("action") == "store_true":
         return "on" if default else "off"
-    return "none" if default in (None, [], {}) else " ".join(map(str, default)) if isinstance(default, list) else default
+    if default in (None, [], {}):
+        return "none"
+    return " ".join(map(str, default)) if isinstance(default, list) else default
 
 
 class DefaultsHelpFormatter(argparse.HelpFormatter):
@@ -257,3 +263,58 @@ def _argument(hint: Any) -> dict[str, Any] | None:
     if hint in (int, float, str):
         return {"type": hint}
     return None
+
+
+@dataclasses.dataclass
+class Command:
+    """A command: its words after `corpusforge`, its help line, the config its options are generated from
+    ("module:Class") and the library call given that config ("module:function"); without them, a group of commands.
+
+    `ctx`: RunContext fields offered as options (the call then also gets the context); `tables`: options of tables
+    of the config, as (config class, add_options keywords); `fixed`: config values the command sets itself; `extra`:
+    a class of more options whose `settings()` are config values; `inputs`: a stage command's INPUT help (`nargs`
+    of them), with --output; `description`: the first line of its --help."""
+
+    name: str
+    help: str
+    config: str = ""
+    call: str = ""
+    ctx: tuple[str, ...] = ()
+    tables: tuple[tuple[str, dict[str, Any]], ...] = ()
+    fixed: dict[str, Any] = dataclasses.field(default_factory=dict)
+    extra: str = ""
+    inputs: str = ""
+    nargs: str = "+"
+    description: str | None = None
+
+
+def add_command(parser: argparse.ArgumentParser, command: Command) -> None:
+    """The options of `command`: a stage's INPUT... and --output, its config's (with --set, unless one of its tables
+    takes it), its tables', its extra class's and its RunContext's."""
+    from corpusforge.runtime import RunContext
+
+    if command.inputs:
+        parser.add_argument(dest("inputs"), metavar="inputs", nargs=command.nargs, help=command.inputs)
+        parser.add_argument("--output", "-o", dest=dest("output"), metavar="OUTPUT", required=True)
+    skip = ("inputs", "output") if command.inputs else ()
+    add_options(parser, resolve(command.config), skip=skip + tuple(command.fixed),
+                set_option=not any(kw.get("set_option") for _, kw in command.tables))
+    for spec, kw in command.tables:
+        add_options(parser, resolve(spec), **{"set_option": False, **kw})
+    if command.extra:
+        add_options(parser, resolve(command.extra), prefix="extra.", set_option=False)
+    add_options(parser, RunContext, only=command.ctx, prefix="ctx.", set_option=False)
+
+
+def call(command: Command, args: argparse.Namespace) -> tuple[Any, Any]:
+    """Run `command` on its parsed `args`: its config (and run context) from them, given to its library call.
+    Returns what the call returned, and the run context (None for a command without one)."""
+    from corpusforge import recipe
+    from corpusforge.runtime import RunContext
+
+    ctx = recipe.from_dict(RunContext, take(args, "ctx."), command.name) if command.ctx else None
+    fixed = dict(command.fixed)
+    if command.extra:
+        fixed.update(recipe.from_dict(resolve(command.extra), take(args, "extra."), command.name).settings())
+    config = from_args(resolve(command.config), args, **fixed)
+    return resolve(command.call)(config, *([ctx] if ctx else [])), ctx

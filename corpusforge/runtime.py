@@ -235,6 +235,9 @@ class FileReport:
                               "level": "warning", **extra})
 
 
+_KEPT = ("documents", "kept", "candidates", "fetched", "links", "shards", "tokens")  # what stages count as kept
+
+
 @dataclasses.dataclass
 class StageSummary:
     """The aggregate of a stage's FileReports, written as `_summary.json` and printed as a table."""
@@ -259,6 +262,10 @@ class StageSummary:
         self.errors += len(report.errors)
         self.warnings += len(report.warnings)
         self.bytes_in += report.bytes_in
+
+    def every_input_failed(self) -> bool:
+        """It had inputs and every one of them failed: nothing kept, an error for each."""
+        return bool(self.files and self.errors >= self.files and not any(self.counts.get(k) for k in _KEPT))
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
