@@ -291,8 +291,6 @@ class Command:
 def add_command(parser: argparse.ArgumentParser, command: Command) -> None:
     """The options of `command`: a stage's INPUT... and --output, its config's (with --set, unless one of its tables
     takes it), its tables', its extra class's and its RunContext's."""
-    from corpusforge.runtime import RunContext
-
     if command.inputs:
         parser.add_argument(dest("inputs"), metavar="inputs", nargs=command.nargs, help=command.inputs)
         parser.add_argument("--output", "-o", dest=dest("output"), metavar="OUTPUT", required=True)
@@ -303,16 +301,19 @@ def add_command(parser: argparse.ArgumentParser, command: Command) -> None:
         add_options(parser, resolve(spec), **{"set_option": False, **kw})
     if command.extra:
         add_options(parser, resolve(command.extra), prefix="extra.", set_option=False)
-    add_options(parser, RunContext, only=command.ctx, prefix="ctx.", set_option=False)
+    if command.ctx:
+        add_options(parser, resolve("corpusforge.runtime:RunContext"), only=command.ctx, prefix="ctx.",
+                    set_option=False)
 
 
 def call(command: Command, args: argparse.Namespace) -> tuple[Any, Any]:
     """Run `command` on its parsed `args`: its config (and run context) from them, given to its library call.
     Returns what the call returned, and the run context (None for a command without one)."""
     from corpusforge import recipe
-    from corpusforge.runtime import RunContext
 
-    ctx = recipe.from_dict(RunContext, take(args, "ctx."), command.name) if command.ctx else None
+    ctx = None
+    if command.ctx:
+        ctx = recipe.from_dict(resolve("corpusforge.runtime:RunContext"), take(args, "ctx."), command.name)
     fixed = dict(command.fixed)
     if command.extra:
         fixed.update(recipe.from_dict(resolve(command.extra), take(args, "extra."), command.name).settings())
