@@ -2,8 +2,11 @@
 come from the dataclass, so no default is written twice), and `--set KEY=VALUE` for every setting, flagged or not.
 
 A field says how it appears with `metadata=option("help text", flag="--timeout")`; without a `flag` it is
-`--field-name`. A command adds a config's options with `add_options(parser, Config)` and builds the config with
+`--field-name`; with `positional=True` it is an argument without a flag; a field without a default is required.
+A command adds a config's options with `add_options(parser, Config)` and builds the config with
 `from_args(Config, args, inputs=..., output=...)`, which validates it like a recipe table (errors name the key).
+A `Command` names a config and the library call that takes it; `add_command` gives a parser its options and `call`
+runs it on what was parsed.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import typing
 from typing import Any
 
 _DEST = "config."  # argparse destination prefix of generated options: never clashes with a command's own
+_SET = "--set"  # the destination of a config's --set items, after its table's prefix
 
 
 def resolve(spec: str) -> type:
@@ -27,17 +31,44 @@ def resolve(spec: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def option(help: str, *, flag: str | None = None) -> dict[str, str]:
-    """Field metadata for the command line: its help text, and its flag when not `--field-name`."""
-    return {"help": help, **({"flag": flag} if flag else {})}
+def option(help: str, *, flag: str | None = None, positional: bool = False, **argparse_keywords: Any) -> dict:
+    """Field metadata for the command line: its help text; its flag when not `--field-name` (spellings separated by
+    a space: "--output -o"), or `positional`; and argparse keywords where the type's own do not fit (`metavar`,
+    `action="append"` for one value a flag, `type`, `nargs`)."""
+    return {"help": help, **({"flag": flag} if flag else {}), **({"positional": True} if positional else {}),
+            **({"argparse": argparse_keywords} if argparse_keywords else {})}
 
 
-def setting(default: Any, help: str, *, flag: str | None = None) -> Any:
+def setting(default: Any, help: str, **option_keywords: Any) -> Any:
     """A config field: its default (a list or dict default is copied for each instance) and its command-line help
-    (and flag, as `option`)."""
+    (and flag..., as `option`)."""
     if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=option(help, flag=flag))
-    return dataclasses.field(default=default, metadata=option(help, flag=flag))
+        return dataclasses.field(default_factory=lambda: type(default)(default),
+                                 metadata=option(help, **option_keywords))
+    return dataclasses.field(default=default, metadata=option(help, **option_keywords))
+
+
+def like(cls: type, name: str) -> Any:
+    """A field with the default and command-line metadata of `cls`'s field `name`, for a command's config that
+    offers one of another config's settings (so its default is written once)."""
+    field = cls.__dataclass_fields__[name]
+    return dataclasses.field(default=field.default, default_factory=field.default_factory, metadata=field.metadata)
+
+
+def narrow(config: Any, cls: type) -> Any:
+    """The `cls` (a base class of `config`'s, or one with a subset of its fields) with `config`'s values."""
+    return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ("inputs", "output"),
@@ -56,20 +87,37 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, 
         kwargs = _argument(hints[field.name])
         if kwargs is None:
             continue
-        default = _default(field)
+        kwargs.update(field.metadata.get("argparse", {}))
+        if kwargs.get("action") in ("append", "store_true"):  # one value a flag, or none
+            kwargs.pop("nargs", None)
+        required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
         help_text = field.metadata.get("help", "")
-        shown = "none" if default in (None, []) else " ".join(map(str, default)) if isinstance(default, list) else default
-        kwargs["help"] = help_text if "default" in help_text else f"{help_text} (default: {shown})".lstrip()
-        if "metavar" not in kwargs and "choices" not in kwargs and kwargs.get("action") is not _BOOL:
+        shown = "" if required or "default" in help_text else f" (default: {_shown(field, kwargs)})"
+        kwargs["help"] = (help_text + shown).lstrip()
+        dest = _DEST + prefix + field.name
+        if field.metadata.get("positional"):
+            nargs = ("+" if required else "*") if typing.get_origin(hints[field.name]) is list else None
+            parser.add_argument(dest, **{"metavar": field.name, **kwargs, "nargs": nargs, "action": None})
+            continue
+        if "metavar" not in kwargs and "choices" not in kwargs and kwargs.get("action") not in (_BOOL, "store_true"):
             kwargs["metavar"] = field.name.upper()
         flag = (flags or {}).get(field.name) or field.metadata.get("flag") or "--" + field.name.replace("_", "-")
-        parser.add_argument(flag,
-                            dest=_DEST + prefix + field.name, default=None, **kwargs)
+        parser.add_argument(*flag.split(), dest=dest, default=None, required=required, **kwargs)
     if not set_option:
         return
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE", dest=_DEST + "set",
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", dest=_DEST + prefix + _SET,
                         help=f"any {cls.__name__} setting, a TOML value (repeatable; dotted keys reach tables, "
                              "e.g. --set heuristics.thresholds.gopher_min_words=100)")
+
+
+def _shown(field: dataclasses.Field, kwargs: dict[str, Any]) -> Any:
+    """A field's default as its help shows it: "off" for a flag that is off, "none" for nothing."""
+    default = _default(field)
+    if kwargs.get("action") == "store_true":
+        return "on" if default else "off"
+    if default in (None, [], {}):
+        return "none"
+    return " ".join(map(str, default)) if isinstance(default, list) else default
 
 
 class DefaultsHelpFormatter(argparse.HelpFormatter):
@@ -114,11 +162,14 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
     from corpusforge import recipe
 
     values: dict[str, Any] = {}
-    for item in getattr(args, _DEST + "set", None) or []:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise recipe.RecipeError(f"--set {item!r}: expected KEY=VALUE")
-        _put(values, key.strip(), parse_value(raw))
+    for name, items in vars(args).items():
+        if not (name.startswith(_DEST) and name.endswith(_SET)):
+            continue
+        for item in items or []:
+            key, sep, raw = item.partition("=")
+            if not sep:
+                raise recipe.RecipeError(f"--set {item!r}: expected KEY=VALUE")
+            _put(values, name.removeprefix(_DEST).removesuffix(_SET) + key.strip(), parse_value(raw))
     for key, value in given(args).items():
         _put(values, key, value)
     return values
@@ -143,7 +194,7 @@ def _put(values: dict[str, Any], key: str, value: Any) -> None:
 def given(args: argparse.Namespace) -> dict[str, Any]:
     """{field: value} of the generated flags the user gave (not --set)."""
     return {name.removeprefix(_DEST): value for name, value in vars(args).items()
-            if name.startswith(_DEST) and name != _DEST + "set" and value is not None}
+            if name.startswith(_DEST) and not name.endswith(_SET) and value is not None}
 
 
 def parse_value(raw: str) -> Any:
@@ -168,13 +219,16 @@ class _KeyValue(argparse.Action):
         self.value_type = value_type
 
     def __call__(self, parser, namespace, text, option_string=None):
+        from corpusforge.errors import UserError
+
         key, sep, raw = text.partition("=")
         try:
-            value = self.value_type(raw)
+            value = self.value_type(raw.strip()) if raw.strip() else None
         except ValueError:
-            sep = ""
-        if not sep or not key.strip():
-            parser.error(f"{option_string}: expected KEY=VALUE (a {self.value_type.__name__}), got {text!r}")
+            value = None
+        if not sep or not key.strip() or value is None:  # a UserError, so `main` says it in one line
+            kind = "" if self.value_type is str else f" (the value a {self.value_type.__name__})"
+            raise UserError(f"{option_string} {text!r}: expected {self.metavar}{kind}")
         setattr(namespace, self.dest, {**(getattr(namespace, self.dest) or {}), key.strip(): value})
 
 
@@ -209,3 +263,59 @@ def _argument(hint: Any) -> dict[str, Any] | None:
     if hint in (int, float, str):
         return {"type": hint}
     return None
+
+
+@dataclasses.dataclass
+class Command:
+    """A command: its words after `corpusforge`, its help line, the config its options are generated from
+    ("module:Class") and the library call given that config ("module:function"); without them, a group of commands.
+
+    `ctx`: RunContext fields offered as options (the call then also gets the context); `tables`: options of tables
+    of the config, as (config class, add_options keywords); `fixed`: config values the command sets itself; `extra`:
+    a class of more options whose `settings()` are config values; `inputs`: a stage command's INPUT help (`nargs`
+    of them), with --output; `description`: the first line of its --help."""
+
+    name: str
+    help: str
+    config: str = ""
+    call: str = ""
+    ctx: tuple[str, ...] = ()
+    tables: tuple[tuple[str, dict[str, Any]], ...] = ()
+    fixed: dict[str, Any] = dataclasses.field(default_factory=dict)
+    extra: str = ""
+    inputs: str = ""
+    nargs: str = "+"
+    description: str | None = None
+
+
+def add_command(parser: argparse.ArgumentParser, command: Command) -> None:
+    """The options of `command`: a stage's INPUT... and --output, its config's (with --set, unless one of its tables
+    takes it), its tables', its extra class's and its RunContext's."""
+    if command.inputs:
+        parser.add_argument(dest("inputs"), metavar="inputs", nargs=command.nargs, help=command.inputs)
+        parser.add_argument("--output", "-o", dest=dest("output"), metavar="OUTPUT", required=True)
+    skip = ("inputs", "output") if command.inputs else ()
+    add_options(parser, resolve(command.config), skip=skip + tuple(command.fixed),
+                set_option=not any(kw.get("set_option") for _, kw in command.tables))
+    for spec, kw in command.tables:
+        add_options(parser, resolve(spec), **{"set_option": False, **kw})
+    if command.extra:
+        add_options(parser, resolve(command.extra), prefix="extra.", set_option=False)
+    if command.ctx:
+        add_options(parser, resolve("corpusforge.runtime:RunContext"), only=command.ctx, prefix="ctx.",
+                    set_option=False)
+
+
+def call(command: Command, args: argparse.Namespace) -> tuple[Any, Any]:
+    """Run `command` on its parsed `args`: its config (and run context) from them, given to its library call.
+    Returns what the call returned, and the run context (None for a command without one)."""
+    from corpusforge import recipe
+
+    ctx = None
+    if command.ctx:
+        ctx = recipe.from_dict(resolve("corpusforge.runtime:RunContext"), take(args, "ctx."), command.name)
+    fixed = dict(command.fixed)
+    if command.extra:
+        fixed.update(recipe.from_dict(resolve(command.extra), take(args, "extra."), command.name).settings())
+    config = from_args(resolve(command.config), args, **fixed)
+    return resolve(command.call)(config, *([ctx] if ctx else [])), ctx

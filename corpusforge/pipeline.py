@@ -1,11 +1,16 @@
-"""Run a recipe: open one Dask client for the whole run and call each configured stage in data-flow order."""
+"""Run a recipe: open one Dask client for the whole run and call each configured stage in data-flow order. Also the
+recipe commands: `corpusforge run`, `validate` and `mix`."""
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 import time
+from typing import Literal
 
 from corpusforge import recipe as recipe_mod
 from corpusforge.cluster import run_log
+from corpusforge.options import option, setting
 from corpusforge.runtime import RunContext, StageSummary, write_json_atomic
 
 
@@ -46,3 +51,74 @@ def run_recipe(rec: recipe_mod.Recipe, only: list[str] | None = None, console=No
 def _label(stage: recipe_mod.Stage, config) -> str:
     """A stage's name, with the set's for a stage a recipe runs once per set (`import code`)."""
     return f"{stage.name} {config.source}" if stage.many else stage.name
+
+
+_RECIPE = option("a recipe (pipelines/*.toml)", positional=True)
+
+
+@dataclasses.dataclass
+class RunCommand:
+    """`corpusforge run RECIPE`: the recipe's stages (or those of `only`), on the cluster the command line names
+    (its RunContext options), else the recipe's `[run]`."""
+
+    recipe: str = dataclasses.field(metadata=_RECIPE)
+    only: list[str] = setting([], "run only this stage (repeatable): " + ", ".join(s.name for s in recipe_mod.STAGES),
+                              action="append", metavar="STAGE")
+    cluster: Literal["local", "slurm", "pbs", "sge", "kubernetes"] | None = setting(
+        None, "start the workers with this Dask deployer, sized by the recipe's [run.cluster] (docs/cluster.md)")
+
+
+def run_command(command: RunCommand, ctx: RunContext) -> list[StageSummary | None]:
+    """`corpusforge run`: `run_recipe` with the command line's cluster settings in place of the recipe's."""
+    rec = recipe_mod.load(command.recipe)
+    if ctx.scheduler or ctx.scheduler_file:  # the command line's cluster replaces the recipe's
+        rec.run.scheduler, rec.run.scheduler_file = ctx.scheduler, ctx.scheduler_file
+        rec.run.validate()
+    if command.cluster:
+        rec.run.cluster.kind = command.cluster
+    rec.run.workers = ctx.workers or rec.run.workers
+    ctx.adopt(rec.run)
+    return run_recipe(rec, only=command.only or None)
+
+
+@dataclasses.dataclass
+class ValidateCommand:
+    """`corpusforge validate RECIPE`: check a recipe (and with `check_inputs` its inputs) without running it."""
+
+    recipe: str = dataclasses.field(metadata=_RECIPE)
+    check_inputs: bool = setting(False, "also check that every input the recipe reads (and no earlier stage writes) "
+                                        "exists or answers", action="store_true")
+
+
+def validate_command(command: ValidateCommand) -> bool:
+    """`corpusforge validate`: one line for a valid recipe, one error line per missing input; False if any."""
+    rec = recipe_mod.load(command.recipe)
+    problems = recipe_mod.check_inputs(rec) if command.check_inputs else []
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if not problems:
+        print(f"{command.recipe}: valid{'; inputs found' if command.check_inputs else ''}; stages: "
+              f"{', '.join(s.name for s, _ in rec.stage_configs())}")
+    return not problems
+
+
+@dataclasses.dataclass
+class MixCommand:
+    """`corpusforge mix RECIPE`: the recipe's `[mix]` section alone (into `output` when given)."""
+
+    recipe: str = dataclasses.field(metadata=option("a recipe with a [mix] section (e.g. pipelines/gpt3.toml)",
+                                                    positional=True))
+    output: str | None = setting(None, "corpus folder (default: the recipe's [mix] output)", flag="--output -o")
+
+
+def mix_command(command: MixCommand, ctx: RunContext) -> StageSummary:
+    """`corpusforge mix`: the mixer on the recipe's `[mix]` settings, on the command line's cluster, else the
+    recipe's `[run]`."""
+    from corpusforge.mix import mixer
+
+    rec = recipe_mod.load(command.recipe)
+    if "mix" not in rec.sections:
+        raise recipe_mod.RecipeError(f"{command.recipe}: no [mix] section")
+    ctx.adopt(rec.run)
+    return mixer.run(dataclasses.replace(rec.sections["mix"], output=command.output or rec.sections["mix"].output),
+                     ctx)

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from corpusforge import schema as schema_mod
 from corpusforge import storage
+from corpusforge.options import positive_int, setting
 
 if TYPE_CHECKING:
     from corpusforge.resume import Fingerprint
@@ -234,6 +235,9 @@ class FileReport:
                               "level": "warning", **extra})
 
 
+_KEPT = ("documents", "kept", "candidates", "fetched", "links", "shards", "tokens")  # what stages count as kept
+
+
 @dataclasses.dataclass
 class StageSummary:
     """The aggregate of a stage's FileReports, written as `_summary.json` and printed as a table."""
@@ -258,6 +262,10 @@ class StageSummary:
         self.errors += len(report.errors)
         self.warnings += len(report.warnings)
         self.bytes_in += report.bytes_in
+
+    def every_input_failed(self) -> bool:
+        """It had inputs and every one of them failed: nothing kept, an error for each."""
+        return bool(self.files and self.errors >= self.files and not any(self.counts.get(k) for k in _KEPT))
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -360,19 +368,34 @@ class RunContext:
 
     client: Any = None
     console: Any = None
-    scheduler: str | None = None
-    workers: int | None = None
+    scheduler: str | None = setting(None, "run on an existing Dask cluster, e.g. tcp://host:8786")
+    workers: int | None = setting(None, "LocalCluster worker processes (default: one per core)", type=positive_int)
     seed: int = 1234
     output: str = "build/corpus"
     recipe: Any = None
-    scheduler_file: str | None = None  # Dask's scheduler file (dask-mpi, Slurm batch scripts)
+    scheduler_file: str | None = setting(  # Dask's scheduler file (dask-mpi, Slurm batch scripts)
+        None, "run on the Dask scheduler this file names (dask scheduler --scheduler-file, dask-mpi)")
     cluster: Any = None  # a cluster.ClusterConfig ([run.cluster]); None: a LocalCluster
+    # How a command judges and redoes its stages (`corpusforge.cli.main` reads `fail_on_error` for the exit code).
+    fail_on_error: bool = setting(False, "exit 1 if any input was damaged (default: 0)", action="store_true")
+    force: bool = setting(False, "make every output again, even those whose inputs and settings did not change",
+                          action="store_true")
 
     def __post_init__(self) -> None:
         if self.console is None:
             from rich.console import Console
 
             self.console = Console(stderr=True)
+        if self.force:
+            from corpusforge import resume
+
+            resume.force_recompute()
+
+    def adopt(self, run: Any) -> None:
+        """Take what the command line left unset from a recipe's `[run]` (a recipe.RunConfig): the cluster to run
+        on, and whether a damaged input fails the command."""
+        self.scheduler, self.workers = self.scheduler or run.scheduler, self.workers or run.workers
+        self.fail_on_error = self.fail_on_error or run.fail_on_error
 
     @contextlib.contextmanager
     def dask(self) -> Iterator[Any]:

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from corpusforge import storage
 from corpusforge.errors import UserError
-from corpusforge.options import option
+from corpusforge.options import like, option, setting
 from corpusforge.runtime import FileReport
 
 MAX_LINE_BYTES = 16 << 20  # one example; a longer line is reported and skipped
@@ -71,13 +71,26 @@ class EvalSetConfig:
             raise ValueError("path: name the evaluation set's file")
 
 
-def given_files(paths: list[str], names: list[str] | None = None, **shared: Any) -> list[dict[str, Any]]:
-    """The `evals` tables of evaluation files named on a command line: the i-th of `names` names the i-th file
-    (the others are named after their files), and `shared` settings (fields, split, id_field) apply to every one."""
-    names = names or []
-    if len(names) > len(paths):
-        raise UserError(f"--name: {len(names)} names for {len(paths)} evaluation sets")
-    return [{"path": path, "name": names[i] if i < len(names) else None, **shared} for i, path in enumerate(paths)]
+@dataclasses.dataclass
+class EvalFiles:
+    """Evaluation sets named on a command line (`corpusforge decontaminate --evals FILE...`): the i-th of `name`
+    names the i-th file (the others are named after their files); `field`, `split` and `id_field` apply to all."""
+
+    evals: list[str] = dataclasses.field(metadata=option(
+        "evaluation sets: .jsonl/.ndjson/.json (optionally .gz), .parquet, or plain text", nargs="+", metavar="EVAL"))
+    name: list[str] = setting([], "name of each evaluation set, in --evals order (default: the file name)",
+                              action="append")
+    field: list[str] = setting([], "JSON/Parquet field holding the text (repeatable, joined; default: text, or a "
+                                   "conversation's messages)", action="append")
+    split: Literal["line", "paragraph"] = like(EvalSetConfig, "split")
+    id_field: str | None = like(EvalSetConfig, "id_field")
+
+    def settings(self) -> dict[str, Any]:
+        """The `evals` tables of the files (settings of a DecontaminateConfig)."""
+        if len(self.name) > len(self.evals):
+            raise UserError(f"--name: {len(self.name)} names for {len(self.evals)} evaluation sets")
+        return {"evals": [{"path": path, "name": self.name[i] if i < len(self.name) else None, "fields": self.field,
+                           "split": self.split, "id_field": self.id_field} for i, path in enumerate(self.evals)]}
 
 
 @dataclasses.dataclass

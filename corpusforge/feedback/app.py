@@ -46,8 +46,10 @@ _MAX_PROMPT_BYTES = 64 << 10
 class ServeConfig:
     """`corpusforge feedback serve` settings."""
 
-    run_dir: str
-    prompts: str
+    run_dir: str = dataclasses.field(metadata=option("the run whose answers are shown (an SFT run)",
+                                                     positional=True))
+    prompts: str = dataclasses.field(metadata=option(".txt (one prompt a line) or .jsonl ({prompt} or {messages} a "
+                                                     "line)"))
     db: str = dataclasses.field(default="feedback.sqlite", metadata=option("SQLite file or a postgresql:// URL"))
     k: int = dataclasses.field(default=4, metadata=option("answers per prompt to rank (2 to 9)"))
     host: str = dataclasses.field(default="127.0.0.1",

@@ -9,9 +9,11 @@ chosen one ranked first. A bad line is reported with its file and line and skipp
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,6 +24,7 @@ import pyarrow.parquet as pq
 from corpusforge import schema
 from corpusforge.errors import UserError
 from corpusforge.feedback.store import FeedbackError, Store, check_messages
+from corpusforge.options import option, setting
 from corpusforge.runtime import FileReport, atomic_path
 from corpusforge.trainer.data import chat
 
@@ -160,3 +163,43 @@ def _trl_answer(value: Any, field: str) -> str:
     if len(messages) != 1 or messages[0]["role"] != "assistant":
         raise FeedbackError(f"{field}: one assistant message (or a string)")
     return messages[0]["content"]
+
+
+_DB = option("SQLite file or postgresql:// URL")
+
+
+@dataclasses.dataclass
+class ExportCommand:
+    """`corpusforge feedback export --db DB --output DIR`."""
+
+    db: str = dataclasses.field(metadata=_DB)
+    output: str = dataclasses.field(metadata=option("folder for the Parquet files"))
+
+
+def export_command(command: ExportCommand) -> None:
+    """`corpusforge feedback export`: `export`, and one line of what it wrote."""
+    counts = export(Store(command.db), command.output)
+    print(", ".join(f"{n:,} {name}" for name, n in counts.items()) + f" -> {command.output}")
+
+
+@dataclasses.dataclass
+class ImportCommand:
+    """`corpusforge feedback import FILE... --db DB`."""
+
+    inputs: list[str] = dataclasses.field(metadata=option(".jsonl or .jsonl.gz files", positional=True))
+    db: str = dataclasses.field(metadata=_DB)
+    fail_on_error: bool = setting(False, "exit 1 if any line was bad (default: 0)", action="store_true")
+
+
+def import_command(command: ImportCommand) -> bool:
+    """`corpusforge feedback import`: `import_preferences` for each file, a line for each (and its first errors);
+    False when a line was bad and `fail_on_error`."""
+    store, errors = Store(command.db), 0
+    for path in command.inputs:
+        report = import_preferences(store, path)
+        for err in report.errors[:20]:
+            print(f"{path}: {err['reason']}", file=sys.stderr)
+        errors += len(report.errors)
+        print(f"{path}: {report.counts.get('lines', 0):,} lines, {report.counts.get('added', 0):,} new comparisons, "
+              f"{len(report.errors):,} errors")
+    return not (command.fail_on_error and errors)

@@ -18,6 +18,7 @@ import time
 from typing import Callable
 
 from corpusforge.errors import UserError
+from corpusforge.options import option, setting
 
 
 def _subject(prompt: str) -> str:
@@ -119,3 +120,21 @@ def synthetic(store, n_prompts: int, *, rule: str = "shorter", k: int = 4, seed:
                             context=[{"role": "user", "content": f"Say something about the {WORDS[d]}."}])
         store.submit_demonstration(shown["offer_id"], f"The {WORDS[d]} is {WORDS[-d - 1]}.",
                                    key=secrets.token_hex(16), labeler="script:writer")
+
+
+@dataclasses.dataclass
+class LabelCommand:
+    """`corpusforge feedback label URL`: `n` rankings by `rule`, stored as `labeler`."""
+
+    url: str = dataclasses.field(metadata=option("the app, e.g. http://127.0.0.1:8000", positional=True))
+    rule: str = setting("shorter", "shorter, longer or mentions (see feedback/labelers.py)")
+    n: int = setting(10, "rankings to submit")
+    labeler: str = setting("script", "the name stored with each ranking")
+    token: str | None = setting(None, "the app's token, when it has one")
+
+
+def label_command(command: LabelCommand) -> None:
+    """`corpusforge feedback label`: `label`, and a line of how many rankings were stored."""
+    run = label(command.url.rstrip("/"), rule=command.rule, n=command.n, labeler=command.labeler,
+                token=command.token)
+    print(f"{command.labeler}: {len(run.stored)} rankings stored by rule {command.rule!r}")

@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from corpusforge.options import option
+from corpusforge.options import option, setting
 
 GOPHER_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
 # lid.176 labels of languages written without spaces between words (Chinese, Japanese, Thai, Lao, Khmer, Burmese,
@@ -112,9 +112,11 @@ class HeuristicsConfig:
 
     sources: list[str] = dataclasses.field(default_factory=lambda: ["commoncrawl", "webtext2"], metadata=option(
         "sources the rules judge (none: no rules)", flag="--heuristic-sources"))
-    thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
-    disable: list[str] = dataclasses.field(default_factory=list)
-    enable: list[str] = dataclasses.field(default_factory=list)
+    thresholds: dict[str, float] = setting({}, "replace a rule's threshold, e.g. gopher_min_words=100 (repeatable)",
+                                           flag="--threshold", metavar="RULE=NUMBER")
+    disable: list[str] = setting([], "do not apply this rule (repeatable)", action="append", metavar="RULE")
+    enable: list[str] = setting([], "apply this rule that is off by default, e.g. gopher_alpha_words (repeatable)",
+                                action="append", metavar="RULE")
     stop_words: dict[str, list[str]] = dataclasses.field(default_factory=lambda: {"en": list(GOPHER_STOP_WORDS)})
 
     def validate(self) -> None:

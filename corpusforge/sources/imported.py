@@ -52,7 +52,9 @@ class ImportConfig:
     output: str = "build/import"
     source: str = dataclasses.field(default="imported", metadata=option(
         "the set's name: the documents' `source`, by which quality, dedup and the mix know it"))
-    fields: dict[str, str] = dataclasses.field(default_factory=dict)  # text/url/title/id/lang -> the input's field
+    fields: dict[str, str] = dataclasses.field(default_factory=dict, metadata=option(  # document column -> field
+        "fill a document column (text, url, title, id, lang) from this field of the input, e.g. text=body "
+        "(repeatable; default: the field of the same name)", flag="--field", metavar="COLUMN=FIELD"))
     languages: list[str] = dataclasses.field(default_factory=list, metadata=option(
         "keep only these ISO 639 codes (none: all)"))
     min_lang_score: float = dataclasses.field(default=0.0, metadata=option("least language-ID confidence kept"))
@@ -82,17 +84,6 @@ class ImportConfig:
     def field_of(self, target: str) -> str:
         """The input's field that fills document column `target`."""
         return self.fields.get(target, target)
-
-
-def parse_fields(specs: list[str]) -> dict[str, str]:
-    """`["text=body", "url=link"]` (the command's --field options) as {document column: the input's field}."""
-    out = {}
-    for spec in specs:
-        target, eq, field = spec.partition("=")
-        if not eq or not target.strip() or not field.strip():
-            raise UserError(f"--field {spec!r}: expected COLUMN=FIELD, e.g. text=body")
-        out[target.strip()] = field.strip()
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------------- inputs

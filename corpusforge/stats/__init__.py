@@ -10,6 +10,7 @@ from typing import Any
 
 from corpusforge import runtime
 from corpusforge.mix import manifest as manifest_mod
+from corpusforge.options import option, setting
 from corpusforge.stats.collect import corpus_stats
 
 
@@ -57,3 +58,27 @@ def run(config: StatsConfig, ctx: runtime.RunContext) -> runtime.StageSummary:
                                  counts={"documents": stats["overall"]["documents"],
                                          "tokens": stats["overall"]["tokens"], "damaged_files": damaged})
 
+
+
+@dataclasses.dataclass
+class StatsCommand:
+    """`corpusforge stats CORPUS`: the tables, or the statistics as JSON on stdout (`json`); the HTML report when
+    `html` names a file; a checksum check of every shard with `verify`."""
+
+    corpus: str = dataclasses.field(metadata=option("corpus folder (with manifest.json)", positional=True))
+    json: bool = setting(False, "print the statistics as JSON on stdout (no tables)", action="store_true")
+    html: str | None = setting(None, "write a self-contained HTML report with plots", metavar="FILE")
+    verify: bool = setting(False, "check every shard against the manifest's sha256; exit 1 if any is missing or "
+                                  "damaged", action="store_true")
+    run_dir: str | None = setting(None, "folder with the stage outputs (default: the corpus's parent)")
+
+
+def stats_command(command: StatsCommand) -> bool:
+    """`corpusforge stats`: `report_corpus`; False when `verify` found a missing or damaged shard."""
+    from rich.console import Console
+
+    config = StatsConfig(corpus=command.corpus, html=command.html, run_dir=command.run_dir, verify=command.verify)
+    result = report_corpus(config, console=Console(stderr=True, quiet=command.json))
+    if command.json:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+    return not command.verify or result["verify"]["ok"]

@@ -17,7 +17,8 @@ import torch
 
 from corpusforge.errors import UserError
 from corpusforge.feedback import labelers
-from corpusforge.options import option
+from corpusforge.options import narrow, option
+from corpusforge.runtime import write_json_atomic
 from corpusforge.trainer import rollouts
 from corpusforge.trainer.data import chat
 from corpusforge.trainer.model import ScalarGPT
@@ -27,8 +28,9 @@ from corpusforge.trainer.model import ScalarGPT
 class CompareConfig:
     """What `eval compare` measures and on what."""
 
-    runs: list[str]
-    prompts: str
+    runs: list[str] = dataclasses.field(metadata=option("run folders; wins are counted against the first",
+                                                        positional=True))
+    prompts: str = dataclasses.field(metadata=option("held-out prompts (.txt or .jsonl)"))
     reward: str = dataclasses.field(default="", metadata=option("reward model run (default: a PPO run's)"))
     rule: str = dataclasses.field(default="polite", metadata=option(
         "scripted labeler rule: polite, shorter, longer, mentions (feedback/labelers.py)"))
@@ -42,6 +44,21 @@ class CompareConfig:
     eval_blocks: int = dataclasses.field(default=32, metadata=option("pretraining validation blocks"))
     seed: int = dataclasses.field(default=1337, metadata=option("sampling seed"))
     device: str = dataclasses.field(default="cpu", metadata=option("cpu or cuda"))
+
+
+@dataclasses.dataclass(kw_only=True)
+class CompareCommand(CompareConfig):
+    """`corpusforge eval compare RUN... --prompts FILE`: the comparison, and where its JSON goes."""
+
+    json: str | None = dataclasses.field(default=None, metadata=option("also write the result here"))
+
+
+def compare_command(command: CompareCommand) -> None:
+    """`corpusforge eval compare`: `compare`, printed as a table (and written to `json`)."""
+    result = compare(narrow(command, CompareConfig))
+    print_table(result)
+    if command.json:
+        write_json_atomic(command.json, result)
 
 
 def _train_config(run: str | Path) -> dict[str, Any]:

@@ -7,14 +7,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import Literal, TextIO
 
 import torch
 
 from corpusforge.errors import UserError
-from corpusforge.options import option
+from corpusforge.options import narrow, option, setting
 from corpusforge.trainer import checkpoint
 from corpusforge.trainer.data import chat
 from corpusforge.trainer.model import GPT, GPTConfig, KVCache
@@ -200,3 +201,48 @@ def talk(session: ChatSession, stdin: TextIO, stdout: TextIO, stderr: TextIO) ->
         for piece in session.reply(text):
             print(piece, end="", flush=True, file=stdout)
         print(flush=True, file=stdout)
+
+
+_RUN_DIR = option("a trained run's folder", positional=True)
+
+
+@dataclasses.dataclass(kw_only=True)
+class GenerateCommand(SamplingConfig):
+    """`corpusforge generate RUN_DIR`: continue `prompt` `num_samples` times."""
+
+    run_dir: str = dataclasses.field(metadata=_RUN_DIR)
+    prompt: str = setting("", "text to continue (default: start a new document)")
+    num_samples: int = setting(1, "samples to draw")
+    device: str = setting("cpu", "cpu, cuda or cuda:N")
+    checkpoint: Literal["best", "last"] | None = setting(None, (
+        "best: the weights at the lowest validation loss; last: the latest checkpoint (default: best when the run "
+        "has them, unless they come from the first half of the run: then last)"))
+
+
+def generate_command(command: GenerateCommand) -> None:
+    """`corpusforge generate`: the samples on stdout, separated by a line of dashes."""
+    which, why = (command.checkpoint, None) if command.checkpoint else choose_checkpoint(command.run_dir)
+    if why:
+        print(why, file=sys.stderr)
+    texts = generate_text(command.run_dir, command.prompt, **dataclasses.asdict(narrow(command, SamplingConfig)),
+                          num_samples=command.num_samples, device=command.device, which=which)
+    print("\n---------------\n".join(texts))
+
+
+@dataclasses.dataclass(kw_only=True)
+class ChatCommand(SamplingConfig):
+    """`corpusforge chat RUN_DIR`: a conversation on stdin and stdout, opened by `system` when given."""
+
+    run_dir: str = dataclasses.field(metadata=_RUN_DIR)
+    system: str | None = setting(None, "a system turn that starts the conversation")
+    device: str = setting("cpu", "cpu, cuda or cuda:N")
+    checkpoint: Literal["best", "last"] | None = setting(None, (
+        "best: the weights at the lowest validation loss (the default when the run has them); last: the latest "
+        "checkpoint"))
+
+
+def chat_command(command: ChatCommand) -> None:
+    """`corpusforge chat`: `talk` with the run on stdin and stdout."""
+    session = ChatSession(command.run_dir, system=command.system, sampling=narrow(command, SamplingConfig),
+                          device=command.device, which=command.checkpoint)
+    talk(session, sys.stdin, sys.stdout, sys.stderr)
