@@ -61,13 +61,13 @@ COMMANDS: list[Command] = [
             "corpusforge.trainer.generate:chat_command"),
     Command("webtext2", "WebText2: Reddit links with score >= 3, fetched politely, extracted"),
     Command("webtext2 links", "Reddit submissions (API or Pushshift dumps) -> deduplicated link table",
-            "corpusforge.sources.commands:LinksCommand", "corpusforge.sources.commands:links_command", ctx=CLUSTER,
+            "corpusforge.sources.webtext2:LinksCommand", "corpusforge.sources.webtext2:links_command", ctx=CLUSTER,
             tables=(("corpusforge.sources.webtext2.urls:LinkRules", dict(prefix="links.", only=(
                 "min_score", "score_aggregate", "drop_nsfw", "since", "until", "buckets"))),
                     ("corpusforge.sources.webtext2.reddit:RedditConfig", dict(prefix="reddit.", only=(
                         "listing", "time_filter", "limit", "site", "oauth_url", "reddit_url"))))),
     Command("webtext2 fetch", "link table -> WARCs (polite, resumable) -> document shards",
-            "corpusforge.sources.commands:FetchCommand", "corpusforge.sources.commands:fetch_command", ctx=CLUSTER,
+            "corpusforge.sources.webtext2:FetchCommand", "corpusforge.sources.webtext2:fetch_command", ctx=CLUSTER,
             tables=(("corpusforge.sources.commoncrawl:CommonCrawlConfig", dict(prefix="extract.", only=(
                 "languages", "min_lang_score", "lid_model", "mode", "timeout_s"), flags={
                 "timeout_s": "--extract-timeout"})),)),
@@ -84,7 +84,7 @@ COMMANDS: list[Command] = [
           description="corpusforge wikipedia DUMP... --output DIR  |  corpusforge wikipedia download NAME --output "
                       "DIR [--base-url URL] (see its --help)"),
     Command("wikipedia download", "fetch a Wikipedia dump with its multistream index and verify their checksums",
-            "corpusforge.sources.commands:DownloadCommand", "corpusforge.sources.commands:download_command"),
+            "corpusforge.sources.wikipedia:DownloadCommand", "corpusforge.sources.wikipedia:download_command"),
     stage("books", "Gutenberg .txt, plain .txt collections and EPUB -> book-part documents",
           "book files (.txt, .txt.gz/.bz2/.xz/.zst, .epub), folders or globs"),
     stage("import", "your own data (JSONL, Parquet, CSV, a Hugging Face dataset saved to disk) -> document shards of "

@@ -33,6 +33,7 @@ from corpusforge import decompress, inputs, language, storage
 from corpusforge.documents import make_document
 from corpusforge.errors import UserError
 from corpusforge.extract import DecodeError, decode_html
+from corpusforge.formats import epub
 from corpusforge.options import option
 from corpusforge.resume import resume
 from corpusforge.runtime import FileReport, RunContext, ShardWriter, StageSummary, output_name
@@ -299,79 +300,16 @@ def read_text_book(path: str, config: BooksConfig, report: FileReport) -> Book:
                 offsets=list(_byte_offsets(text, char_offsets, codec)), chapter_starts=_chapter_starts(paragraphs))
 
 
-_HTML_BLOCKS = frozenset("p h1 h2 h3 h4 h5 h6 li blockquote pre div dt dd td th caption figcaption".split())
-
-
-def _html_paragraphs(content: bytes) -> list[str]:
-    """The text blocks of one XHTML document of an EPUB, in order (innermost block elements)."""
-    from lxml import etree, html
-
-    try:
-        root = html.fromstring(content)
-    except (etree.ParserError, ValueError):
-        return []
-    for bad in root.xpath("//script|//style|//head"):
-        bad.drop_tree()
-    out = []
-    for el in root.iter():
-        if not isinstance(el.tag, str) or el.tag.lower() not in _HTML_BLOCKS:
-            continue
-        if any(isinstance(c.tag, str) and c.tag.lower() in _HTML_BLOCKS for c in el.iterdescendants()):
-            continue
-        text = " ".join(el.text_content().split())
-        if text:
-            out.append(text)
-    return out
-
-
 def read_epub_book(path: str, config: BooksConfig) -> Book:
-    """A book from an EPUB: the spine's documents in spine order (the table of contents page skipped)."""
-    import warnings
-    import zipfile
-
-    import ebooklib
-    from ebooklib import epub
-
+    """A book from an EPUB (`formats.epub`): its spine's text blocks, each spine document a chapter."""
     try:
-        # ebooklib reads every entry into memory: check the sizes the archive declares (zipfile stops an entry at
-        # its declared size) before it does, so a small EPUB of huge entries is refused unread. Both read the
-        # archive through one seekable file, local or on a store (ranged reads: the central directory, then the
-        # entries).
-        with storage.open_file(path) as fh:
-            with zipfile.ZipFile(fh) as archive:
-                declared = sum(info.file_size for info in archive.infolist())
-            if declared > config.max_book_bytes:
-                raise BookError(f"EPUB entries declare {declared:,} bytes uncompressed, more than max_book_bytes "
-                                f"({config.max_book_bytes:,}); not read", offset=None)
-            fh.seek(0)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # ebooklib warns about options it is about to change the default of
-                book = epub.read_epub(fh, options={"ignore_ncx": True})
-    except BookError:
-        raise
-    except (zipfile.BadZipFile, epub.EpubException, KeyError, OSError, ValueError) as exc:
-        raise BookError(f"unreadable EPUB: {type(exc).__name__}: {exc}") from None
-
-    def meta(name: str) -> str | None:
-        values = [v for v, _ in book.get_metadata("DC", name) if v]
-        return ", ".join(values) if values else None
-
-    paragraphs: list[str] = []
-    chapter_starts: list[int] = []
-    for idref, _linear in book.spine:
-        item = book.get_item_with_id(idref)
-        if (item is None or item.get_type() != ebooklib.ITEM_DOCUMENT or isinstance(item, epub.EpubNav)
-                or "nav" in (getattr(item, "properties", None) or [])):
-            continue
-        blocks = _html_paragraphs(item.get_content())
-        if blocks:
-            chapter_starts.append(len(paragraphs))
-            paragraphs.extend(blocks)
-    identifier = meta("identifier")
-    lang = (meta("language") or "").split("-")[0].lower() or None
-    return Book(book_id=identifier.split(",")[0].strip() if identifier else _stem(path), title=meta("title"),
-                author=meta("creator"), language=lang, paragraphs=paragraphs,
-                offsets=[None] * len(paragraphs), chapter_starts=chapter_starts)
+        book = epub.read_epub(path, config.max_book_bytes, "max_book_bytes")
+    except epub.EpubError as exc:
+        raise BookError(str(exc), offset=None) from None
+    lang = (book.language or "").split("-")[0].lower() or None
+    return Book(book_id=book.identifier.split(",")[0].strip() if book.identifier else _stem(path), title=book.title,
+                author=book.creator, language=lang, paragraphs=book.paragraphs,
+                offsets=[None] * len(book.paragraphs), chapter_starts=book.chapter_starts)
 
 
 def read_book(path: str, config: BooksConfig, report: FileReport) -> Book:

@@ -30,7 +30,7 @@ from corpusforge.formats import wikitemplates, wikitext
 from corpusforge.formats.mediawiki import Page, SiteInfo, iter_pages, read_siteinfo
 from corpusforge.documents import make_document
 from corpusforge.errors import UserError
-from corpusforge.options import option
+from corpusforge.options import option, setting
 from corpusforge.resume import resume
 from corpusforge.runtime import FileReport, RunContext, ShardWriter, StageSummary, output_name
 from corpusforge.tasks import map_files
@@ -309,6 +309,21 @@ def download(name: str, output: str | Path, *, base_url: str = DUMPS_URL, timeou
         return _download(name, output, base_url, timeout, console)
     except requests.RequestException as err:  # the network's own errors: one line, like a bad checksum
         raise DownloadError(f"{type(err).__name__}: {err}") from None
+
+
+@dataclasses.dataclass
+class DownloadCommand:
+    """`corpusforge wikipedia download NAME --output DIR`: see `download`."""
+
+    name: str = dataclasses.field(metadata=option(
+        "a wiki (enwiki), a wiki and date (enwiki-20240601) or a dump file name", positional=True, metavar="NAME"))
+    output: str = dataclasses.field(metadata=option("folder the files are written to", flag="--output -o"))
+    base_url: str = setting(DUMPS_URL, "the dump server")
+
+
+def download_command(command: DownloadCommand) -> None:
+    """`corpusforge wikipedia download`: `download`."""
+    download(command.name, command.output, base_url=command.base_url)
 
 
 def _download(name: str, output: str | Path, base_url: str, timeout: float, console: Any) -> list[Path]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from corpusforge import runtime, storage
+from corpusforge.options import narrow, option, setting
 from corpusforge.sources.webtext2.fetch import FetchConfig
 from corpusforge.sources.webtext2.reddit import RedditConfig
 from corpusforge.sources.webtext2.urls import LinkRules
@@ -111,6 +112,58 @@ def run(config: WebText2Config, ctx: runtime.RunContext) -> runtime.StageSummary
                                                   ctx)
     summary.extra["links"] = link_summary.to_json()
     return runtime.finish_stage(config.output, summary, runtime.errors_of(reports), console=ctx.console)
+
+
+# ------------------------------------------------------------------------------------------- commands of their own
+_OUTPUT = "--output -o"
+
+
+@dataclasses.dataclass
+class LinksCommand:
+    """`corpusforge webtext2 links (--reddit | --pushshift FILE...) --output LINKS_DIR`: the link table from Reddit's
+    API (`reddit`, its listings from `subreddit`) or Pushshift dumps, by the `links` rules plus `block_domain`."""
+
+    output: str = dataclasses.field(metadata=option("link table folder (LINKS_DIR)", flag=_OUTPUT))
+    api: bool = setting(False, "read Reddit's API with praw; credentials from praw_* environment variables or "
+                               "praw.ini", flag="--reddit", action="store_true")
+    pushshift: list[str] = setting([], "Pushshift dumps (RS_YYYY-MM.zst), globs", metavar="FILE")
+    block_domain: list[str] = setting([], "block this domain and its subdomains too (repeatable; added to the "
+                                          "default list)", action="append", metavar="DOMAIN")
+    subreddit: list[str] = setting([], "--reddit: a subreddit to read (repeatable; default all)", action="append")
+    links: LinkRules = dataclasses.field(default_factory=LinkRules)
+    reddit: RedditConfig = dataclasses.field(default_factory=RedditConfig)
+
+    def validate(self) -> None:
+        if self.api == bool(self.pushshift):
+            raise ValueError("give one link source: --reddit or --pushshift FILE...")
+
+
+def links_command(command: LinksCommand, ctx: runtime.RunContext) -> runtime.StageSummary:
+    """`corpusforge webtext2 links`: `collect_links` into the command's folder."""
+    links = dataclasses.replace(command.links, blocked_domains=command.links.blocked_domains + command.block_domain)
+    reddit = dataclasses.replace(command.reddit, subreddits=command.subreddit or command.reddit.subreddits)
+    config = WebText2Config(pushshift=command.pushshift, reddit=reddit if command.api else None, links=links)
+    return collect_links(config, ctx, command.output)
+
+
+@dataclasses.dataclass(kw_only=True)
+class FetchCommand(FetchConfig):
+    """`corpusforge webtext2 fetch LINKS_DIR --output DIR`: the fetcher's settings, and `extract` (CommonCrawlConfig
+    settings) for the extraction of what it fetched."""
+
+    links_dir: str = dataclasses.field(metadata=option("folder written by `corpusforge webtext2 links`",
+                                                       positional=True))
+    output: str = dataclasses.field(metadata=option("shards here, WARCs and fetch logs in OUTPUT/warc/",
+                                                    flag=_OUTPUT))
+    extract: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def fetch_command(command: FetchCommand, ctx: runtime.RunContext) -> bool:
+    """`corpusforge webtext2 fetch`: `fetch_and_extract`; False when an input or a fetch failed and the
+    context's `fail_on_error` is set."""
+    summary = fetch_and_extract(command.links_dir, command.output, narrow(command, FetchConfig),
+                                         command.extract, ctx)
+    return not (ctx.fail_on_error and (summary.errors or summary.extra["fetch"]["errors"]))
 
 
 @contextlib.contextmanager
