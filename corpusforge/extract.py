@@ -183,10 +183,11 @@ def page_title(tree) -> str | None:
     from trafilatura.metadata import examine_meta, extract_meta_json, extract_title
 
     metadata = examine_meta(tree)
-    try:
-        metadata = extract_meta_json(tree, metadata)
-    except Exception:  # trafilatura guards its JSON-LD parser alike: a page's bad JSON-LD only loses that title
-        pass
+    if not metadata.title:  # JSON-LD only fills a title the meta tags left empty: skip parsing it otherwise
+        try:
+            metadata = extract_meta_json(tree, metadata)
+        except Exception:  # trafilatura guards its JSON-LD parser alike: a page's bad JSON-LD only loses that title
+            pass
     metadata.title = metadata.title or extract_title(tree)
     metadata.clean_and_trim()  # entities, spaces and control characters, as trafilatura's metadata ends
     return metadata.title or None
