@@ -9,7 +9,8 @@ language ID, write), runs the full path on a LocalCluster (`commoncrawl.run`, CP
 scores the eval pages' text against their snippets. The full path runs twice on the eval pages, in the default mode
 (fallback) and in fast mode (the default before it), and is compared with a plain sequential loop as a user would
 write it (warcio, `trafilatura.extract` in its default mode, lid.176) and with datatrove's own pipeline on as many
-processes (see `datatrove_pipeline`; `pip install 'corpusforge[bench]'`), its texts scored alike. It also compares
+processes (see `datatrove_pipeline`; `pip install 'corpusforge[bench]'`), its texts scored alike, the two in
+alternating rounds (`--rounds`) so that the machine's load weighs on both alike. It also compares
 reading the eval records as .warc.zst (a frame per record with a trained dictionary, as wget-at writes them) against
 reading them as .warc.gz. The modes' fidelity is bench/extraction.py's. CPU time, not wall time, so that other work on
 the machine does not skew the comparison; everything compared is measured in this run. Results:
@@ -250,6 +251,15 @@ def full_path(paths: list[str], out_dir: Path, workers: int, mode: str = MODE) -
             "docs_per_cpu_s": round(docs / cpu, 2), "texts": texts}
 
 
+def combine(runs: list[dict]) -> dict:
+    """Rounds of one pipeline as one: documents, CPU and wall seconds summed, rates over the sums, each round's rate
+    kept; the texts of the first round (every round extracts the same pages)."""
+    docs, cpu, wall = (sum(r[k] for r in runs) for k in ("documents", "cpu_s", "wall_s"))
+    return {**runs[0], "rounds": len(runs), "documents": docs, "cpu_s": round(cpu, 2), "wall_s": round(wall, 2),
+            "docs_per_cpu_s": round(docs / cpu, 2), "docs_per_s_wall": round(docs / wall, 2),
+            "docs_per_cpu_s_by_round": [r["docs_per_cpu_s"] for r in runs]}
+
+
 def _texts(folder: Path, id_column: str) -> dict[str, str]:
     """{record id: text} of the Parquet shards in `folder`."""
     import pyarrow.parquet as pq
@@ -270,6 +280,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="bench.commoncrawl", description=__doc__.split("\n\n")[0])
     parser.add_argument("--pages", type=int, default=None, help="use only the first N eval pages")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of the path and datatrove's pipeline")
     args = parser.parse_args(argv)
     pages = extract_eval.load_pages(SHARED / "extraction" / "trafilatura-eval", limit=args.pages)
     floors = json.loads((SHARED / "extraction" / "trafilatura-eval" / "eval_baseline.json").read_text())["floors"]
@@ -285,7 +296,15 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  in process, captures: {caps['documents']} documents, {caps['cpu_s']}")
         formats = read_formats(eval_paths, tmp / "zstd")
         print(f"  reading .warc.gz vs .warc.zst: {formats}")
-        eval_run = full_path(eval_paths, tmp / "run-eval", args.workers)
+        # The path and datatrove's pipeline in alternating rounds, so that a change in the machine's load between
+        # two runs weighs on both alike; each side's rate is its documents over its CPU seconds, all rounds summed.
+        runs, peers = [], []
+        for r in range(args.rounds):
+            runs.append(full_path(eval_paths, tmp / f"run-eval-{r}", args.workers))
+            peers.append(datatrove_pipeline(eval_paths, tmp / f"datatrove-{r}", args.workers))
+            print(f"  round {r + 1}: path {runs[-1]['docs_per_cpu_s']}, datatrove {peers[-1]['docs_per_cpu_s']} "
+                  "docs/CPU-s")
+        eval_run, peer = combine(runs), combine(peers)
         eval_run["quality"] = extract_eval.score((p, eval_run["texts"].get(p.record_id)) for p in pages)
         print(f"  full path, eval pages: {eval_run['docs_per_cpu_s']} docs/CPU-s, {eval_run['quality']}")
         before_run = full_path(eval_paths, tmp / "run-eval-before", args.workers, mode=BEFORE)
@@ -295,7 +314,6 @@ def main(argv: list[str] | None = None) -> dict:
         loop = plain_loop(eval_paths)
         loop["quality"] = None  # its texts are not kept: the loop is timed as a user would run it
         print(f"  plain trafilatura loop, eval pages: {loop['docs_per_cpu_s']} docs/CPU-s")
-        peer = datatrove_pipeline(eval_paths, tmp / "datatrove", args.workers)
         peer["quality"] = extract_eval.score((p, peer["texts"].get(p.record_id)) for p in pages)
         print(f"  datatrove's pipeline, eval pages: {peer['docs_per_cpu_s']} docs/CPU-s, {peer['quality']}")
         caps_run = full_path(captures(), tmp / "run-captures", args.workers)
@@ -307,9 +325,9 @@ def main(argv: list[str] | None = None) -> dict:
     table = [
         {"what": f"CommonCrawl path on {args.workers} Dask workers (mode {MODE}) vs datatrove's pipeline (WarcReader, "
                  f"Trafilatura, lid.176, ParquetWriter) on {args.workers} processes, {len(pages)} trafilatura eval "
-                 "pages as WARC, CPU of all processes",
+                 f"pages as WARC, CPU of all processes, {args.rounds} alternating rounds",
          "result": f"{eval_run['docs_per_cpu_s']} docs/s/core, F1 {eval_run['quality']['f1']}",
-         "baseline": f"datatrove: {peer['docs_per_cpu_s']} docs/s/core ({peer['documents']} docs), "
+         "baseline": f"datatrove: {peer['docs_per_cpu_s']} docs/s/core ({peer['documents'] // args.rounds} docs), "
                      f"F1 {peer['quality']['f1']}",
          "ratio": f"{eval_run['docs_per_cpu_s'] / peer['docs_per_cpu_s']:.2f}"},
         {"what": f"CommonCrawl path on {args.workers} Dask workers (mode {MODE}) vs a plain sequential loop (warcio, "
@@ -324,7 +342,7 @@ def main(argv: list[str] | None = None) -> dict:
                      f"wall, F1 {before_run['quality']['f1']}",
          "ratio": f"{eval_run['docs_per_cpu_s'] / before_run['docs_per_cpu_s']:.2f}"},
         {"what": f"CommonCrawl path on {args.workers} Dask workers, trafilatura eval pages as WARC "
-                 f"({eval_run['documents']} docs)",
+                 f"({eval_run['documents'] // args.rounds} docs per round)",
          "result": f"{eval_run['docs_per_cpu_s']} docs/s/core",
          "baseline": f"same stages in one process: {stages['docs_per_cpu_s']} docs/s",
          "ratio": f"{eval_run['docs_per_cpu_s'] / stages['docs_per_cpu_s']:.2f}"},

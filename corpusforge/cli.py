@@ -25,8 +25,8 @@ def stage(name: str, help: str, inputs: str, **kw: Any) -> Command:
 
 def _trainer(method: str, config: str, fields: tuple[str, ...], help: str) -> Command:
     """`train METHOD`: the run's options, and flags for `fields` of the method's config (--set for the rest)."""
-    return Command(f"train {method}", help, "corpusforge.trainer.loop:TrainCommand",
-                   "corpusforge.trainer.loop:train_command", fixed={"method": method},
+    return Command(f"train {method}", help, "corpusforge.trainer:TrainCommand",
+                   "corpusforge.trainer:train_command", fixed={"method": method},
                    tables=((f"corpusforge.trainer.{method}:{config}", dict(
                        prefix="settings.", only=fields + ("max_steps", "device", "compile"), set_option=True)),))
 

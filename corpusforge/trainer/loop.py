@@ -39,7 +39,7 @@ from typing import Any, ClassVar, Literal
 import torch
 
 from corpusforge.errors import UserError
-from corpusforge.options import option, setting
+from corpusforge.options import option
 from corpusforge.runtime import write_json_atomic, write_text_atomic
 from corpusforge.trainer import checkpoint, devices
 from corpusforge.trainer.metrics import Metrics, clock, print_summary
@@ -104,31 +104,6 @@ def make_config(cls: type, method: str, out_dir: str | os.PathLike, values: dict
         _check_method(meta, method, path)
         base = meta["train_config"]
     return recipe.from_dict(cls, {**base, **values}, f"train {method}")
-
-
-@dataclasses.dataclass
-class TrainCommand:
-    """`corpusforge train METHOD --out DIR`: the method's config from the `config` file, then `settings` (the
-    command line's), on the method's defaults or, with `resume`, on the run's own settings."""
-
-    method: str  # pretrain, sft, reward, ppo or dpo: the module of corpusforge.trainer with make_config and train
-    out: str = dataclasses.field(metadata=option("run folder: checkpoint, metrics.jsonl, loss.png, tokenizer.json"))
-    resume: bool = setting(False, "continue the checkpoint in --out exactly where it stopped", action="store_true")
-    stop_at: int | None = setting(None, "checkpoint and exit after this step (the schedule still runs to "
-                                        "--max-steps)")
-    config: str | None = setting(None, "TOML file of training settings (keys of the method's config)")
-    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
-def train_command(command: TrainCommand) -> None:
-    """`corpusforge train METHOD`: build the method's config (`make_config`) and train it."""
-    import importlib
-    import tomllib
-
-    trainer = importlib.import_module(f"corpusforge.trainer.{command.method}")
-    values = tomllib.loads(Path(command.config).read_text(encoding="utf-8")) if command.config else {}
-    config = trainer.make_config(command.out, {**values, **command.settings}, resume=command.resume)
-    trainer.train(config, command.out, resume=command.resume, stop_at=command.stop_at)
 
 
 def _check_method(meta: dict[str, Any], method: str, path: Path) -> None:
