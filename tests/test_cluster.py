@@ -206,17 +206,23 @@ def slurm(tmp_path_factory, monkeypatch):
         shutil.rmtree(d, ignore_errors=True)
 
 
-@pytest.mark.slow
-def test_recipe_on_slurm_through_dask_jobqueue_gives_the_local_shards(tmp_path, slurm, dask_client):
+def same_shards_as_local(tmp_path: Path, kind: str, dask_client, extra: str = "") -> None:
+    """Run the test recipe through dask-jobqueue's `kind` cluster (one 1-core, 2 GiB job; `extra` adds recipe lines
+    to `[run.cluster]`) and on `dask_client`'s local cluster, and check that both give the same shards."""
     inputs, _ = make_inputs(tmp_path / "in")
     local = _recipe(tmp_path, "local", inputs)
-    on_slurm = _recipe(tmp_path, "slurm", inputs, f'[run.cluster]\nkind = "slurm"\ncores = 1\nmemory = "2GiB"\n'
-                       f'processes = 1\nwalltime = "00:10:00"\nscheduler_host = "127.0.0.1"\n'
-                       f'dashboard_address = "127.0.0.1:0"\nlog_directory = "{tmp_path}/jobs"\n')
-    assert pipeline.run_recipe(recipe.load(on_slurm))[0].counts["documents"] == 9
+    on_jobs = _recipe(tmp_path, kind, inputs, f'[run.cluster]\nkind = "{kind}"\ncores = 1\nmemory = "2GiB"\n'
+                      f'processes = 1\nwalltime = "00:10:00"\nscheduler_host = "127.0.0.1"\n'
+                      f'dashboard_address = "127.0.0.1:0"\nlog_directory = "{tmp_path}/jobs"\n{extra}')
+    assert pipeline.run_recipe(recipe.load(on_jobs))[0].counts["documents"] == 9
     rec = recipe.load(local)
     rec.run.scheduler = dask_client.scheduler.address
     pipeline.run_recipe(rec)
-    assert _shards(tmp_path / "slurm" / "cc") == _shards(tmp_path / "local" / "cc") != {}
+    assert _shards(tmp_path / kind / "cc") == _shards(tmp_path / "local" / "cc") != {}
+
+
+@pytest.mark.slow
+def test_recipe_on_slurm_through_dask_jobqueue_gives_the_local_shards(tmp_path, slurm, dask_client):
+    same_shards_as_local(tmp_path, "slurm", dask_client)
     logs = list((tmp_path / "jobs").glob("*.err"))  # the worker ran as a Slurm job and said so in its log
     assert logs and "Starting Worker" in "".join(p.read_text() for p in logs)

@@ -13,10 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-from cc_fixtures import make_inputs
-from test_cluster import _free_port, _recipe, _shards
+from test_cluster import _free_port, same_shards_as_local
 
-from corpusforge import cluster, pipeline, recipe
+from corpusforge import cluster
 
 SGE_BIN = Path("/usr/lib/gridengine")  # Debian's daemons and tools (/usr/bin's q* are wrappers of these)
 CELL = "cf"
@@ -155,19 +154,9 @@ def _tail(path: Path) -> str:
 
 @pytest.mark.slow
 def test_recipe_on_grid_engine_through_dask_jobqueue_gives_the_local_shards(tmp_path, sge, dask_client):
-    inputs, _ = make_inputs(tmp_path / "in")
-    local = _recipe(tmp_path, "local", inputs)
     # -V: the job gets this environment (PYTHONPATH, the virtualenv), as Slurm's sbatch gives it by default
-    on_sge = _recipe(tmp_path, "sge", inputs, f'[run.cluster]\nkind = "sge"\ncores = 1\nmemory = "2GiB"\n'
-                     f'processes = 1\nwalltime = "00:10:00"\nqueue = "all.q"\njob_extra_directives = ["-V"]\n'
-                     f'job_script_prologue = ["echo h_vmem: $(ulimit -v) KiB"]\n'
-                     f'scheduler_host = "127.0.0.1"\ndashboard_address = "127.0.0.1:0"\n'
-                     f'log_directory = "{tmp_path}/jobs"\n')
-    assert pipeline.run_recipe(recipe.load(on_sge))[0].counts["documents"] == 9
-    rec = recipe.load(local)
-    rec.run.scheduler = dask_client.scheduler.address
-    pipeline.run_recipe(rec)
-    assert _shards(tmp_path / "sge" / "cc") == _shards(tmp_path / "local" / "cc") != {}
+    same_shards_as_local(tmp_path, "sge", dask_client, 'queue = "all.q"\njob_extra_directives = ["-V"]\n'
+                         'job_script_prologue = ["echo h_vmem: $(ulimit -v) KiB"]\n')
     # the worker ran as a Grid Engine job and said so, under the memory limit Grid Engine set from the recipe's
     logs = "".join(p.read_text() for p in (tmp_path / "jobs").glob("corpusforge.o*"))
     assert "Registered to:" in logs and f"h_vmem: {2 * 2**20} KiB" in logs
