@@ -203,33 +203,33 @@ def _trafilatura(tree, url: str | None, mode: str, options: ExtractOptions) -> s
     return (getattr(doc, "text", None) or None) if doc is not None else None
 
 
-_PARSER = None
+_PARSERS = threading.local()  # an lxml parser is not to be shared between threads: one per thread
 
 
 def parse_html(html: str):
     """The page's lxml tree as trafilatura's `load_html` parses a decoded page (its parser settings, repairs and
     rejection of what is not HTML), with lxml.html's element classes chosen in C rather than by a Python callback
     per element (lxml.html's per-tag form classes are not used by the extractors): the same trees, 3% less CPU."""
-    global _PARSER
     from lxml import etree, html as lxml_html
     from trafilatura.utils import is_dubious_html, repair_faulty_html
 
-    if _PARSER is None:
-        _PARSER = lxml_html.HTMLParser(collect_ids=False, default_doctype=False, encoding="utf-8",
-                                       remove_comments=True, remove_pis=True)
-        _PARSER.set_element_class_lookup(etree.ElementDefaultClassLookup(
+    parser = getattr(_PARSERS, "parser", None)
+    if parser is None:
+        parser = _PARSERS.parser = lxml_html.HTMLParser(collect_ids=False, default_doctype=False, encoding="utf-8",
+                                                        remove_comments=True, remove_pis=True)
+        parser.set_element_class_lookup(etree.ElementDefaultClassLookup(
             element=lxml_html.HtmlElement, comment=lxml_html.HtmlComment, pi=lxml_html.HtmlProcessingInstruction,
             entity=lxml_html.HtmlEntity))
     html = strip_xml_declaration(html)
     beginning = html[:50].lower()
     html = repair_faulty_html(html, beginning)
     try:
-        tree = lxml_html.fromstring(html, parser=_PARSER)
+        tree = lxml_html.fromstring(html, parser=parser)
     except (ValueError, etree.LxmlError):  # e.g. an encoding declaration left in the text: parse the bytes
         tree = None
     if tree is None or len(tree) < 1:
         try:
-            tree = lxml_html.fromstring(html.encode("utf-8", "surrogatepass"), parser=_PARSER)
+            tree = lxml_html.fromstring(html.encode("utf-8", "surrogatepass"), parser=parser)
         except (ValueError, etree.LxmlError):
             return None
     if is_dubious_html(beginning) and len(tree) < 2:

@@ -106,6 +106,27 @@ def test_fallback_keeps_fast_output_that_is_whole():
     assert extract_in_process(html, None, ExtractOptions()) == fast
 
 
+@pytest.mark.shared_data
+def test_the_parser_and_title_shortcuts_give_trafilaturas_own_trees_and_titles(shared_data):
+    """parse_html (element classes chosen in C) and page_title (JSON-LD only for a missing title) against
+    trafilatura's load_html and its full meta + JSON-LD title search, on real pages: the same text and title."""
+    from trafilatura.metadata import examine_meta, extract_meta_json, extract_title
+    from trafilatura.utils import load_html
+
+    from corpusforge.extract import _trafilatura, page_title, parse_html
+
+    pages = extract_eval.load_pages(shared_data / "extraction" / "trafilatura-eval")[::20]
+    for page in pages:
+        html = decode_html(page.html)[0]
+        ours, theirs = parse_html(html), load_html(strip_xml_declaration(html))
+        metadata = extract_meta_json(theirs, examine_meta(theirs))
+        metadata.title = metadata.title or extract_title(theirs)
+        metadata.clean_and_trim()
+        assert page_title(ours) == (metadata.title or None), page.url
+        options = ExtractOptions(mode="fast")
+        assert _trafilatura(ours, page.url, "fast", options) == _trafilatura(theirs, page.url, "fast", options)
+
+
 def test_hidden_and_navigation_paragraphs_are_not_visible_text():
     from trafilatura.utils import load_html
 
