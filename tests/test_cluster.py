@@ -46,15 +46,26 @@ def test_recipe_cluster_table_is_validated_with_the_key_named(tmp_path):
         recipe.load(path)
 
 
-def test_slurm_job_script_carries_the_recipe_settings():
-    config = cluster.ClusterConfig(kind="slurm", cores=4, memory="8GiB", processes=2, walltime="02:00:00",
-                                   queue="long", account="nlp", job_extra_directives=["--constraint=skylake"],
+# Each batch system's job script from the same recipe settings: its directives for queue, account, resources and
+# walltime (Grid Engine's memory values take K/M/G, 1024-based, not Dask's "GiB", and SGE calls the account a
+# project), the extra directives and the prologue.
+JOB_SCRIPTS = {
+    "slurm": ("long", "--constraint=skylake", ("#SBATCH -p long", "#SBATCH -A nlp", "#SBATCH -n 1",
+                                              "#SBATCH --cpus-per-task=4", "#SBATCH --mem=8G", "#SBATCH -t 02:00:00",
+                                              "#SBATCH --constraint=skylake")),
+    "sge": ("long.q", "-V", ("#$ -q long.q", "#$ -P nlp", "#$ -l h_vmem=8192M", "#$ -l h_rt=02:00:00", "#$ -V")),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(JOB_SCRIPTS))
+def test_job_script_carries_the_recipe_settings(kind):
+    queue, extra, directives = JOB_SCRIPTS[kind]
+    config = cluster.ClusterConfig(kind=kind, cores=4, memory="8GiB", processes=2, walltime="02:00:00",
+                                   queue=queue, account="nlp", job_extra_directives=[extra],
                                    job_script_prologue=["source ~/venv/bin/activate"], scheduler_host="127.0.0.1",
                                    dashboard_address="127.0.0.1:0")
     script = cluster.job_script(config)
-    for line in ("#SBATCH -p long", "#SBATCH -A nlp", "#SBATCH -n 1", "#SBATCH --cpus-per-task=4",
-                 "#SBATCH --mem=8G", "#SBATCH -t 02:00:00", "#SBATCH --constraint=skylake",
-                 "source ~/venv/bin/activate"):
+    for line in (*directives, "source ~/venv/bin/activate"):
         assert line in script, (line, script)
     # two worker processes of two threads and half the job's memory each, told where the scheduler is
     assert "--nthreads 2 --memory-limit 4.00GiB --nworkers 2" in script

@@ -1,5 +1,6 @@
 """dask-jobqueue's SGECluster against a real single-node Grid Engine (Debian's gridengine 8.1.9: sge_qmaster and
-sge_execd) started here in a temp folder on free ports, and the job script it submits."""
+sge_execd) started here in a temp folder on free ports; the job script it submits is checked in
+tests/test_cluster.py."""
 
 from __future__ import annotations
 
@@ -15,24 +16,9 @@ from pathlib import Path
 import pytest
 from test_cluster import _free_port, same_shards_as_local
 
-from corpusforge import cluster
 
 SGE_BIN = Path("/usr/lib/gridengine")  # Debian's daemons and tools (/usr/bin's q* are wrappers of these)
 CELL = "cf"
-
-
-def test_sge_job_script_carries_the_recipe_settings():
-    config = cluster.ClusterConfig(kind="sge", cores=4, memory="8GiB", processes=2, walltime="02:00:00",
-                                   queue="long.q", account="nlp", job_extra_directives=["-V"],
-                                   job_script_prologue=["source ~/venv/bin/activate"], scheduler_host="127.0.0.1",
-                                   dashboard_address="127.0.0.1:0")
-    script = cluster.job_script(config)
-    # Grid Engine's memory values take K/M/G (1024-based), not Dask's "GiB", and SGE calls the account a project
-    for line in ("#$ -q long.q", "#$ -P nlp", "#$ -l h_vmem=8192M", "#$ -l h_rt=02:00:00", "#$ -V",
-                 "source ~/venv/bin/activate"):
-        assert line in script, (line, script)
-    assert "--nthreads 2 --memory-limit 4.00GiB --nworkers 2" in script
-    assert "tcp://127.0.0.1:" in script
 
 
 def _q(tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
